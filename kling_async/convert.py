@@ -1,0 +1,266 @@
+"""The one cattrs converter: every wire name <-> Python name mapping, both directions.
+
+- Payloads (`kling_async.models`): structured tolerantly (unknown fields ignored, missing
+  fields and nulls become the defaults, a scalar of the wrong type becomes None rather
+  than an error) and unstructured back to the same wire names.
+- Requests (`kling_async.requests`): unstructured to the exact documented JSON bodies;
+  fields not given are left out, never sent as null; ``extra`` is merged last.
+
+Use `structure_task` / `request_body` (or `CONVERTER` itself); never cattrs' global
+converter. Hooks are generated once per class and cached by cattrs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from . import models
+from .errors import KlingError, RequestValidationError
+from .models import WIRE, TaskResponse
+from .requests import GenerationRequest, Image2VideoElements, KolorsElements, is_remote
+
+__all__ = [
+    "CONVERTER",
+    "PayloadError",
+    "make_converter",
+    "request_body",
+    "structure",
+    "structure_task",
+    "unstructure",
+    "wire_name",
+]
+
+T = TypeVar("T")
+
+_MODEL_CLASSES: Final = (
+    models.Resource,
+    models.Work,
+    models.TaskInput,
+    models.TaskArgument,
+    models.TaskInfo,
+    models.Task,
+    models.Limitation,
+    models.Point,
+    models.UserPoints,
+    models.Ticket,
+    models.UserTickets,
+    models.TaskResponse,
+    models.AssetUpload,
+    models.Account,
+)
+
+#: Request fields whose wire name is not the camelCase of the Python name.
+_REQUEST_WIRE: Final[Mapping[str, str]] = {
+    "aspect_ratio": "aspect_ratio",
+    "negative_prompt": "negative_prompt",
+    "model_name": "model_name",
+    "enable_audio": "enable_audio",
+}
+#: Image lists: Python field -> wire name pattern and first index.
+_IMAGE_LISTS: Final[Mapping[str, tuple[str, int]]] = {
+    "subject_images": ("subjectImage{}", 1),
+    "images": ("image_{}", 0),
+}
+
+
+class PayloadError(KlingError):
+    """A 2xx answer whose body does not fit the task model at all (not even tolerantly)."""
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def wire_name(field: attrs.Attribute[Any]) -> str:
+    """The wire name of a model or request field."""
+    explicit = field.metadata.get(WIRE)
+    if explicit:
+        return str(explicit)
+    return _REQUEST_WIRE.get(field.name) or _camel(field.name)
+
+
+def _tolerant_int(value: Any, _: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None if value is None else int(value)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        try:
+            return int(float(value))
+        except (TypeError, ValueError):
+            return None
+
+
+def _tolerant_float(value: Any, _: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _tolerant_bool(value: Any, _: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("true", "1", "yes"):
+            return True
+        if low in ("false", "0", "no", ""):
+            return False
+        return None
+    if isinstance(value, int | float):
+        return bool(value)
+    return None
+
+
+def _tolerant_str(value: Any, _: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float | bool):
+        return str(value).lower() if isinstance(value, bool) else str(value)
+    return None
+
+
+def _structure_model_factory(conv: cattrs.Converter) -> Callable[[type[Any]], Any]:
+    def factory(cls: type[Any]) -> Callable[[Any, type[Any]], Any]:
+        renames = {f.name: override(rename=wire_name(f)) for f in attrs.fields(cls)}
+        inner = make_dict_structure_fn(cls, conv, **renames)  # type: ignore[arg-type]
+
+        def structure(data: Any, typ: type[Any]) -> Any:
+            if not isinstance(data, Mapping):
+                return None
+            # Nulls become the field defaults (None, or () for lists).
+            return inner({k: v for k, v in data.items() if v is not None}, typ)
+
+        return structure
+
+    return factory
+
+
+def _structure_tuple_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
+    def factory(typ: Any) -> Callable[[Any, Any], Any]:
+        item = typ.__args__[0]
+
+        def structure(data: Any, _: Any) -> tuple[Any, ...]:
+            if not isinstance(data, list | tuple):
+                return ()
+            out = (conv.structure(x, item) for x in data)
+            return tuple(x for x in out if x is not None)
+
+        return structure
+
+    return factory
+
+
+def _is_model_tuple(typ: Any) -> bool:
+    args: tuple[Any, ...] = getattr(typ, "__args__", ())
+    return (
+        getattr(typ, "__origin__", None) is tuple
+        and len(args) == 2
+        and args[1] is Ellipsis
+        and args[0] in _MODEL_CLASSES
+    )
+
+
+def _unstructure_model_factory(conv: cattrs.Converter) -> Callable[[type[Any]], Any]:
+    def factory(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
+        options: dict[str, Any] = {f.name: override(rename=wire_name(f)) for f in attrs.fields(cls)}
+        options["_cattrs_omit_if_default"] = False
+        fn: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(cls, conv, **options)
+        return fn
+
+    return factory
+
+
+def _unstructure_request(req: GenerationRequest) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for field in attrs.fields(type(req)):
+        value = getattr(req, field.name)
+        if field.name == "extra" or value is None:
+            continue
+        if field.name in req.image_fields:
+            items = value if isinstance(value, tuple) else (value,)
+            for key, image in zip(_image_keys(req, field.name, len(items)), items, strict=True):
+                if not is_remote(image):
+                    raise RequestValidationError(
+                        f"{key[1]}: {_describe(image)} must be uploaded first; "
+                        "KlingClient.submit does this for you",
+                        field=key[1],
+                    )
+                body[key[0]] = image
+            continue
+        if field.name == "duration":
+            value = str(value)
+        body[wire_name(field)] = value
+    body.update(req.extra)
+    return body
+
+
+def _image_keys(req: GenerationRequest, name: str, count: int) -> list[tuple[str, str]]:
+    """(wire name, Python field path) for each image of field ``name``."""
+    pattern = _IMAGE_LISTS.get(name)
+    if pattern is None:
+        return [(_camel(name), name)]
+    fmt, first = pattern
+    return [(fmt.format(i + first), f"{name}[{i}]") for i in range(count)]
+
+
+def _describe(image: Any) -> str:
+    if isinstance(image, bytes | bytearray):
+        return f"image bytes ({len(image)} bytes)"
+    return f"local file {os.fspath(image)!r}"
+
+
+def make_converter() -> cattrs.Converter:
+    """Build the converter: tolerant model hooks, wire renames, request bodies."""
+    conv = cattrs.Converter(detailed_validation=False)
+    conv.register_structure_hook(int | None, _tolerant_int)
+    conv.register_structure_hook(float | None, _tolerant_float)
+    conv.register_structure_hook(bool | None, _tolerant_bool)
+    conv.register_structure_hook(str | None, _tolerant_str)
+    conv.register_structure_hook_factory(_is_model_tuple, _structure_tuple_factory(conv))
+    conv.register_structure_hook_factory(
+        lambda t: t in _MODEL_CLASSES, _structure_model_factory(conv)
+    )
+    conv.register_unstructure_hook_factory(
+        lambda t: t in _MODEL_CLASSES, _unstructure_model_factory(conv)
+    )
+    for cls in (KolorsElements, Image2VideoElements):
+        conv.register_unstructure_hook(cls, _unstructure_request)
+    return conv
+
+
+#: The package's converter. Build your own with `make_converter` to customise.
+CONVERTER: Final = make_converter()
+
+
+def structure(data: Any, cls: type[T]) -> T:
+    """Structure wire JSON into a model class, raising `PayloadError` if it cannot."""
+    if not isinstance(data, Mapping):
+        raise PayloadError(f"expected a JSON object for {cls.__name__}, got {type(data).__name__}")
+    try:
+        return CONVERTER.structure(data, cls)
+    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
+        raise PayloadError(f"cannot read {cls.__name__} from the answer: {exc}") from exc
+
+
+def structure_task(data: Any) -> TaskResponse:
+    """Structure a task model (generation answer, GET /tasks/{id}, callback body)."""
+    return structure(data, TaskResponse)
+
+
+def unstructure(obj: Any) -> Any:
+    """Wire JSON for a model (every known field, nulls kept) or a request body."""
+    return CONVERTER.unstructure(obj)
+
+
+def request_body(request: GenerationRequest) -> dict[str, Any]:
+    """The exact JSON body of a request (images must already be URLs)."""
+    return _unstructure_request(request)

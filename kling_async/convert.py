@@ -4,7 +4,8 @@
   fields and nulls become the defaults, a scalar of the wrong type becomes None rather
   than an error) and unstructured back to the same wire names.
 - Requests (`kling_async.requests`): unstructured to the exact documented JSON bodies;
-  fields not given are left out, never sent as null; ``extra`` is merged last.
+  fields not given are left out, never sent as null; ``extra`` is added as given, and may
+  not repeat a field a keyword already set.
 
 Use `structure_task` / `request_body` (or `CONVERTER` itself); never cattrs' global
 converter. Hooks are generated once per class and cached by cattrs.
@@ -94,8 +95,10 @@ def _tolerant_int(value: Any, _: Any) -> int | None:
     except (TypeError, ValueError):
         try:
             return int(float(value))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # "abc", "nan", "1e400"
             return None
+    except OverflowError:  # float("inf") from a lenient JSON parser
+        return None
 
 
 def _tolerant_float(value: Any, _: Any) -> float | None:
@@ -126,6 +129,15 @@ def _tolerant_str(value: Any, _: Any) -> str | None:
     if isinstance(value, int | float | bool):
         return str(value).lower() if isinstance(value, bool) else str(value)
     return None
+
+
+def _tolerant_dict(value: Any, _: Any) -> dict[str, Any] | None:
+    # Free-form objects (extraArgs, session): PHP-style back ends send [] for an empty one.
+    return dict(value) if isinstance(value, Mapping) else None
+
+
+def _tolerant_list(value: Any, _: Any) -> list[Any] | None:
+    return list(value) if isinstance(value, list | tuple) else None
 
 
 def _structure_model_factory(conv: cattrs.Converter) -> Callable[[type[Any]], Any]:
@@ -199,6 +211,13 @@ def _unstructure_request(req: GenerationRequest) -> dict[str, Any]:
         if field.name == "duration":
             value = str(value)
         body[wire_name(field)] = value
+    clash = sorted(body.keys() & req.extra.keys())
+    if clash:
+        # extra adds fields or replaces a value only where no keyword set it: never both.
+        raise RequestValidationError(
+            f"extra: {', '.join(clash)} also set by a keyword argument; give it once",
+            field="extra",
+        )
     body.update(req.extra)
     return body
 
@@ -225,6 +244,8 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(float | None, _tolerant_float)
     conv.register_structure_hook(bool | None, _tolerant_bool)
     conv.register_structure_hook(str | None, _tolerant_str)
+    conv.register_structure_hook(dict[str, Any] | None, _tolerant_dict)
+    conv.register_structure_hook(list[Any] | None, _tolerant_list)
     conv.register_structure_hook_factory(_is_model_tuple, _structure_tuple_factory(conv))
     conv.register_structure_hook_factory(
         lambda t: t in _MODEL_CLASSES, _structure_model_factory(conv)
@@ -247,7 +268,7 @@ def structure(data: Any, cls: type[T]) -> T:
         raise PayloadError(f"expected a JSON object for {cls.__name__}, got {type(data).__name__}")
     try:
         return CONVERTER.structure(data, cls)
-    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
+    except (cattrs.BaseValidationError, AttributeError, TypeError, ValueError, KeyError) as exc:
         raise PayloadError(f"cannot read {cls.__name__} from the answer: {exc}") from exc
 
 

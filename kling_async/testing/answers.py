@@ -1,0 +1,66 @@
+"""Error answers of the simulated service: the exception handlers raise, and the texts.
+
+Texts quoted from the useapi.net pages are verbatim; the others are the simulator's own
+choice (the pages do not publish them) and name the field at fault.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Final
+
+__all__ = [
+    "ASSET_CONTENT_TYPES",
+    "AT_LEAST_ONE_IMAGE",
+    "AT_LEAST_TWO_IMAGES",
+    "BUSY",
+    "MODERATION_BODY",
+    "RESOURCE_NOT_FOUND_BODY",
+    "UNAUTHORIZED_BODY",
+    "ErrorAnswer",
+    "bad_request",
+    "format_retry_after",
+]
+
+UNAUTHORIZED_BODY: Final = {"error": "Unauthorized", "code": 401}
+AT_LEAST_TWO_IMAGES: Final = "At least two images must be provided"
+AT_LEAST_ONE_IMAGE: Final = "At least one image (image_0, image_1, image_2 or image_3) is required"
+RESOURCE_NOT_FOUND_BODY: Final = {
+    "error": "Sorry, the requested resource was not found (VALID.ResourceNotFound)",
+    "message": "Not Found",
+}
+MODERATION_BODY: Final = {
+    "error": "The content you uploaded appears to violate the community guidelines."
+    " (CM_EXT.POther)",
+    "message": "Service busy (CM_EXT.POther)",
+}
+# The pages call the 429 text unconfirmed; this is the wording of other useapi.net services.
+BUSY: Final = "All configured accounts are currently busy executing jobs, please retry later"
+ASSET_CONTENT_TYPES: Final = (
+    "image/png,image/jpeg,video/mp4,video/quicktime,audio/wav,audio/wave,audio/mpeg,"
+    "audio/mp4,audio/flac,audio/aac,audio/ogg"
+)
+
+
+class ErrorAnswer(Exception):
+    """An HTTP error answer with a JSON body; raised anywhere, rendered by the server."""
+
+    def __init__(
+        self, status: int, body: dict[str, Any], *, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(status, body)
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+
+def bad_request(text: str) -> ErrorAnswer:
+    """400 ``{"error": text}``."""
+    return ErrorAnswer(400, {"error": text})
+
+
+def format_retry_after(seconds: float) -> str:
+    """``Retry-After`` value: whole seconds when whole ("1"), else up to 3 decimals ("0.25")."""
+    if seconds == math.floor(seconds):
+        return str(int(seconds))
+    return f"{seconds:.3f}".rstrip("0")

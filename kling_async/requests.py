@@ -10,16 +10,18 @@ An image is an ``http(s)`` URL (sent as is), a local path, or bytes; local files
 are uploaded through POST /assets by the client first (once per content).
 
 Newer server values or fields (say ``model_name="kling-v3-0"`` or ``element_1``) go in
-``extra``: a mapping of wire names to values, sent as given and not validated. A typo in a
-keyword still fails, since only ``extra`` is unchecked.
+``extra``: a mapping of wire names to values, sent as given and not validated; it may
+not repeat a field a keyword sets (the body would be ambiguous). A typo in a keyword
+still fails, since only ``extra`` is unchecked.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Final, TypeVar, Union
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -54,6 +56,11 @@ def is_remote(image: ImageSource) -> bool:
     return isinstance(image, str) and image.lower().startswith(("https://", "http://"))
 
 
+def _is_url(value: object) -> bool:
+    """An http(s) URL with a host."""
+    return isinstance(value, str) and is_remote(value) and bool(urlsplit(value).netloc)
+
+
 def _fail(field: str, problem: str) -> RequestValidationError:
     return RequestValidationError(f"{field}: {problem}", field=field)
 
@@ -64,7 +71,7 @@ def _check_image(field: str, image: object) -> None:
             raise _fail(field, "image bytes are empty")
         return
     if isinstance(image, str) and is_remote(image):
-        if len(image) <= len("https://"):
+        if not _is_url(image):
             raise _fail(field, f"{image!r} is not a complete URL")
         return
     if isinstance(image, str | os.PathLike):
@@ -113,7 +120,7 @@ def _check_int(field: str, value: object, low: int, high: int) -> None:
 
 def _check_common(req: GenerationRequest) -> None:
     _check_int("max_jobs", req.max_jobs, 1, 50)
-    if req.reply_url is not None and not is_remote(req.reply_url):
+    if req.reply_url is not None and not _is_url(req.reply_url):
         raise _fail("reply_url", f"must be an http(s) URL, got {req.reply_url!r}")
     # Users call these without a type checker: check the types the annotations promise.
     reply_ref: object = req.reply_ref
@@ -130,14 +137,18 @@ def _check_common(req: GenerationRequest) -> None:
 def _image_tuple(value: Sequence[ImageSource] | ImageSource | None) -> tuple[ImageSource, ...]:
     if value is None:
         return ()
-    if isinstance(value, str | bytes | bytearray | os.PathLike):
-        # A lone image where a list is expected: accept it, it cannot mean anything else.
+    if isinstance(value, str | bytes | bytearray | os.PathLike) or not isinstance(value, Iterable):
+        # A lone image where a list is expected: accept it, it cannot mean anything else
+        # (and a wrong type is then reported by the image check, naming the field).
         return (value,)
     return tuple(value)
 
 
-def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return dict(value) if value else {}
+def _frozen_mapping(value: object) -> Any:
+    if value is None:
+        return {}
+    # Anything but a mapping is kept as is, for _check_common to reject by name.
+    return dict(value) if isinstance(value, Mapping) else value
 
 
 @attrs.frozen(kw_only=True)
@@ -237,7 +248,7 @@ class KolorsElements(GenerationRequest):
 
 def _duration(value: object) -> object:
     # The page's example sends "5": accept the string forms of the documented numbers.
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value.strip())
     return value
 
@@ -275,6 +286,10 @@ class Image2VideoElements(GenerationRequest):
         for key, image in self.image_inputs().items():
             _check_image(key, image)
         _check_text("negative_prompt", self.negative_prompt)
+        duration: object = self.duration
+        if isinstance(duration, bool | float):
+            # 5.0 == 5 would pass the choice check and go out as "5.0".
+            raise _fail("duration", f"must be 5 or 10 (seconds), got {duration!r}")
         _check_choice("duration", self.duration, DURATIONS)
         _check_choice("aspect_ratio", self.aspect_ratio, ASPECT_RATIOS_VIDEO)
         _check_choice("model_name", self.model_name, MODEL_NAMES)

@@ -88,7 +88,7 @@ def test_json_diff_helper_catches_differences() -> None:
     assert json_diff({"a": {"b": 1}}, {"a": {"b": 2}})[0] == ["$.a.b: expected 1, got 2"]
 
 
-# --- published examples ---------------------------------------------------------------
+# --- published examples -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", TASK_PAYLOADS)
@@ -434,7 +434,7 @@ def test_reply_ref_round_trips() -> None:
     assert back["replyRef"] == "abc"
 
 
-# --- status ---------------------------------------------------------------------------------
+# --- status -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -522,7 +522,7 @@ def test_failure_reason() -> None:
     assert TaskResponse().failure_reason == "unknown failure"
 
 
-# --- helpers ---------------------------------------------------------------------------------
+# --- helpers ------------------------------------------------------------------------------
 
 
 def test_urls_and_cover_urls_skip_works_without_files() -> None:

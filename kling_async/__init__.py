@@ -7,6 +7,8 @@ async with KlingClient() as kling:          # token from $USEAPI_TOKEN
     paths = await kling.download(done, "out/")
 """
 
+from ._version import __version__
+from .client import DEFAULT_BASE_URL, ClientConfig, KlingClient, RequestInfo
 from .convert import PayloadError, make_converter
 from .errors import (
     AccountError,
@@ -45,10 +47,14 @@ from .models import (
     Work,
 )
 from .requests import GenerationRequest, Image2VideoElements, KolorsElements
-
-__version__ = "0.1.0.dev0"
+from .retry import DEFAULT_RETRY, RetryPolicy, fast_mode, set_time_scale
+from .slots import JobSlots
+from .waiter import DEFAULT_POLL, PollPolicy, TaskWaiter
 
 __all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_POLL",
+    "DEFAULT_RETRY",
     "FINAL_STATUSES",
     "APIError",
     "Account",
@@ -56,9 +62,12 @@ __all__ = [
     "AssetUpload",
     "AuthenticationError",
     "BadRequestError",
+    "ClientConfig",
     "ConfigurationError",
     "GenerationRequest",
     "Image2VideoElements",
+    "JobSlots",
+    "KlingClient",
     "KlingError",
     "KolorsElements",
     "Limitation",
@@ -67,9 +76,12 @@ __all__ = [
     "PayloadError",
     "PaymentRequiredError",
     "Point",
+    "PollPolicy",
     "RateLimitError",
+    "RequestInfo",
     "RequestValidationError",
     "Resource",
+    "RetryPolicy",
     "ServerError",
     "SubmissionUnknownError",
     "Task",
@@ -80,11 +92,14 @@ __all__ = [
     "TaskResponse",
     "TaskStatus",
     "TaskTimeoutError",
+    "TaskWaiter",
     "Ticket",
     "TransportError",
     "UserPoints",
     "UserTickets",
     "Work",
     "__version__",
+    "fast_mode",
     "make_converter",
+    "set_time_scale",
 ]

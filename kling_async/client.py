@@ -1,0 +1,851 @@
+"""KlingClient: the object users hold. One aiohttp session, every endpoint, safe retries.
+
+Money rules, enforced here:
+
+- A job-creating POST is retried only when the server cannot have created the job (429,
+  or a connection that never came up). Any other failure after the request left (a reset,
+  a timeout, a 5xx, an unreadable 200) is *ambiguous*: the client looks the task up in the
+  account's task list (``GET /tasks/``, matching prompt and image URLs, created since the
+  POST) and adopts it when found. Only when the list, checked twice, shows no such task is
+  the POST sent again; when it cannot tell, `SubmissionUnknownError` says so.
+- Identical submissions to one account go out one at a time, so a recovered task is never
+  mistaken for a sibling's.
+- A task id, once the server returned it, is logged, passed to ``on_submitted`` hooks, and
+  survives the caller's cancellation (the POST finishes in the background).
+- The token is sent only to the API base URL, never to result or download URLs, and never
+  appears in a repr, a log line or an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import ipaddress
+import json
+import logging
+import mimetypes
+import os
+import time
+import warnings
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
+
+import aiohttp
+import attrs
+
+from ._version import __version__
+from .convert import PayloadError, request_body, structure, structure_task
+from .errors import (
+    ConfigurationError,
+    KlingError,
+    RequestValidationError,
+    ServerError,
+    SubmissionUnknownError,
+    TransportError,
+    error_from_response,
+)
+from .models import Account, AssetUpload, TaskResponse, Work
+from .requests import GenerationRequest, Image2VideoElements, ImageSource, KolorsElements, is_remote
+from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retries, sleep_scaled
+from .slots import JobSlots
+from .waiter import DEFAULT_POLL, UNSET, PollLimiter, PollPolicy, TaskWaiter, _Unset
+
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_CONFIG", "ClientConfig", "KlingClient", "RequestInfo"]
+
+log = logging.getLogger("kling_async")
+
+T = TypeVar("T")
+Hook = Callable[..., Any]
+
+DEFAULT_BASE_URL: Final = "https://api.useapi.net/v1/kling"
+TOKEN_ENV: Final = "USEAPI_TOKEN"  # noqa: S105 - the variable's name, not a secret
+
+#: Upload content types and size limits (bytes), from the assets page.
+UPLOAD_TYPES: Final[Mapping[str, int]] = {
+    "image/png": 10 << 20,
+    "image/jpeg": 10 << 20,
+    "video/mp4": 100 << 20,
+    "video/quicktime": 100 << 20,
+    "audio/wav": 20 << 20,
+    "audio/wave": 20 << 20,
+    "audio/mpeg": 20 << 20,
+    "audio/mp4": 20 << 20,
+    "audio/flac": 20 << 20,
+    "audio/aac": 20 << 20,
+    "audio/ogg": 20 << 20,
+}
+_MAGIC: Final = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+)
+_SAFE_EXTENSIONS: Final = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4", ".mov"})
+_CHUNK = 1 << 16
+
+
+@attrs.frozen(kw_only=True)
+class ClientConfig:
+    """Timeouts (seconds), connection limits, retry and poll policies, safety switches.
+
+    ``request_timeout`` bounds one API call, ``read_timeout`` a silence on the socket,
+    ``transfer_timeout`` one upload or download. ``recovery_window`` is how far before
+    a failed POST the task list is searched (clock skew), ``recovery_confirm_delay`` the
+    pause before the second look. ``allow_insecure`` permits a plain-http base URL on a
+    host other than loopback (the token would travel in clear text).
+    """
+
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    request_timeout: float = 120.0
+    transfer_timeout: float = 600.0
+    connection_limit: int = 100
+    retry: RetryPolicy = DEFAULT_RETRY
+    poll: PollPolicy = DEFAULT_POLL
+    recovery_window: float = 120.0
+    recovery_confirm_delay: float = 5.0
+    allow_insecure: bool = False
+    user_agent: str = f"kling-async/{__version__}"
+
+
+#: The default configuration; vary it with ``attrs.evolve(DEFAULT_CONFIG, ...)``.
+DEFAULT_CONFIG: Final = ClientConfig()
+
+
+@attrs.frozen(kw_only=True)
+class RequestInfo:
+    """What ``on_request`` hooks receive after each HTTP attempt (never the token)."""
+
+    method: str
+    path: str
+    status: int | None
+    elapsed: float
+    error: str | None = None
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_base_url(base_url: str, allow_insecure: bool) -> str:
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
+    if parts.scheme == "http" and not allow_insecure and not _is_loopback(parts.hostname):
+        raise ConfigurationError(
+            f"base_url {base_url!r} is plain http on a non-loopback host: the token would "
+            "be sent in clear text; use https or pass allow_insecure=True in ClientConfig"
+        )
+    return base_url.rstrip("/") + "/"
+
+
+async def _call_hook(hook: Hook | None, *args: Any) -> None:
+    if hook is None:
+        return
+    try:
+        result = hook(*args)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:  # a user's hook must not break (or lose) a job
+        log.exception("hook %r raised", hook)
+
+
+def _guess_content_type(source: ImageSource, data: bytes) -> str | None:
+    for magic, ctype in _MAGIC:
+        if data.startswith(magic):
+            return ctype
+    if len(data) > 12 and data[4:8] == b"ftyp":
+        return "video/quicktime" if data[8:10] == b"qt" else "video/mp4"
+    if isinstance(source, str | os.PathLike):
+        guessed, _ = mimetypes.guess_type(os.fspath(source))
+        return guessed
+    return None
+
+
+def _signature(body: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class KlingClient:
+    """Asyncio client for useapi.net's Kling API v1.
+
+    ``token`` defaults to ``$USEAPI_TOKEN``. ``email`` is the default account; ``accounts``
+    maps several accounts to their ``max_jobs`` (None: read from GET /accounts/{email}).
+    ``max_jobs`` sizes the single account's job slots (None: read from the server).
+    ``session`` is used as given and not closed; otherwise the client owns one.
+    Hooks (plain callables or coroutines): ``on_request(RequestInfo)``,
+    ``on_retry(exc, tries, wait)``, ``on_submitted(TaskResponse)``::
+
+        async with KlingClient() as kling:
+            final = await kling.kolors_elements(prompt="...", subject_images=["a.png", "b.png"])
+            await kling.download(final, "out/")
+    """
+
+    def __init__(
+        self,
+        token: str | None = None,
+        email: str | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        max_jobs: int | None = None,
+        accounts: Mapping[str, int | None] | None = None,
+        *,
+        config: ClientConfig | None = None,
+        session: aiohttp.ClientSession | None = None,
+        on_request: Hook | None = None,
+        on_retry: Hook | None = None,
+        on_submitted: Hook | None = None,
+    ) -> None:
+        self.config = config or DEFAULT_CONFIG
+        self.base_url = _check_base_url(base_url, self.config.allow_insecure)
+        self.__token = token if token is not None else os.environ.get(TOKEN_ENV)
+        if accounts is not None and max_jobs is not None:
+            raise ConfigurationError("give max_jobs per account in accounts=, not max_jobs=")
+        self._accounts: dict[str, int | None] = dict(accounts or {})
+        if email is not None and self._accounts and email not in self._accounts:
+            raise ConfigurationError(f"email {email!r} is not one of accounts=")
+        if not self._accounts:
+            self._accounts = {email or "": max_jobs}
+        if email is None and len(self._accounts) == 1:
+            email = next(iter(self._accounts)) or None
+        self.email = email
+        self._session = session
+        self._owns_session = session is None
+        self._closed = False
+        self.on_request, self.on_retry, self.on_submitted = on_request, on_retry, on_submitted
+        self.poll_limiter = PollLimiter(self.config.poll.max_polls_per_second)
+        self.slots = JobSlots(self._accounts, self._fetch_max_jobs)
+        self._waiter = TaskWaiter(self)
+        self._task_email: dict[int, str | None] = {}
+        self._uploads: dict[tuple[str, str], asyncio.Future[str]] = {}
+        self._submit_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<KlingClient {self.base_url} email={self.email!r} {state}>"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> KlingClient:
+        self._ensure_session()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session (if the client owns it). Safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._background:
+            # Let interrupted submissions finish so their task ids get reported.
+            await asyncio.wait(self._background, timeout=self.config.request_timeout)
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+            await asyncio.sleep(0)  # let the transports finish closing
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        session = getattr(self, "_session", None)
+        if getattr(self, "_owns_session", False) and session is not None and not session.closed:
+            _warn(
+                f"unclosed {self!r}: use 'async with KlingClient()' or await aclose()",
+                ResourceWarning,
+                source=self,
+                stacklevel=2,
+            )
+
+    @property
+    def poll_policy(self) -> PollPolicy:
+        """The polling policy waiters of this client use."""
+        return self.config.poll
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ConfigurationError("the client is closed")
+        if self._session is None:
+            cfg = self.config
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=cfg.connection_limit, limit_per_host=0),
+                timeout=aiohttp.ClientTimeout(
+                    total=cfg.request_timeout,
+                    connect=cfg.connect_timeout,
+                    sock_connect=cfg.connect_timeout,
+                    sock_read=cfg.read_timeout,
+                ),
+                headers={"User-Agent": cfg.user_agent},
+            )
+        return self._session
+
+    def _auth(self) -> dict[str, str]:
+        token = self.__token
+        if not token:
+            raise ConfigurationError(
+                f"no API token: pass token= or set ${TOKEN_ENV} (useapi.net account page)"
+            )
+        return {"Authorization": f"Bearer {token}"}
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    async def _once(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        data: bytes | None,
+        content_type: str | None,
+        timeout: aiohttp.ClientTimeout | None,
+    ) -> Any:
+        session = self._ensure_session()
+        headers = self._auth()
+        if content_type:
+            headers["Content-Type"] = content_type
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        status: int | None = None
+        error: str | None = None
+        try:
+            async with session.request(
+                method,
+                self.base_url + path,
+                params=params,
+                json=json_body,
+                data=data,
+                headers=headers,
+                **({"timeout": timeout} if timeout is not None else {}),
+            ) as resp:
+                status = resp.status
+                body = await resp.read()
+                resp_headers = resp.headers
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = repr(exc)
+            raise
+        finally:
+            elapsed = loop.time() - start
+            log.debug(
+                "%s %s -> %s in %.0f ms%s",
+                method,
+                path,
+                status,
+                elapsed * 1000,
+                f" ({error})" if error else "",
+            )
+            await _call_hook(
+                self.on_request,
+                RequestInfo(method=method, path=path, status=status, elapsed=elapsed, error=error),
+            )
+        if status >= 400:
+            raise error_from_response(status, body, resp_headers, method=method, path=path)
+        if not body.strip():
+            return {}
+        try:
+            return json.loads(body)
+        except ValueError:
+            excerpt = body[:120].decode("utf-8", "replace")
+            raise PayloadError(
+                f"{method} {path}: answer {status} is not JSON: {excerpt!r}"
+            ) from None
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        data: bytes | None = None,
+        content_type: str | None = None,
+        creates_job: bool = False,
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> Any:
+        async def attempt() -> Any:
+            return await self._once(
+                method,
+                path,
+                params=params,
+                json_body=json_body,
+                data=data,
+                content_type=content_type,
+                timeout=timeout,
+            )
+
+        async def on_retry(exc: BaseException, tries: int, wait: float) -> None:
+            await _call_hook(self.on_retry, exc, tries, wait)
+
+        try:
+            return await call_with_retries(
+                attempt,
+                policy=self.config.retry,
+                creates_job=creates_job,
+                describe=f"{method} {path}",
+                on_retry=on_retry,
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            what = type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
+            raise TransportError(
+                f"{method} {path} failed: {what}", method=method, path=path
+            ) from exc
+
+    @staticmethod
+    def _params(email: str | None, **more: Any) -> dict[str, str]:
+        params = {k: str(v) for k, v in more.items() if v is not None}
+        if email:
+            params["email"] = email
+        return params
+
+    # -- accounts and tasks ----------------------------------------------------------------
+
+    def _account_for(self, email: str | None) -> str | None:
+        email = email or self.email
+        if email and len(self._accounts) > 1 and email not in self._accounts:
+            known = ", ".join(sorted(self._accounts))
+            raise RequestValidationError(
+                f"email: {email!r} is not a configured account ({known})", field="email"
+            )
+        return email
+
+    async def get_account(self, email: str) -> Account:
+        """``GET /accounts/{email}``: the account's configuration, ``max_jobs`` included."""
+        data = await self._call("GET", f"accounts/{email}")
+        return structure(data, Account)
+
+    async def list_accounts(self) -> dict[str, Account]:
+        """``GET /accounts``: every configured account, by email."""
+        data = await self._call("GET", "accounts")
+        if not isinstance(data, Mapping):
+            raise PayloadError("GET accounts: expected an object keyed by email")
+        return {k: structure(v, Account) for k, v in data.items() if isinstance(v, Mapping)}
+
+    async def _fetch_max_jobs(self, email: str) -> int:
+        if email:
+            account = await self.get_account(email)
+        else:
+            found = await self.list_accounts()
+            if len(found) != 1:
+                raise ConfigurationError(
+                    f"{len(found)} accounts are configured on useapi.net: pass email= or "
+                    "accounts= to KlingClient"
+                )
+            account = next(iter(found.values()))
+        if not account.max_jobs:
+            raise ConfigurationError(f"account {email or '(default)'} reports no maxJobs")
+        log.debug("account %s: maxJobs %s", email or "(default)", account.max_jobs)
+        return account.max_jobs
+
+    async def get_task(self, task_id: int, email: str | None = None) -> TaskResponse:
+        """``GET /tasks/{task_id}``: the task's current state (one request, retried safely)."""
+        given: object = task_id  # callers without a type checker pass strings too
+        if isinstance(given, bool) or not isinstance(given, int) or given <= 0:
+            raise RequestValidationError(
+                f"task_id: must be a positive integer, got {task_id!r}", field="task_id"
+            )
+        email = email or self._task_email.get(task_id) or self.email
+        data = await self._call("GET", f"tasks/{task_id}", params=self._params(email))
+        return structure_task(data)
+
+    async def list_tasks(
+        self,
+        email: str | None = None,
+        *,
+        content_type: str | None = None,
+        page_size: int | None = None,
+        created_after: int | None = None,
+        created_before: int | None = None,
+    ) -> list[TaskResponse]:
+        """``GET /tasks/``: the account's tasks, newest first (times in epoch ms)."""
+        params = self._params(
+            self._account_for(email),
+            contentType=content_type,
+            pageSize=page_size,
+            createdAfter=created_after,
+            createdBefore=created_before,
+        )
+        data = await self._call("GET", "tasks/", params=params)
+        history = data.get("history") if isinstance(data, Mapping) else None
+        return [structure_task(item) for item in history or () if isinstance(item, Mapping)]
+
+    # -- assets ----------------------------------------------------------------------------
+
+    async def upload_asset(
+        self, source: ImageSource, content_type: str | None = None, *, email: str | None = None
+    ) -> str:
+        """``POST /assets``: upload a file (path or bytes) and return its URL.
+
+        Each content is uploaded once per account per client; later calls reuse the URL.
+        """
+        data = await self._read_source(source)
+        ctype = content_type or _guess_content_type(source, data)
+        if ctype is None or ctype not in UPLOAD_TYPES:
+            raise RequestValidationError(
+                f"content_type: {ctype or 'unknown'} is not supported; one of "
+                + ", ".join(UPLOAD_TYPES),
+                field="content_type",
+            )
+        if len(data) > UPLOAD_TYPES[ctype]:
+            raise RequestValidationError(
+                f"source: {len(data)} bytes is over the {UPLOAD_TYPES[ctype] >> 20} MB limit "
+                f"for {ctype}",
+                field="source",
+            )
+        email = self._account_for(email)
+        key = (email or "", hashlib.sha256(data).hexdigest())
+        pending = self._uploads.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._upload(data, ctype, email))
+            self._uploads[key] = pending
+        try:
+            return await asyncio.shield(pending)
+        except BaseException:
+            if pending.done() and (pending.cancelled() or pending.exception() is not None):
+                self._uploads.pop(key, None)  # let a later call try again
+            raise
+
+    async def _read_source(self, source: ImageSource) -> bytes:
+        if isinstance(source, bytes | bytearray):
+            if not source:
+                raise RequestValidationError("source: empty bytes", field="source")
+            return bytes(source)
+        if isinstance(source, str) and is_remote(source):
+            raise RequestValidationError(
+                "source: already a URL; pass it to the request as is", field="source"
+            )
+        path = Path(os.fspath(source))
+        if not await asyncio.to_thread(path.is_file):
+            raise RequestValidationError(f"source: no such file {str(path)!r}", field="source")
+        return await asyncio.to_thread(path.read_bytes)
+
+    async def _upload(self, data: bytes, content_type: str, email: str | None) -> str:
+        timeout = aiohttp.ClientTimeout(
+            total=self.config.transfer_timeout,
+            sock_connect=self.config.connect_timeout,
+            sock_read=self.config.read_timeout,
+        )
+        answer = await self._call(
+            "POST",
+            "assets/",
+            params=self._params(email),
+            data=data,
+            content_type=content_type,
+            timeout=timeout,
+        )
+        asset = structure(answer, AssetUpload)
+        if not asset.url:
+            raise PayloadError(f"POST assets/: the answer has no url: {answer!r}"[:300])
+        log.debug("uploaded %d bytes (%s) as %s", len(data), content_type, asset.file_name)
+        return asset.url
+
+    async def _resolve_images(self, request: GenerationRequest, email: str | None) -> Any:
+        local = {k: v for k, v in request.image_inputs().items() if not is_remote(v)}
+        if not local:
+            return request
+        urls = await asyncio.gather(*(self.upload_asset(v, email=email) for v in local.values()))
+        return request.with_image_urls(dict(zip(local, urls, strict=True)))
+
+    # -- submission ------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        request: GenerationRequest,
+        *,
+        email: str | None = None,
+        on_submitted: Hook | None = None,
+    ) -> TaskResponse:
+        """POST a request to its endpoint; return the answer (``status`` submitted).
+
+        Local files and bytes in image fields are uploaded first. ``email`` picks the
+        account (else the request's, else the client's). The POST is never retried when
+        the server may have created the job; see the module docstring.
+        """
+        if not isinstance(request, GenerationRequest):
+            raise TypeError(f"submit() takes a request object, got {type(request).__name__}")
+        email = self._account_for(email or request.email)
+        request = await self._resolve_images(request, email)
+        body = request_body(request)
+        if email:
+            body["email"] = email
+        # Shielded: once the POST is out, its answer (the task id) must not be lost to a
+        # caller's cancellation; it is still logged and handed to the hooks.
+        posting = asyncio.ensure_future(self._post_job(request, body, email, on_submitted))
+        self._background.add(posting)
+        posting.add_done_callback(self._background.discard)
+        return await asyncio.shield(posting)
+
+    async def _post_job(
+        self,
+        request: GenerationRequest,
+        body: dict[str, Any],
+        email: str | None,
+        on_submitted: Hook | None,
+    ) -> TaskResponse:
+        key = (email or "", _signature(body))
+        lock = self._submit_locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                resp = await self._post_with_recovery(request, body, email)
+        finally:
+            if not lock.locked() and self._submit_locks.get(key) is lock:
+                del self._submit_locks[key]
+        task_id = resp.task_id
+        assert task_id is not None  # checked by _post_with_recovery
+        self._task_email[task_id] = email
+        log.info("submitted task %s (%s) on %s", task_id, request.endpoint, email or "default")
+        await _call_hook(self.on_submitted, resp)
+        await _call_hook(on_submitted, resp)
+        return resp
+
+    async def _post_with_recovery(
+        self, request: GenerationRequest, body: dict[str, Any], email: str | None
+    ) -> TaskResponse:
+        path = request.endpoint
+        rounds = self.config.retry.max_tries
+        for round_no in range(1, rounds + 1):
+            sent_at = int(time.time() * 1000)
+            try:
+                data = await self._call("POST", path, json_body=body, creates_job=True)
+                resp = structure_task(data)
+            except TransportError as exc:
+                if isinstance(exc.__cause__, aiohttp.ClientConnectorError):
+                    raise  # never connected: nothing can have been created
+                failure: KlingError = exc
+            except (ServerError, PayloadError) as exc:
+                failure = exc
+            else:
+                if resp.task_id is not None:
+                    return resp
+                failure = PayloadError(f"POST {path}: the answer has no task id")
+            log.warning(
+                "POST %s failed after it was sent (%s); looking for the task", path, failure
+            )
+            found = await self._recover(request, body, email, sent_at, failure)
+            if found is not None:
+                log.warning("recovered task %s after %s", found.task_id, failure)
+                return found
+            if round_no < rounds:
+                log.warning("no task was created by the failed POST %s; sending it again", path)
+        if isinstance(failure, TransportError):
+            raise SubmissionUnknownError(
+                f"POST {path} kept failing ({failure}); the account shows no such task",
+                method="POST",
+                path=path,
+                request=request,
+                email=email,
+                sent_at=sent_at,
+            ) from failure
+        raise failure
+
+    async def _recover(
+        self,
+        request: GenerationRequest,
+        body: Mapping[str, Any],
+        email: str | None,
+        sent_at: int,
+        failure: KlingError,
+    ) -> TaskResponse | None:
+        """Find the task a failed POST may have created; None when surely none was."""
+        since = sent_at - int(self.config.recovery_window * 1000)
+        content_type = "video" if isinstance(request, Image2VideoElements) else "image"
+        matches: list[TaskResponse] = []
+        for look in range(2):
+            if look:
+                await sleep_scaled(self.config.recovery_confirm_delay)
+            try:
+                tasks = await self.list_tasks(
+                    email, content_type=content_type, created_after=since, page_size=100
+                )
+            except KlingError as exc:
+                raise SubmissionUnknownError(
+                    f"POST {request.endpoint} failed after it was sent ({failure}) and the task "
+                    f"list could not be read ({exc}); the job may exist: check before resubmitting",
+                    method="POST",
+                    path=request.endpoint,
+                    request=request,
+                    email=email,
+                    sent_at=sent_at,
+                ) from exc
+            matches = [t for t in tasks if self._matches(t, body)]
+            if matches:
+                break
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            return None
+        raise SubmissionUnknownError(
+            f"POST {request.endpoint} failed after it was sent ({failure}); "
+            f"{len(matches)} tasks could be it: {[t.task_id for t in matches]}",
+            method="POST",
+            path=request.endpoint,
+            request=request,
+            email=email,
+            sent_at=sent_at,
+            candidates=tuple(t.task_id for t in matches if t.task_id),
+        )
+
+    def _matches(self, task: TaskResponse, body: Mapping[str, Any]) -> bool:
+        if task.task_id is None or task.task_id in self._task_email:
+            return False  # already another job's
+        if (task.arguments.get("prompt") or None) != (body.get("prompt") or None):
+            return False
+        info = task.task.task_info if task.task is not None else None
+        urls = {i.url for i in info.inputs} if info is not None else set()
+        wanted = {v for k, v in body.items() if k.startswith(("subjectImage", "image_"))}
+        wanted |= {body[k] for k in ("sceneImage", "styleImage") if k in body}
+        return wanted <= urls
+
+    # -- waiting and jobs ------------------------------------------------------------------
+
+    async def wait(
+        self,
+        task: int | TaskResponse,
+        *,
+        email: str | None = None,
+        timeout: float | _Unset | None = UNSET,
+        hold_slot: bool = False,
+    ) -> TaskResponse:
+        """Poll a task until final; return it or raise `TaskFailedError`/`TaskTimeoutError`.
+
+        ``hold_slot`` takes one of the account's job slots while waiting (for resuming a
+        job started elsewhere, so new submissions still respect maxJobs).
+        """
+        task_id = task.task_id if isinstance(task, TaskResponse) else task
+        email = email or (self._task_email.get(task_id) if task_id else None) or self.email
+        if not hold_slot:
+            return await self._waiter.wait(task, email=email, timeout=timeout)
+        async with self.slots.acquire(email if email in self._accounts else None) as account:
+            return await self._waiter.wait(task, email=account or email, timeout=timeout)
+
+    def watch(
+        self, task: int | TaskResponse, *, email: str | None = None
+    ) -> AsyncIterator[TaskResponse]:
+        """Yield a task each time its status changes, ending with the final state."""
+        task_id = task.task_id if isinstance(task, TaskResponse) else task
+        email = email or (self._task_email.get(task_id) if task_id else None) or self.email
+        return self._waiter.watch(task, email=email)
+
+    async def run(
+        self,
+        request: GenerationRequest,
+        *,
+        on_submitted: Hook | None = None,
+        timeout: float | _Unset | None = UNSET,
+    ) -> TaskResponse:
+        """Hold a job slot, submit, wait for the final state; return it.
+
+        Raises `TaskFailedError` when the task failed. Cancelling frees the slot at once;
+        a submitted task's id has been logged and passed to ``on_submitted`` by then.
+        """
+        wanted = request.email or (self.email if self.email in self._accounts else None)
+        deadline = request.default_timeout if isinstance(timeout, _Unset) else timeout
+        async with self.slots.acquire(wanted) as account:
+            resp = await self.submit(request, email=account or None, on_submitted=on_submitted)
+            try:
+                return await self._waiter.wait(resp, email=account or None, timeout=deadline)
+            except asyncio.CancelledError:
+                log.warning(
+                    "stopped waiting for task %s (cancelled); the job goes on", resp.task_id
+                )
+                raise
+
+    async def kolors_elements(self, **fields: Any) -> TaskResponse:
+        """Run a KOLORS-elements image job (see `KolorsElements` for the fields)."""
+        return await self.run(KolorsElements(**fields))
+
+    async def image2video_elements(self, **fields: Any) -> TaskResponse:
+        """Run an image2video-elements video job (see `Image2VideoElements`)."""
+        return await self.run(Image2VideoElements(**fields))
+
+    # -- downloads -------------------------------------------------------------------------
+
+    async def download(
+        self,
+        response: TaskResponse,
+        folder: str | os.PathLike[str],
+        *,
+        covers: bool = False,
+        clean: bool = True,
+    ) -> list[Path]:
+        """Stream every work's file (and, with ``covers``, its cover) into ``folder``.
+
+        Files are named ``{task_id}-{index}{ext}`` (covers ``...-cover{ext}``); a name never
+        leaves ``folder``. ``clean`` fetches the unwatermarked copy (GET /assets/download)
+        and falls back to the watermarked one. Returns the paths written.
+        """
+        target = Path(folder)
+        await asyncio.to_thread(target.mkdir, parents=True, exist_ok=True)
+        task_id = response.task_id or 0
+        paths: list[Path] = []
+        for index, work in enumerate(response.works):
+            url = work.url
+            if not url:
+                continue
+            if clean:
+                url = await self._clean_url(work, response) or url
+            stem = f"{task_id}-{index}"
+            paths.append(await self._fetch(url, target, stem, work))
+            if covers and work.cover is not None and work.cover.resource:
+                paths.append(await self._fetch(work.cover.resource, target, f"{stem}-cover", None))
+        return paths
+
+    async def _clean_url(self, work: Work, response: TaskResponse) -> str | None:
+        if work.work_id is None:
+            return None
+        file_type = "MP4" if (work.content_type or "").lower() == "video" else "PNG"
+        email = self._task_email.get(response.task_id or 0) or self.email
+        try:
+            data = await self._call(
+                "GET",
+                "assets/download",
+                params=self._params(email, workIds=work.work_id, fileTypes=file_type),
+            )
+        except KlingError as exc:
+            log.info("no clean copy of work %s (%s); using the watermarked file", work.work_id, exc)
+            return None
+        url = data.get("cdnUrl") if isinstance(data, Mapping) else None
+        return url if isinstance(url, str) and is_remote(url) else None
+
+    async def _fetch(self, url: str, folder: Path, stem: str, work: Work | None) -> Path:
+        if not is_remote(url):
+            raise PayloadError(f"refusing to download a non-http(s) URL: {url[:100]!r}")
+        suffix = Path(urlsplit(url).path).suffix.lower()
+        if suffix not in _SAFE_EXTENSIONS:
+            video = work is not None and (work.content_type or "").lower() == "video"
+            suffix = ".mp4" if video else ".png"
+        final = folder / f"{stem}{suffix}"
+        partial = folder / f".{stem}{suffix}.part"
+        timeout = aiohttp.ClientTimeout(
+            total=self.config.transfer_timeout,
+            sock_connect=self.config.connect_timeout,
+            sock_read=self.config.read_timeout,
+        )
+
+        async def attempt() -> None:
+            session = self._ensure_session()
+            # No Authorization header: result files live on CDN hosts.
+            async with session.get(url, timeout=timeout) as resp:
+                if resp.status >= 400:
+                    body = await resp.read()
+                    raise error_from_response(
+                        resp.status, body, resp.headers, method="GET", path=urlsplit(url).path
+                    )
+                with partial.open("wb") as out:
+                    async for chunk in resp.content.iter_chunked(_CHUNK):
+                        out.write(chunk)
+
+        try:
+            await call_with_retries(
+                attempt, policy=self.config.retry, creates_job=False, describe=f"download {stem}"
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            partial.unlink(missing_ok=True)
+            raise TransportError(
+                f"download of {stem} failed: {exc!r}", method="GET", path=urlsplit(url).path
+            ) from exc
+        partial.replace(final)
+        return final

@@ -1,0 +1,190 @@
+"""Retry policies: which failures are retried, how long to wait, and the test-mode switch.
+
+Rules (money first):
+
+- A request that cannot create anything (GET, an asset upload) is retried on connection
+  errors, timeouts, 429 and 5xx other than moderation and 596.
+- A POST that creates a job is retried only when the server cannot have created it: a 429
+  (all slots busy, nothing created) or a connection that failed before any byte was sent.
+  Everything else surfaces (the client then looks the task up; see `KlingClient.submit`).
+
+Waits are exponential with full jitter, capped, bounded by tries and total time; a
+server's Retry-After (already parsed into ``RateLimitError.retry_after``) is honoured as
+is (no jitter), capped at ``max_retry_after``. All waits go through `backoff`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable, Generator, Iterator
+from typing import Any, Final, TypeVar
+
+import aiohttp
+import attrs
+import backoff
+
+from .convert import PayloadError
+from .errors import AccountError, ModerationError, RateLimitError, ServerError
+
+__all__ = [
+    "DEFAULT_RETRY",
+    "RetryPolicy",
+    "call_with_retries",
+    "delay_scale",
+    "fast_mode",
+    "is_retryable",
+    "scaled",
+    "set_time_scale",
+    "sleep_scaled",
+]
+
+log = logging.getLogger("kling_async")
+
+T = TypeVar("T")
+
+_time_scale = 1.0
+
+
+def set_time_scale(scale: float) -> float:
+    """Multiply every client wait (retries, polls) by ``scale``; 0 makes them all zero.
+
+    Meant for test suites that run against the simulator. Returns the previous scale.
+    """
+    global _time_scale  # one process-wide test switch, by design
+    if scale < 0:
+        raise ValueError(f"scale must be >= 0, got {scale}")
+    previous, _time_scale = _time_scale, scale
+    return previous
+
+
+def delay_scale() -> float:
+    """The current wait multiplier (1.0 unless a test set it)."""
+    return _time_scale
+
+
+def scaled(seconds: float) -> float:
+    """``seconds`` times the current wait multiplier."""
+    return seconds * _time_scale
+
+
+@contextlib.contextmanager
+def fast_mode(scale: float = 0.0) -> Iterator[None]:
+    """Zero (or shrink) every poll and retry wait inside the block::
+
+    with fast_mode():
+        await kling.kolors_elements(...)
+    """
+    previous = set_time_scale(scale)
+    try:
+        yield
+    finally:
+        set_time_scale(previous)
+
+
+def _positive(_: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"{attribute.name} must be > 0 or None, got {value}")
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How requests are retried.
+
+    ``max_tries`` counts calls (1 = no retry); ``max_time`` bounds the whole retrying in
+    seconds (None: no time bound, tries still bound it). Waits grow as
+    ``base * 2**n`` up to ``max_delay`` with full jitter; a Retry-After is used as
+    given, up to ``max_retry_after``. ``busy_tries`` bounds the retries of a submission
+    answered 429 (account busy) separately: useapi.net's own scripts wait about 10 s,
+    6 times.
+    """
+
+    max_tries: int = attrs.field(default=6, validator=attrs.validators.ge(1))
+    max_time: float | None = attrs.field(default=120.0, validator=_positive)
+    base: float = attrs.field(default=0.5, validator=_positive)
+    max_delay: float = attrs.field(default=20.0, validator=_positive)
+    max_retry_after: float = attrs.field(default=60.0, validator=_positive)
+    busy_tries: int = attrs.field(default=30, validator=attrs.validators.ge(1))
+    busy_max_time: float | None = attrs.field(default=900.0, validator=_positive)
+
+
+#: The client's default policy.
+DEFAULT_RETRY: Final = RetryPolicy()
+
+
+def is_retryable(exc: BaseException, *, creates_job: bool) -> bool:
+    """Whether ``exc`` may be retried; ``creates_job`` for a POST that creates a paid job."""
+    if isinstance(exc, RateLimitError):
+        return True
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return False  # retrying cannot fix a certificate
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        # The TCP (or TLS) connection never came up: no request byte left this machine.
+        return True
+    if creates_job:
+        return False
+    if isinstance(exc, ModerationError | AccountError):
+        return False
+    return isinstance(exc, ServerError | PayloadError | aiohttp.ClientError | TimeoutError)
+
+
+def _waits(policy: RetryPolicy) -> Generator[float | None, BaseException | None, None]:
+    """A backoff wait generator that reads the failure it is sent (for Retry-After)."""
+    exc = yield None  # backoff primes the generator with next()
+    attempt = 0
+    while True:
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, int | float):
+            delay = min(float(retry_after), policy.max_retry_after)
+        else:
+            delay = random.uniform(0, min(policy.max_delay, policy.base * 2**attempt))  # noqa: S311
+        attempt += 1
+        exc = yield scaled(delay)
+
+
+async def call_with_retries(
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    creates_job: bool,
+    describe: str,
+    on_retry: Callable[[BaseException, int, float], Awaitable[None]] | None = None,
+) -> T:
+    """Await ``attempt()`` until it succeeds or a failure may not (or no longer) be retried.
+
+    The last failure is re-raised as it is; the caller maps raw transport errors to its
+    own types. ``on_retry(exc, tries, wait)`` runs before each wait.
+    """
+
+    def giveup(exc: Exception) -> bool:
+        return not is_retryable(exc, creates_job=creates_job)
+
+    async def before_wait(details: Any) -> None:
+        exc = details.get("exception")
+        tries, wait = details["tries"], details["wait"]
+        log.debug("retrying %s after %r (try %d, waiting %.2fs)", describe, exc, tries, wait)
+        if on_retry is not None and exc is not None:
+            await on_retry(exc, tries, wait)
+
+    # A job-creating POST is retried only on 429 (busy) and connect failures, so its bound
+    # is the busy budget: waiting for a free slot may take a whole job's time.
+    wait_gen: Any = _waits  # backoff's stubs do not know generators that receive values
+    decorated = backoff.on_exception(
+        wait_gen,
+        (aiohttp.ClientError, TimeoutError, RateLimitError, ServerError, PayloadError),
+        max_tries=policy.busy_tries if creates_job else policy.max_tries,
+        max_time=policy.busy_max_time if creates_job else policy.max_time,
+        giveup=giveup,
+        jitter=None,
+        logger=None,
+        on_backoff=before_wait,
+        policy=policy,
+    )(attempt)
+    return await decorated()
+
+
+async def sleep_scaled(seconds: float) -> None:
+    """``asyncio.sleep`` of ``seconds`` times the test-mode multiplier."""
+    await asyncio.sleep(scaled(seconds))

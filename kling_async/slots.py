@@ -1,0 +1,150 @@
+"""JobSlots: how many jobs may run at once on each account.
+
+A slot is taken before the POST that creates a job and given back when the job is final,
+failed, timed out, or its caller was cancelled. An account's size is its ``max_jobs``: given
+per account, or read once from ``GET /accounts/{email}`` by the ``fetch_max_jobs`` callable.
+A job without an email goes to the account with the most free slots; if none is free it
+waits for the first slot freed on any account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+
+from .errors import ConfigurationError
+
+__all__ = ["JobSlots"]
+
+#: The API's bounds for maxJobs.
+MAX_JOBS_RANGE = (1, 50)
+
+
+def _check_max_jobs(email: str, value: int | None) -> None:
+    low, high = MAX_JOBS_RANGE
+    if value is not None and (isinstance(value, bool) or not low <= value <= high):
+        raise ConfigurationError(f"max_jobs for {email or 'the account'}: must be {low}..{high}")
+
+
+class JobSlots:
+    """Per-account job slots, sized by ``max_jobs``.
+
+    ``accounts`` maps each email to its slot count, or to None to read it with
+    ``fetch_max_jobs(email)`` on first use. The key ``""`` stands for "the only account"
+    when no email is configured.
+    """
+
+    def __init__(
+        self,
+        accounts: Mapping[str, int | None],
+        fetch_max_jobs: Callable[[str], Awaitable[int]] | None = None,
+    ) -> None:
+        if not accounts:
+            raise ConfigurationError("JobSlots needs at least one account")
+        for email, value in accounts.items():
+            _check_max_jobs(email, value)
+        self._limits: dict[str, int | None] = dict(accounts)
+        self._used: dict[str, int] = dict.fromkeys(accounts, 0)
+        self._peak: dict[str, int] = dict.fromkeys(accounts, 0)
+        self._fetch = fetch_max_jobs
+        self._sizing: asyncio.Lock | None = None
+        self._waiters: list[tuple[asyncio.Future[str], str | None]] = []
+
+    @property
+    def accounts(self) -> list[str]:
+        """The account emails ("" for the implicit single account)."""
+        return list(self._limits)
+
+    def limit(self, email: str) -> int | None:
+        """The slot count of an account (None until read from the server)."""
+        return self._limits[email]
+
+    def in_use(self, email: str) -> int:
+        """How many slots of an account are held now."""
+        return self._used[email]
+
+    def peak(self, email: str) -> int:
+        """The most slots of an account ever held at once."""
+        return self._peak[email]
+
+    async def _ensure_sized(self) -> None:
+        if all(v is not None for v in self._limits.values()):
+            return
+        if self._sizing is None:
+            self._sizing = asyncio.Lock()
+        async with self._sizing:
+            for email, value in self._limits.items():
+                if value is not None:
+                    continue
+                if self._fetch is None:
+                    raise ConfigurationError(f"max_jobs for {email or 'the account'} is unknown")
+                fetched = await self._fetch(email)
+                _check_max_jobs(email, fetched)
+                self._limits[email] = fetched
+
+    def _free(self, email: str) -> int:
+        limit = self._limits[email]
+        return (limit or 0) - self._used[email]
+
+    def _pick(self, email: str | None) -> str | None:
+        if email is not None:
+            return email if self._free(email) > 0 else None
+        best = max(self._limits, key=self._free)
+        return best if self._free(best) > 0 else None
+
+    @contextlib.asynccontextmanager
+    async def acquire(self, email: str | None = None) -> AsyncIterator[str]:
+        """Hold one slot for the block; yields the account's email.
+
+        ``email`` picks the account; None takes the account with the most free slots.
+        Freed slots are handed to waiters in arrival order. Cancellation while waiting
+        takes nothing; leaving the block always frees the slot.
+        """
+        if email is not None and email not in self._limits:
+            known = ", ".join(sorted(a for a in self._limits if a)) or "none"
+            raise ConfigurationError(f"unknown account {email!r} (configured: {known})")
+        await self._ensure_sized()
+        chosen = self._pick(email)
+        if chosen is not None:
+            self._take(chosen)
+        else:
+            chosen = await self._queue(email)
+        try:
+            yield chosen
+        finally:
+            self._release(chosen)
+
+    async def _queue(self, email: str | None) -> str:
+        granted: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        entry = (granted, email)
+        self._waiters.append(entry)
+        try:
+            return await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self._release(granted.result())  # handed a slot as we were cancelled
+            raise
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(entry)
+
+    def _take(self, email: str) -> None:
+        self._used[email] += 1
+        self._peak[email] = max(self._peak[email], self._used[email])
+
+    def _release(self, email: str) -> None:
+        self._used[email] -= 1
+        # Hand freed slots straight to the oldest waiters that can use them.
+        for entry in list(self._waiters):
+            granted, wanted = entry
+            if granted.done():
+                continue
+            chosen = self._pick(wanted)
+            if chosen is None:
+                continue
+            self._take(chosen)
+            granted.set_result(chosen)
+            self._waiters.remove(entry)
+            if all(self._free(a) <= 0 for a in self._limits):
+                break

@@ -1,0 +1,275 @@
+"""TaskWaiter: poll ``GET /tasks/{id}`` until ``status_final``, cheaply and with a deadline.
+
+When to poll:
+
+1. If the last answer carries the service's ETA (``etaTime``/``queuingEtaTime``, time left),
+   the next poll is timed for just after it: one or two polls per job.
+2. Otherwise the delay grows geometrically from ``interval`` by ``growth`` up to
+   ``max_interval`` (a `backoff.expo` generator), with a little jitter, so a job is
+   detected within about ``growth - 1`` of its run time after it ends.
+
+Every poll first takes a turn from the client's `PollLimiter`, a cap on polls per second
+shared by all waiters of a client, so 1,000 waiting jobs never become a request storm.
+Transient poll failures (after the client's own retries) are retried inside the same
+deadline. At the deadline `TaskTimeoutError` is raised; the job may still finish and can
+be waited on again.
+
+Default deadlines (seconds, ``timeout`` not given): `DEFAULT_IMAGE_TIMEOUT` for image
+tasks, `DEFAULT_VIDEO_TIMEOUT` for video tasks; ``timeout=None`` waits without a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Generator
+from typing import Any, Final, Protocol
+
+import attrs
+import backoff
+
+from .convert import PayloadError
+from .errors import (
+    NotFoundError,
+    PaymentRequiredError,
+    RateLimitError,
+    ServerError,
+    TaskFailedError,
+    TaskTimeoutError,
+    TransportError,
+)
+from .models import TaskResponse
+from .retry import scaled
+
+__all__ = [
+    "DEFAULT_IMAGE_TIMEOUT",
+    "DEFAULT_POLL",
+    "DEFAULT_VIDEO_TIMEOUT",
+    "UNSET",
+    "PollLimiter",
+    "PollPolicy",
+    "TaskWaiter",
+    "default_timeout",
+]
+
+log = logging.getLogger("kling_async")
+
+#: Default deadline for an image task: real KOLORS jobs take about half a minute.
+DEFAULT_IMAGE_TIMEOUT: Final = 900.0
+#: Default deadline for a video task: pro and 10 s videos take several minutes, plus queueing.
+DEFAULT_VIDEO_TIMEOUT: Final = 2400.0
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+#: "Not given": use the default (as opposed to None, which means "no limit").
+UNSET: Final = _Unset()
+
+#: Failures of a poll that are worth another poll before the deadline.
+_TRANSIENT = (TransportError, ServerError, RateLimitError, PayloadError)
+
+
+@attrs.frozen(kw_only=True)
+class PollPolicy:
+    """How waiters poll.
+
+    ``interval``: first delay when the service gives no ETA (seconds). ``growth``: factor
+    between delays. ``max_interval``: the longest delay between polls. ``eta_margin``:
+    fraction added to the service's ETA (plus ``eta_slack`` seconds) when timing a poll
+    from it. ``jitter``: +- fraction applied to each grown delay.
+    ``max_polls_per_second``: the client-wide cap (None: no cap).
+    """
+
+    interval: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
+    growth: float = attrs.field(default=1.4, validator=attrs.validators.ge(1))
+    max_interval: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    eta_margin: float = attrs.field(default=0.02, validator=attrs.validators.ge(0))
+    eta_slack: float = attrs.field(default=0.05, validator=attrs.validators.ge(0))
+    jitter: float = attrs.field(
+        default=0.1, validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.lt(1))
+    )
+    max_polls_per_second: float | None = 20.0
+
+
+#: The default polling policy.
+DEFAULT_POLL: Final = PollPolicy()
+
+
+class PollLimiter:
+    """Spaces polls at least ``1 / rate`` seconds apart across every waiter of a client."""
+
+    def __init__(self, rate: float | None) -> None:
+        if rate is not None and rate <= 0:
+            raise ValueError(f"max_polls_per_second must be > 0 or None, got {rate}")
+        self.rate = rate
+        self._next = 0.0
+
+    async def turn(self) -> None:
+        """Wait for this caller's turn to poll."""
+        if self.rate is None:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        slot = max(now, self._next)
+        self._next = slot + scaled(1.0 / self.rate)
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+class TaskSource(Protocol):
+    """What a waiter needs from a client."""
+
+    @property
+    def poll_policy(self) -> PollPolicy: ...
+
+    @property
+    def poll_limiter(self) -> PollLimiter: ...
+
+    async def get_task(self, task_id: int, email: str | None = None) -> TaskResponse: ...
+
+
+def default_timeout(response: TaskResponse | None) -> float:
+    """The default deadline for a task, by its type (video or image)."""
+    kind = ""
+    if response is not None and response.task is not None:
+        kind = (response.task.type or "").lower()
+    if "m2v" in kind or "video" in kind:
+        return DEFAULT_VIDEO_TIMEOUT
+    return DEFAULT_IMAGE_TIMEOUT if kind else DEFAULT_VIDEO_TIMEOUT
+
+
+def _grown_delays(policy: PollPolicy) -> Generator[float, Any, None]:
+    delays = backoff.expo(base=policy.growth, factor=policy.interval, max_value=policy.max_interval)
+    next(delays)  # backoff's generators are primed with a first next()
+    return delays
+
+
+class TaskWaiter:
+    """Waits for tasks to become final by polling ``GET /tasks/{id}``.
+
+    ``interval``, ``max_interval`` (seconds) default to the client's `PollPolicy`;
+    ``timeout`` is the deadline per wait in seconds (not given: by task kind, see the module
+    docstring; None: no deadline)::
+
+        waiter = TaskWaiter(kling, interval=2, timeout=600)
+        final = await waiter.wait(task_id)
+        async for update in waiter.watch(task_id):
+            print(update.status_name)
+    """
+
+    def __init__(
+        self,
+        client: TaskSource,
+        *,
+        interval: float | None = None,
+        max_interval: float | None = None,
+        timeout: float | _Unset | None = UNSET,
+    ) -> None:
+        policy = client.poll_policy
+        changes: dict[str, float] = {}
+        if interval is not None:
+            changes["interval"] = interval
+        if max_interval is not None:
+            changes["max_interval"] = max_interval
+        self.policy = attrs.evolve(policy, **changes) if changes else policy
+        self.timeout = timeout
+        self._client = client
+
+    async def wait(
+        self,
+        task: int | TaskResponse,
+        *,
+        email: str | None = None,
+        timeout: float | _Unset | None = UNSET,
+    ) -> TaskResponse:
+        """Poll until the task is final; return the final response.
+
+        Raises `TaskFailedError` (``.task`` is the final response) when it ended in any
+        state but ``succeed``, `TaskTimeoutError` at the deadline.
+        """
+        last: TaskResponse | None = None
+        async for update in self.watch(task, email=email, timeout=timeout):
+            last = update
+        assert last is not None  # watch ends only after yielding a final state
+        if not last.succeeded:
+            raise TaskFailedError(
+                f"task {last.task_id} {last.status_name or 'failed'}: {last.failure_reason}",
+                task=last,
+            )
+        return last
+
+    async def watch(
+        self,
+        task: int | TaskResponse,
+        *,
+        email: str | None = None,
+        timeout: float | _Unset | None = UNSET,
+    ) -> AsyncIterator[TaskResponse]:
+        """Yield the task each time its status changes (never the same status twice).
+
+        Ends after yielding the final state. A `TaskResponse` given as ``task`` (say, the
+        submission's answer) is the starting point and is yielded first.
+        """
+        last = task if isinstance(task, TaskResponse) else None
+        task_id = last.task_id if last is not None else task
+        if not isinstance(task_id, int):
+            raise TypeError(f"task: expected a task id or a TaskResponse, got {task!r}")
+        deadline = self._deadline(timeout, last)
+        loop = asyncio.get_running_loop()
+        seen: tuple[Any, ...] | None = None
+        delays = _grown_delays(self.policy)
+        while True:
+            if last is not None:
+                key = (last.status, last.status_name, last.is_final)
+                if key != seen:
+                    seen = key
+                    yield last
+                if last.is_final:
+                    return
+            delay = self._next_delay(last, delays)
+            if deadline is not None:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TaskTimeoutError(
+                        f"task {task_id} not final after {self._timeout_text(timeout, last)}; "
+                        "it may still finish: wait on it again",
+                        task_id=task_id,
+                        last=last,
+                    )
+                delay = min(delay, left)
+            await asyncio.sleep(scaled(delay))
+            await self._client.poll_limiter.turn()
+            try:
+                last = await self._client.get_task(task_id, email)
+            except (NotFoundError, PaymentRequiredError):
+                raise
+            except _TRANSIENT as exc:
+                log.info("poll of task %s failed (%s); polling again", task_id, exc)
+
+    def _deadline(self, timeout: float | _Unset | None, last: TaskResponse | None) -> float | None:
+        chosen = self.timeout if isinstance(timeout, _Unset) else timeout
+        if isinstance(chosen, _Unset):
+            chosen = default_timeout(last)
+        if chosen is None:
+            return None
+        # Deadlines are not scaled by the test mode: only waits shrink.
+        return asyncio.get_running_loop().time() + chosen
+
+    def _timeout_text(self, timeout: float | _Unset | None, last: TaskResponse | None) -> str:
+        chosen = self.timeout if isinstance(timeout, _Unset) else timeout
+        seconds = default_timeout(last) if isinstance(chosen, _Unset) else chosen
+        return f"{seconds:g} s"
+
+    def _next_delay(self, last: TaskResponse | None, delays: Generator[float, Any, None]) -> float:
+        policy = self.policy
+        eta = last.eta_seconds if last is not None else None
+        if eta and not (last is not None and last.eta_time_over_sla):
+            return eta * (1 + policy.eta_margin) + policy.eta_slack
+        delay = next(delays)
+        if policy.jitter:
+            delay *= random.uniform(1 - policy.jitter, 1 + policy.jitter)  # noqa: S311
+        return delay

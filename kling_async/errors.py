@@ -30,6 +30,7 @@ from __future__ import annotations
 import email.utils
 import json
 import math
+import re
 import time
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -64,7 +65,10 @@ __all__ = [
 MODERATION_MARKERS = ("cm_ext", "community guidelines", "violate", "moderation")
 #: The longest Retry-After we honour; a larger value is capped (and a date far ahead too).
 MAX_RETRY_AFTER = 300.0
-_BODY_EXCERPT = 300
+_BODY_EXCERPT = 200
+_SCAN_LIMIT = 64 * 1024
+_HTML_BLOCK = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_HTML_TAG = re.compile(r"<[!/?a-zA-Z][^>]*>")
 
 
 def _status_phrase(status: int, default: str | None = None) -> str:
@@ -146,10 +150,9 @@ class APIError(KlingError):
     def __str__(self) -> str:
         head = f"{self.status} {_status_phrase(self.status, '')}".rstrip()
         where = f" from {self.method} {self.path}".rstrip() if self.method or self.path else ""
-        text = f"{head}{where}: {self.error}"
-        if self.message and self.message not in self.error:
-            text += f" ({self.message})"
-        return text
+        # Not ``message``: Kling's is generic and misleading ("Service busy" on a moderation
+        # verdict); it is used as the text only when the body has no ``error``.
+        return f"{head}{where}: {self.error}"
 
 
 class BadRequestError(APIError):
@@ -309,7 +312,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         if when.tzinfo is None:
             return None
         seconds = when.timestamp() - (time.time() if now is None else now)
-    if math.isnan(seconds):
+    if not math.isfinite(seconds):  # "nan", "inf": garbage, not "wait forever"
         return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
@@ -345,7 +348,10 @@ def _parse_body(body: bytes | str | Mapping[str, Any] | None) -> tuple[Any, Mapp
 def _excerpt(body: Any) -> str:
     if not isinstance(body, str):
         return ""
-    text = " ".join(body.split())
+    # A gateway's HTML page (Cloudflare's carries a large <style>): keep only its words.
+    text = _HTML_BLOCK.sub(" ", body[:_SCAN_LIMIT])
+    text = _HTML_TAG.sub(" ", text)
+    text = " ".join(text.split())
     if len(text) > _BODY_EXCERPT:
         text = text[:_BODY_EXCERPT] + "…"
     return text
@@ -362,6 +368,17 @@ def _opt_int(value: Any) -> int | None:
         return None
 
 
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    """A header by name, case-insensitively (aiohttp's headers are; a plain dict is not)."""
+    if not headers:
+        return None
+    value = headers.get(name)
+    if value is not None:
+        return value
+    low = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == low), None)
+
+
 def error_from_response(
     status: int,
     body: bytes | str | Mapping[str, Any] | None,
@@ -376,7 +393,12 @@ def error_from_response(
     ServerError with an excerpt of the page) or an already parsed JSON object.
     """
     kept, obj = _parse_body(body)
-    error = _opt_str(obj.get("error")) or _excerpt(kept) or _status_phrase(status)
+    error = (
+        _opt_str(obj.get("error"))
+        or _opt_str(obj.get("message"))
+        or _excerpt(kept)
+        or _status_phrase(status)
+    )
     message = _opt_str(obj.get("message"))
     code = _opt_int(obj.get("code"))
     common: dict[str, Any] = {
@@ -388,7 +410,7 @@ def error_from_response(
         "path": path,
     }
     if status == 429:
-        header = (headers or {}).get("Retry-After")
+        header = _header(headers, "Retry-After")
         retry_after = parse_retry_after(header)
         if retry_after is None and obj.get("retryAfter") is not None:
             retry_after = parse_retry_after(str(obj["retryAfter"]))

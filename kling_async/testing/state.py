@@ -221,14 +221,11 @@ class SimState:
         limit = account.max_jobs if gen.max_jobs is None else min(account.max_jobs, gen.max_jobs)
         if account.prune(now) >= limit:
             self.counters.rate_limited += 1
-            wait = self.busy_retry_after
-            if wait is None:
-                wait = max(1, math.ceil(account.running[0][0] - now))
-            retry_after = format_retry_after(wait)
+            wait: float = self.busy_retry_after or max(1, math.ceil(account.running[0][0] - now))
             raise ErrorAnswer(
                 429,
-                {"error": BUSY, "retryAfter": float(retry_after)},
-                headers={"Retry-After": retry_after},
+                {"error": BUSY, "retryAfter": wait},
+                headers={"Retry-After": format_retry_after(wait)},
             )
         prompt = gen.prompt.lower()
         if any(word in prompt for word in self.moderation_words):

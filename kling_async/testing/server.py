@@ -8,6 +8,7 @@ an :class:`ErrorAnswer` into its JSON answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import random
@@ -87,6 +88,7 @@ class SimulatorServer:
         self.callbacks = callbacks
         self.eta = eta
         self.injector: FaultInjector | None = None
+        self.closing = asyncio.Event()
         self._auth = f"Bearer {token}"
         self._names = random.Random(f"{seed}:uploads")  # noqa: S311 (seeded on purpose)
         self._zips: dict[str, list[tuple[SimTask, int, str]]] = {}
@@ -136,7 +138,8 @@ class SimulatorServer:
                 return _drop_connection(request)
             response = await answer(request)
             if kind == "delay":
-                await asyncio.sleep(plan.delay_seconds)
+                with contextlib.suppress(asyncio.TimeoutError):  # closing ends the wait
+                    await asyncio.wait_for(self.closing.wait(), plan.delay_seconds)
             elif kind == "reset_after":
                 return _drop_connection(request)
             elif kind == "malformed" and isinstance(response, web.Response):

@@ -101,6 +101,7 @@ class KlingSimulator:
         """Bind and start serving; ``base_url`` is valid afterwards."""
         if self._runner is not None:
             return
+        self._server.closing.clear()
         runner = web.AppRunner(self._server.build_app(), access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
@@ -113,6 +114,7 @@ class KlingSimulator:
     async def close(self) -> None:
         """Stop serving and stop callbacks; idempotent."""
         await self._callbacks.aclose()
+        self._server.closing.set()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -154,6 +156,16 @@ class KlingSimulator:
         callbacks_failed.
         """
         return self._state.snapshot()
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections the server holds open now (0 when not serving).
+
+        A connection whose request is still being answered (a ``delay`` fault) counts until
+        that answer is done, even if the client has gone.
+        """
+        server = self._runner.server if self._runner is not None else None
+        return 0 if server is None else len(server.connections)
 
     @property
     def accounts(self) -> dict[str, int]:

@@ -30,7 +30,7 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -51,9 +51,24 @@ from .models import Account, AssetUpload, TaskResponse, Work
 from .requests import GenerationRequest, Image2VideoElements, ImageSource, KolorsElements, is_remote
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retries, sleep_scaled
 from .slots import JobSlots
-from .waiter import DEFAULT_POLL, UNSET, PollLimiter, PollPolicy, TaskWaiter, _Unset
+from .waiter import (
+    DEFAULT_POLL,
+    UNSET,
+    PollLimiter,
+    PollPolicy,
+    PushSource,
+    TaskWaiter,
+    _Unset,
+)
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_CONFIG", "ClientConfig", "KlingClient", "RequestInfo"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_CONFIG",
+    "ClientConfig",
+    "KlingClient",
+    "PushReceiver",
+    "RequestInfo",
+]
 
 log = logging.getLogger("kling_async")
 
@@ -122,6 +137,24 @@ class RequestInfo:
     status: int | None
     elapsed: float
     error: str | None = None
+
+
+class PushReceiver(PushSource, Protocol):
+    """What the client needs from a push receiver (`kling_async.webhooks.KlingWebhookReceiver`)."""
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def reply_url(self) -> str: ...
+
+    async def start(self) -> str: ...
+
+    async def stop(self) -> None: ...
+
+    def new_ref(self) -> str: ...
+
+    def bind(self, reply_ref: str, task_id: int) -> None: ...
 
 
 def _is_loopback(host: str) -> bool:
@@ -200,8 +233,11 @@ class KlingClient:
         on_request: Hook | None = None,
         on_retry: Hook | None = None,
         on_submitted: Hook | None = None,
+        webhook: PushReceiver | None = None,
     ) -> None:
         self.config = config or DEFAULT_CONFIG
+        self.webhook = webhook
+        self._started_webhook = False
         self.base_url = _check_base_url(base_url, self.config.allow_insecure)
         self.__token = token if token is not None else os.environ.get(TOKEN_ENV)
         if accounts is not None and max_jobs is not None:
@@ -234,7 +270,15 @@ class KlingClient:
 
     async def __aenter__(self) -> KlingClient:
         self._ensure_session()
+        if self.webhook is not None and not self.webhook.running:
+            await self.webhook.start()
+            self._started_webhook = True
         return self
+
+    @property
+    def push(self) -> PushReceiver | None:
+        """The push receiver (``webhook=``) waiters listen to, or None when polling only."""
+        return self.webhook
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
@@ -247,6 +291,8 @@ class KlingClient:
         if self._background:
             # Let interrupted submissions finish so their task ids get reported.
             await asyncio.wait(self._background, timeout=self.config.request_timeout)
+        if self.webhook is not None and self._started_webhook:
+            await self.webhook.stop()
         if self._session is not None and self._owns_session:
             await self._session.close()
             await asyncio.sleep(0)  # let the transports finish closing
@@ -325,7 +371,7 @@ class KlingClient:
                 status = resp.status
                 body = await resp.read()
                 resp_headers = resp.headers
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             error = repr(exc)
             raise
         finally:
@@ -388,8 +434,12 @@ class KlingClient:
                 describe=f"{method} {path}",
                 on_retry=on_retry,
             )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            what = type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            what = (
+                type(exc).__name__
+                if isinstance(exc, asyncio.TimeoutError)
+                else str(exc) or repr(exc)
+            )
             raise TransportError(
                 f"{method} {path} failed: {what}", method=method, path=path
             ) from exc
@@ -568,6 +618,10 @@ class KlingClient:
             raise TypeError(f"submit() takes a request object, got {type(request).__name__}")
         email = self._account_for(email or request.email)
         request = await self._resolve_images(request, email)
+        if self.webhook is not None and request.reply_url is None:
+            request = attrs.evolve(
+                request, reply_url=self.webhook.reply_url, reply_ref=self.webhook.new_ref()
+            )
         body = request_body(request)
         if email:
             body["email"] = email
@@ -596,6 +650,12 @@ class KlingClient:
         task_id = resp.task_id
         assert task_id is not None  # checked by _post_with_recovery
         self._task_email[task_id] = email
+        if (
+            self.webhook is not None
+            and request.reply_ref
+            and request.reply_url == (self.webhook.reply_url)
+        ):
+            self.webhook.bind(request.reply_ref, task_id)
         log.info("submitted task %s (%s) on %s", task_id, request.endpoint, email or "default")
         await _call_hook(self.on_submitted, resp)
         await _call_hook(on_submitted, resp)
@@ -842,7 +902,7 @@ class KlingClient:
             await call_with_retries(
                 attempt, policy=self.config.retry, creates_job=False, describe=f"download {stem}"
             )
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             partial.unlink(missing_ok=True)
             raise TransportError(
                 f"download of {stem} failed: {exc!r}", method="GET", path=urlsplit(url).path

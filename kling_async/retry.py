@@ -127,7 +127,7 @@ def is_retryable(exc: BaseException, *, creates_job: bool) -> bool:
         return False
     if isinstance(exc, ModerationError | AccountError):
         return False
-    return isinstance(exc, ServerError | PayloadError | aiohttp.ClientError | TimeoutError)
+    return isinstance(exc, ServerError | PayloadError | aiohttp.ClientError | asyncio.TimeoutError)
 
 
 def _waits(policy: RetryPolicy) -> Generator[float | None, BaseException | None, None]:
@@ -173,7 +173,7 @@ async def call_with_retries(
     wait_gen: Any = _waits  # backoff's stubs do not know generators that receive values
     decorated = backoff.on_exception(
         wait_gen,
-        (aiohttp.ClientError, TimeoutError, RateLimitError, ServerError, PayloadError),
+        (aiohttp.ClientError, asyncio.TimeoutError, RateLimitError, ServerError, PayloadError),
         max_tries=policy.busy_tries if creates_job else policy.max_tries,
         max_time=policy.busy_max_time if creates_job else policy.max_time,
         giveup=giveup,

@@ -81,7 +81,8 @@ class PollPolicy:
     between delays. ``max_interval``: the longest delay between polls. ``eta_margin``:
     fraction added to the service's ETA (plus ``eta_slack`` seconds) when timing a poll
     from it. ``jitter``: +- fraction applied to each grown delay.
-    ``max_polls_per_second``: the client-wide cap (None: no cap).
+    ``max_polls_per_second``: the client-wide cap (None: no cap). ``push_fallback``: in
+    push mode, the first wait for a callback before polling anyway (it grows like polls).
     """
 
     interval: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
@@ -93,6 +94,7 @@ class PollPolicy:
         default=0.1, validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.lt(1))
     )
     max_polls_per_second: float | None = 20.0
+    push_fallback: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
 
 
 #: The default polling policy.
@@ -120,6 +122,21 @@ class PollLimiter:
             await asyncio.sleep(slot - now)
 
 
+class PushSource(Protocol):
+    """What a waiter needs from a push receiver (see `kling_async.webhooks`)."""
+
+    @property
+    def trusted(self) -> bool: ...
+
+    async def next_update(
+        self, task_id: int, after: TaskResponse | None, timeout: float
+    ) -> TaskResponse | None: ...
+
+    def forget(self, task_id: int) -> None: ...
+
+    def tracks(self, task_id: int) -> bool: ...
+
+
 class TaskSource(Protocol):
     """What a waiter needs from a client."""
 
@@ -130,6 +147,9 @@ class TaskSource(Protocol):
     def poll_limiter(self) -> PollLimiter: ...
 
     async def get_task(self, task_id: int, email: str | None = None) -> TaskResponse: ...
+
+    @property
+    def push(self) -> PushSource | None: ...
 
 
 def default_timeout(response: TaskResponse | None) -> float:
@@ -219,9 +239,40 @@ class TaskWaiter:
         if not isinstance(task_id, int):
             raise TypeError(f"task: expected a task id or a TaskResponse, got {task!r}")
         deadline = self._deadline(timeout, last)
+        push = self._client.push
+        if push is not None and not push.tracks(task_id):
+            push = None  # submitted without our replyUrl: no callback will come
+        delays = _grown_delays(self.policy)
+        if push is not None:
+            delays = _grown_delays(attrs.evolve(self.policy, interval=self.policy.push_fallback))
+        try:
+            async for update in self._follow(
+                task_id,
+                email=email,
+                last=last,
+                deadline=deadline,
+                timeout=timeout,
+                delays=delays,
+                push=push,
+            ):
+                yield update
+        finally:
+            if push is not None:
+                push.forget(task_id)
+
+    async def _follow(
+        self,
+        task_id: int,
+        *,
+        email: str | None,
+        last: TaskResponse | None,
+        deadline: float | None,
+        timeout: float | _Unset | None,
+        delays: Generator[float, Any, None],
+        push: PushSource | None,
+    ) -> AsyncIterator[TaskResponse]:
         loop = asyncio.get_running_loop()
         seen: tuple[Any, ...] | None = None
-        delays = _grown_delays(self.policy)
         while True:
             if last is not None:
                 key = (last.status, last.status_name, last.is_final)
@@ -230,7 +281,7 @@ class TaskWaiter:
                     yield last
                 if last.is_final:
                     return
-            delay = self._next_delay(last, delays)
+            delay = next(delays) if push is not None else self._next_delay(last, delays)
             if deadline is not None:
                 left = deadline - loop.time()
                 if left <= 0:
@@ -241,7 +292,14 @@ class TaskWaiter:
                         last=last,
                     )
                 delay = min(delay, left)
-            await asyncio.sleep(scaled(delay))
+            if push is None:
+                await asyncio.sleep(scaled(delay))
+            else:
+                pushed = await push.next_update(task_id, last, scaled(delay))
+                if pushed is not None and (push.trusted or not pushed.is_final):
+                    last = pushed
+                    continue
+                # No callback for a while, or a final one to confirm: one GET.
             await self._client.poll_limiter.turn()
             try:
                 last = await self._client.get_task(task_id, email)

@@ -1,0 +1,208 @@
+"""Push mode: callbacks complete waiters; forged or replayed calls change nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import attrs
+import pytest
+from aiohttp import web
+
+from kling_async import KlingClient, KolorsElements, PollPolicy, TaskStatus
+from kling_async.client import DEFAULT_CONFIG
+from kling_async.retry import fast_mode
+from kling_async.testing import KlingSimulator
+from kling_async.webhooks import KlingWebhookReceiver
+
+TOKEN = "push-token"
+IMAGES = ["https://example.com/a.jpg", "https://example.com/b.jpg"]
+
+
+def _config(fallback: float) -> Any:
+    return attrs.evolve(DEFAULT_CONFIG, poll=PollPolicy(push_fallback=fallback))
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[KlingSimulator]:
+    async with KlingSimulator(
+        token=TOKEN, accounts={"a@example.com": 20}, job_seconds=0.05, duration_sigma=0.0
+    ) as simulator:
+        yield simulator
+
+
+async def _run_jobs(kling: KlingClient, count: int) -> list[Any]:
+    jobs = [KolorsElements(prompt=f"push job {i}", subject_images=IMAGES) for i in range(count)]
+    return await asyncio.gather(*(kling.run(job) for job in jobs))
+
+
+async def test_callbacks_complete_jobs_without_polling(sim: KlingSimulator) -> None:
+    receiver = KlingWebhookReceiver(trust_callbacks=True)
+    # A fallback far longer than any job: every job must finish through its callbacks.
+    with fast_mode(1.0):
+        async with KlingClient(
+            token=TOKEN, base_url=sim.base_url, webhook=receiver, config=_config(3600)
+        ) as kling:
+            results = await _run_jobs(kling, 100)
+    assert all(r.succeeded for r in results)
+    assert len({r.task_id for r in results}) == 100
+    assert sim.stats["polls"] == 0
+    assert receiver.rejected == 0
+    assert not receiver.running  # the client started it, so the client stopped it
+
+
+async def test_final_callback_is_confirmed_by_default(sim: KlingSimulator) -> None:
+    receiver = KlingWebhookReceiver()
+    with fast_mode(1.0):
+        async with KlingClient(
+            token=TOKEN, base_url=sim.base_url, webhook=receiver, config=_config(3600)
+        ) as kling:
+            results = await _run_jobs(kling, 10)
+    assert all(r.succeeded for r in results)
+    # One confirming GET per job, no more.
+    assert sorted(sim.stats["polls_by_task"].values()) == [1] * 10
+
+
+async def test_lost_callbacks_fall_back_to_polling() -> None:
+    async with KlingSimulator(
+        token=TOKEN,
+        accounts={"a@example.com": 20},
+        job_seconds=0.05,
+        callback_drop_rate=0.3,
+        seed=7,
+    ) as sim:
+        receiver = KlingWebhookReceiver(trust_callbacks=True)
+        with fast_mode(1.0):
+            async with KlingClient(
+                token=TOKEN, base_url=sim.base_url, webhook=receiver, config=_config(0.2)
+            ) as kling:
+                results = await _run_jobs(kling, 40)
+        assert all(r.succeeded for r in results)
+        assert sim.stats["callbacks_dropped"] > 0
+        assert sim.stats["polls"] > 0
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[KlingWebhookReceiver]:
+    rx = KlingWebhookReceiver(secret="s3cret")
+    await rx.start()
+    yield rx
+    await rx.stop()
+
+
+def _model(task_id: int, name: str, final: bool, ref: str | None) -> dict[str, Any]:
+    codes = {"submitted": 5, "processing": 10, "succeed": 99, "failed": 50}
+    body: dict[str, Any] = {
+        "status": codes[name],
+        "status_name": name,
+        "status_final": final,
+        "task": {"id": task_id, "status": codes[name], "status_name": name},
+        "works": [],
+    }
+    if ref is not None:
+        body["replyRef"] = ref
+    return body
+
+
+async def _post(url: str, body: Any) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as session, session.post(url, json=body) as resp:
+        return resp.status, await resp.json(content_type=None)
+
+
+async def test_secretless_and_wrong_path_callbacks_are_rejected(
+    receiver: KlingWebhookReceiver,
+) -> None:
+    ref = receiver.new_ref()
+    receiver.bind(ref, 111)
+    base = receiver.reply_url.rsplit("/", 1)[0]
+    status, body = await _post(f"{base}/wrong", _model(111, "succeed", True, ref))
+    assert (status, body) == (404, {"error": "unknown callback path"})
+    assert receiver.latest(111) is None
+
+
+async def test_forged_reply_ref_is_rejected(receiver: KlingWebhookReceiver) -> None:
+    ref = receiver.new_ref()
+    receiver.bind(ref, 222)
+    nonce = ref.partition(".")[0]
+    for forged in (None, "nodot", f"{nonce}.{'0' * 32}"):
+        status, body = await _post(receiver.reply_url, _model(222, "succeed", True, forged))
+        assert (status, body) == (401, {"error": "missing or forged replyRef"})
+    assert receiver.latest(222) is None
+    assert receiver.rejected == 3
+
+
+async def test_callback_replayed_for_another_task_is_rejected(
+    receiver: KlingWebhookReceiver,
+) -> None:
+    ref_a, ref_b = receiver.new_ref(), receiver.new_ref()
+    receiver.bind(ref_a, 333)
+    receiver.bind(ref_b, 444)
+    # A genuine replyRef of task 333 carried by a body about task 444.
+    status, body = await _post(receiver.reply_url, _model(444, "failed", True, ref_a))
+    assert (status, body) == (401, {"error": "replyRef belongs to another task"})
+    assert receiver.latest(444) is None
+
+
+async def test_not_json_is_rejected(receiver: KlingWebhookReceiver) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(receiver.reply_url, data=b"<html>") as resp,
+    ):
+        assert resp.status == 400
+        assert await resp.json() == {"error": "body is not a task model"}
+
+
+async def test_duplicate_and_out_of_order_callbacks(receiver: KlingWebhookReceiver) -> None:
+    ref = receiver.new_ref()
+    receiver.bind(ref, 555)
+    for name, final in [
+        ("processing", False),
+        ("succeed", True),
+        ("submitted", False),  # late
+        ("processing", False),  # late
+        ("succeed", True),  # duplicate
+    ]:
+        status, _ = await _post(receiver.reply_url, _model(555, name, final, ref))
+        assert status == 200
+    latest = receiver.latest(555)
+    assert latest is not None
+    assert latest.state is TaskStatus.SUCCEED
+    assert latest.is_final
+
+
+async def test_callback_before_the_post_answer_is_kept(receiver: KlingWebhookReceiver) -> None:
+    ref = receiver.new_ref()
+    status, _ = await _post(receiver.reply_url, _model(666, "processing", False, ref))
+    assert status == 200
+    assert receiver.latest(666) is None  # not bound yet
+    receiver.bind(ref, 666)
+    latest = receiver.latest(666)
+    assert latest is not None
+    assert latest.state is TaskStatus.PROCESSING
+
+
+async def test_mounted_in_a_users_app(sim: KlingSimulator) -> None:
+    app = web.Application()
+    receiver = KlingWebhookReceiver(trust_callbacks=True, path="/hooks")
+    receiver.add_routes(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    receiver.public_url = f"http://127.0.0.1:{port}/hooks"
+    try:
+        with fast_mode(1.0):
+            async with KlingClient(
+                token=TOKEN, base_url=sim.base_url, webhook=receiver, config=_config(3600)
+            ) as kling:
+                results = await _run_jobs(kling, 5)
+        assert all(r.succeeded for r in results)
+        assert sim.stats["polls"] == 0
+        sent = [json.dumps(t["body"]) for t in sim.stats["tasks"]]
+        assert all(f"127.0.0.1:{port}/hooks/" in s for s in sent)
+    finally:
+        await runner.cleanup()

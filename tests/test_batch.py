@@ -1,0 +1,309 @@
+"""The batch runner and its journal, in process against the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kling_async import KlingClient
+from kling_async.batch import (
+    BatchRunner,
+    Job,
+    JobEvent,
+    JobRecord,
+    JobsFileError,
+    JobState,
+    Journal,
+    JournalConflictError,
+    parse_jobs_file,
+)
+from kling_async.errors import TransportError
+from kling_async.retry import fast_mode
+from kling_async.testing import KlingSimulator
+from kling_async.testing.media import png
+
+ACCOUNT = "a@example.com"
+TOKEN = "test-token-batch"
+
+
+@pytest.fixture(autouse=True)
+def _fast() -> Iterator[None]:
+    with fast_mode():
+        yield
+
+
+class Durations:
+    """A job duration the test can change while the simulator runs."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __call__(self, endpoint: str, body: dict[str, Any], rng: Any) -> float:
+        return self.seconds
+
+
+@pytest.fixture
+def durations() -> Durations:
+    return Durations(0.05)
+
+
+@pytest.fixture
+async def sim(durations: Durations) -> AsyncIterator[KlingSimulator]:
+    async with KlingSimulator(
+        token=TOKEN, accounts={ACCOUNT: 2}, job_duration=durations, duration_sigma=0
+    ) as simulator:
+        yield simulator
+
+
+def client(sim: KlingSimulator) -> KlingClient:
+    return KlingClient(token=TOKEN, base_url=sim.base_url, email=ACCOUNT, max_jobs=2)
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, rgb in (("a.png", (200, 0, 0)), ("b.png", (0, 200, 0))):
+        (folder / name).write_bytes(png(320, 320, rgb))
+    return folder
+
+
+def write_jobs(folder: Path, lines: list[Any]) -> Path:
+    path = folder / "jobs.jsonl"
+    text = [x if isinstance(x, str) else json.dumps(x) for x in lines]
+    path.write_text("\n".join(text) + "\n")
+    return path
+
+
+def image_line(prompt: str) -> dict[str, Any]:
+    return {"kind": "image", "prompt": prompt, "subject_images": ["a.png", "b.png"]}
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[JobEvent, int]] = []
+
+    def job_event(self, event: JobEvent, record: JobRecord) -> None:
+        self.events.append((event, record.line))
+
+
+# --------------------------------------------------------------------------- jobs file
+
+
+def test_parse_resolves_paths_and_skips_comments(images: Path) -> None:
+    path = write_jobs(
+        images,
+        [
+            "# a comment",
+            image_line("one"),
+            "",
+            {"kind": "video", "prompt": "two", "images": "a.png", "duration": "10"},
+        ],
+    )
+    jobs = parse_jobs_file(path)
+    assert [j.line for j in jobs] == [2, 4]
+    assert jobs[0].request.image_inputs()["subject_images[0]"] == str(images / "a.png")
+    assert jobs[1].kind == "video"
+    assert jobs[1].request.duration == 10  # type: ignore[attr-defined]
+
+
+def test_parse_reports_every_bad_line(images: Path) -> None:
+    path = write_jobs(
+        images,
+        [
+            image_line("ok"),
+            {"kind": "image", "prompt": "x", "subject_images": ["a.png"], "image_count": 12},
+            "{not json",
+            {"kind": "audio", "prompt": "x"},
+            {"kind": "video", "prompt": "x", "images": ["a.png"], "colour": "red"},
+            {"kind": "video", "prompt": "x", "images": ["missing.png"]},
+            {"kind": "image", "subject_images": 5},
+        ],
+    )
+    with pytest.raises(JobsFileError) as info:
+        parse_jobs_file(path)
+    problems = info.value.problems
+    assert len(problems) == 6
+    assert problems[0].startswith("jobs.jsonl line 2: subject_images")
+    assert "line 3: not valid JSON" in problems[1]
+    assert "line 4: kind" in problems[2]
+    assert "line 5: colour: unknown field" in problems[3]
+    assert "line 6: images[0]" in problems[4]
+    assert "line 7: subject_images" in problems[5]
+
+
+def test_parse_empty_file(tmp_path: Path) -> None:
+    with pytest.raises(JobsFileError) as info:
+        parse_jobs_file(write_jobs(tmp_path, ["# nothing"]))
+    assert info.value.problems == ("jobs.jsonl: no jobs (one JSON object per line)",)
+
+
+# --------------------------------------------------------------------------- journal
+
+
+def test_journal_refuses_an_edited_line_that_was_sent(images: Path) -> None:
+    jobs = parse_jobs_file(write_jobs(images, [image_line("one"), image_line("two")]))
+    with Journal(images / "j.sqlite3") as journal:
+        journal.sync(jobs)
+        journal.mark_submitting(2, ACCOUNT)
+        journal.mark_submitted(2, 42, ACCOUNT)
+        edited = parse_jobs_file(write_jobs(images, [image_line("uno"), image_line("dos")]))
+        with pytest.raises(JournalConflictError) as info:
+            journal.sync(edited)
+        assert info.value.problems == ("line 2 (task 42) was edited after it was sent",)
+        assert journal.record(1).prompt == "one"  # nothing changed
+        with pytest.raises(JournalConflictError, match="1 line"):
+            journal.sync(edited[:1])
+        journal.sync([edited[0], jobs[1]])  # an unsent line may change
+        assert journal.record(1).prompt == "uno"
+
+
+def test_journal_retry_failed(images: Path) -> None:
+    jobs = parse_jobs_file(write_jobs(images, [image_line("one")]))
+    with Journal(":memory:") as journal:
+        journal.sync(jobs)
+        journal.mark_failed(1, "boom", "failed")
+        journal.sync(jobs)
+        assert journal.record(1).state is JobState.FAILED
+        journal.sync(jobs, retry_failed=True)
+        record = journal.record(1)
+        assert (record.state, record.error, record.task_id) == (JobState.PENDING, None, None)
+
+
+# --------------------------------------------------------------------------- runner
+
+
+async def run_batch(
+    sim: KlingSimulator, jobs: list[Job], out: Path, **kwargs: Any
+) -> tuple[Any, Recorder]:
+    recorder = Recorder()
+    async with client(sim) as kling:
+        with Journal(out / ".journal") as journal:
+            runner = BatchRunner(kling, journal, out, observer=recorder, **kwargs)
+            return await runner.run(jobs), recorder
+
+
+async def test_batch_runs_downloads_and_skips_on_rerun(
+    sim: KlingSimulator, images: Path, tmp_path: Path
+) -> None:
+    lines = [image_line(f"p{i}") for i in range(4)]
+    lines.append({"kind": "video", "prompt": "a video", "images": ["a.png"]})
+    lines.append(image_line("this one will fail"))
+    jobs = parse_jobs_file(write_jobs(images, lines))
+    out = tmp_path / "out"
+    summary, _ = await run_batch(sim, jobs, out)
+    assert summary.count(JobState.SUCCEEDED) == 5
+    [failed] = summary.problems
+    assert (failed.line, failed.state, failed.final_state) == (6, JobState.FAILED, "failed")
+    assert failed.error
+    for rec in summary.records[:5]:
+        assert rec.task_id is not None
+        [name] = rec.files
+        data = (out / name).read_bytes()
+        assert data[4:8] == b"ftyp" if rec.kind == "video" else data[:4] == b"\x89PNG"
+    assert sim.stats["tasks_created"] == 6
+    assert max(sim.stats["peak_running"].values()) <= 2
+
+    again, recorder = await run_batch(sim, jobs, out)
+    assert sim.stats["tasks_created"] == 6
+    assert {e for e, _ in recorder.events} == {JobEvent.SKIPPED}
+    assert again.records == summary.records
+
+
+async def test_moderated_prompt_fails_without_a_task(
+    sim: KlingSimulator, images: Path, tmp_path: Path
+) -> None:
+    jobs = parse_jobs_file(write_jobs(images, [image_line("nsfw thing")]))
+    summary, _ = await run_batch(sim, jobs, tmp_path)
+    [rec] = summary.records
+    assert rec.state is JobState.FAILED
+    assert rec.task_id is None
+    assert "community guidelines" in (rec.error or "")
+
+
+async def test_lost_submission_is_found_not_resubmitted(
+    sim: KlingSimulator, images: Path, tmp_path: Path
+) -> None:
+    jobs = parse_jobs_file(write_jobs(images, [image_line("lost"), image_line("never sent")]))
+    with Journal(tmp_path / ".journal") as journal:
+        journal.sync(jobs)
+        # Crash window: both marked submitting; only the first POST reached the server.
+        journal.mark_submitting(1, ACCOUNT)
+        journal.mark_submitting(2, ACCOUNT)
+    async with client(sim) as kling:
+        created = await kling.submit(jobs[0].request)
+    assert sim.stats["tasks_created"] == 1
+
+    summary, recorder = await run_batch(sim, jobs, tmp_path)
+    assert (JobEvent.ADOPTED, 1) in recorder.events
+    first, second = summary.records
+    assert first.task_id == created.task_id
+    assert first.state is second.state is JobState.SUCCEEDED
+    assert sim.stats["tasks_created"] == 2
+    prompts = sorted(t["body"]["prompt"] for t in sim.stats["tasks"])
+    assert prompts == ["lost", "never sent"]
+
+
+async def test_unknown_outcome_is_not_resubmitted_unless_asked(
+    sim: KlingSimulator, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = parse_jobs_file(write_jobs(images, [image_line("unclear")]))
+    with Journal(tmp_path / ".journal") as journal:
+        journal.sync(jobs)
+        journal.mark_submitting(1, ACCOUNT)
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise TransportError("task list unavailable")
+
+    monkeypatch.setattr(KlingClient, "list_tasks", broken)
+    summary, _ = await run_batch(sim, jobs, tmp_path)
+    [rec] = summary.records
+    assert rec.state is JobState.UNKNOWN
+    assert "--resubmit-unknown" in (rec.error or "")
+    assert sim.stats["posts"] == 0
+
+    summary, _ = await run_batch(sim, jobs, tmp_path)  # still unknown: never guessed
+    assert summary.records[0].state is JobState.UNKNOWN
+    assert sim.stats["posts"] == 0
+
+    summary, _ = await run_batch(sim, jobs, tmp_path, resubmit_unknown=True)
+    assert summary.records[0].state is JobState.SUCCEEDED
+    assert sim.stats["tasks_created"] == 1
+
+
+async def wait_for(condition: Any, timeout: float = 10.0) -> None:
+    """Poll a condition (no fixed sleeps), failing after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_cancelled_batch_resumes_without_resubmitting(
+    sim: KlingSimulator, durations: Durations, images: Path, tmp_path: Path
+) -> None:
+    durations.seconds = 3600.0  # jobs run until the test finishes them
+    jobs = parse_jobs_file(write_jobs(images, [image_line(f"job {i}") for i in range(5)]))
+    out = tmp_path / "out"
+    running = asyncio.ensure_future(run_batch(sim, jobs, out))
+    await wait_for(lambda: sim.stats["tasks_created"] == 2)
+    with Journal(out / ".journal") as journal:
+        await wait_for(lambda: sum(r.task_id is not None for r in journal.records()) == 2)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+    durations.seconds = 0.05
+    sim.finish_all()
+    summary, recorder = await run_batch(sim, jobs, out)
+    assert summary.ok
+    assert sorted(line for e, line in recorder.events if e is JobEvent.RESUMED) == [1, 2]
+    assert sim.stats["tasks_created"] == 5
+    assert sorted(t["body"]["prompt"] for t in sim.stats["tasks"]) == [f"job {i}" for i in range(5)]
+    assert all((out / rec.files[0]).is_file() for rec in summary.records)

@@ -50,6 +50,7 @@ from .requests import GenerationRequest, Image2VideoElements, KolorsElements
 from .retry import DEFAULT_RETRY, RetryPolicy, fast_mode, set_time_scale
 from .slots import JobSlots
 from .waiter import DEFAULT_POLL, PollPolicy, TaskWaiter
+from .webhooks import KlingWebhookReceiver
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -69,6 +70,7 @@ __all__ = [
     "JobSlots",
     "KlingClient",
     "KlingError",
+    "KlingWebhookReceiver",
     "KolorsElements",
     "Limitation",
     "ModerationError",

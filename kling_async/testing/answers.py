@@ -1,4 +1,4 @@
-"""Error answers of the simulated service: the exception handlers raise, and the texts.
+"""Answers of the simulated service: JSON rendering, the error exception, and the texts.
 
 Texts quoted from the useapi.net pages are verbatim; the others are the simulator's own
 choice (the pages do not publish them) and name the field at fault.
@@ -6,8 +6,11 @@ choice (the pages do not publish them) and name the field at fault.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Final
+
+from aiohttp import web
 
 __all__ = [
     "ASSET_CONTENT_TYPES",
@@ -20,6 +23,7 @@ __all__ = [
     "ErrorAnswer",
     "bad_request",
     "format_retry_after",
+    "json_response",
 ]
 
 UNAUTHORIZED_BODY: Final = {"error": "Unauthorized", "code": 401}
@@ -64,3 +68,13 @@ def format_retry_after(seconds: float) -> str:
     if seconds == math.floor(seconds):
         return str(int(seconds))
     return f"{seconds:.3f}".rstrip("0")
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A compact UTF-8 JSON answer."""
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return web.Response(
+        body=data, status=status, headers=headers, content_type="application/json", charset="utf-8"
+    )

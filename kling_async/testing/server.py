@@ -1,4 +1,4 @@
-"""The aiohttp application: routes, auth, fault injection and the handlers.
+"""The aiohttp application: routes, auth, fault injection, task and account handlers.
 
 Every route is wrapped once by :meth:`SimulatorServer.route`, which counts the request,
 checks the token (except on the file "CDN"), draws the fault for the route's group and turns
@@ -9,67 +9,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
-import json
-import random
 import time
-import zipfile
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from aiohttp import web
 
-from kling_async.testing import media, wire
+from kling_async.testing import wire
 from kling_async.testing.answers import (
-    ASSET_CONTENT_TYPES,
     BUSY,
     UNAUTHORIZED_BODY,
     ErrorAnswer,
     bad_request,
     format_retry_after,
+    json_response,
 )
+from kling_async.testing.assets import AssetHandlers
 from kling_async.testing.callbacks import CallbackSender
 from kling_async.testing.faults import FaultInjector
-from kling_async.testing.state import SimState, SimTask
+from kling_async.testing.state import SimState
 from kling_async.testing.validation import KOLORS, VIDEO, int_param, read_body, validate
 
-__all__ = ["SimulatorServer", "json_response"]
+__all__ = ["SimulatorServer"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Content-Type -> (extension, max bytes, kind), from assets.md.
-_MB: Final = 1024 * 1024
-ASSET_TYPES: Final = {
-    "image/png": ("png", 10 * _MB, "image"),
-    "image/jpeg": ("jpg", 10 * _MB, "image"),
-    "video/mp4": ("mp4", 100 * _MB, "video"),
-    "video/quicktime": ("mov", 100 * _MB, "video"),
-    "audio/wav": ("wav", 20 * _MB, "audio"),
-    "audio/wave": ("wav", 20 * _MB, "audio"),
-    "audio/mpeg": ("mp3", 20 * _MB, "audio"),
-    "audio/mp4": ("m4a", 20 * _MB, "audio"),
-    "audio/flac": ("flac", 20 * _MB, "audio"),
-    "audio/aac": ("aac", 20 * _MB, "audio"),
-    "audio/ogg": ("ogg", 20 * _MB, "audio"),
-}
-MIN_IMAGE_SIDE: Final = 300
-DOWNLOAD_TYPES: Final = ("MP4", "MP3", "WAV", "PNG")
 LIST_PAGE_SIZE: Final = 30
 _GATEWAY_PAGE: Final = (
     "<html>\r\n<head><title>{0}</title></head>\r\n<body>\r\n<center><h1>{0}</h1></center>\r\n"
     "<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n"
 )
 _GATEWAY_TITLES: Final = {502: "502 Bad Gateway", 503: "503 Service Temporarily Unavailable"}
-
-
-def json_response(
-    body: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> web.Response:
-    """A compact UTF-8 JSON answer."""
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    return web.Response(
-        body=data, status=status, headers=headers, content_type="application/json", charset="utf-8"
-    )
 
 
 def _drop_connection(request: web.Request) -> web.Response:
@@ -90,8 +60,7 @@ class SimulatorServer:
         self.injector: FaultInjector | None = None
         self.closing = asyncio.Event()
         self._auth = f"Bearer {token}"
-        self._names = random.Random(f"{seed}:uploads")  # noqa: S311 (seeded on purpose)
-        self._zips: dict[str, list[tuple[SimTask, int, str]]] = {}
+        self.assets = AssetHandlers(state, seed=seed)
 
     # plumbing ---------------------------------------------------------------------------
     def route(
@@ -175,7 +144,7 @@ class SimulatorServer:
 
     def build_app(self) -> web.Application:
         """The application with every route."""
-        app = web.Application(client_max_size=4 * _MB)
+        app = web.Application(client_max_size=4 * 1024 * 1024)
         r = self.route
         api = "/v1/kling"
 
@@ -188,9 +157,9 @@ class SimulatorServer:
             web.get(f"{api}/tasks/{{task_id}}", r("tasks", self.get_task, count=self._count_poll)),
             web.get(f"{api}/tasks", r("tasks", self.list_tasks, count=self._count_list)),
             web.get(f"{api}/tasks/", r("tasks", self.list_tasks, count=self._count_list)),
-            web.post(f"{api}/assets", r("assets", self.upload)),
-            web.post(f"{api}/assets/", r("assets", self.upload)),
-            web.get(f"{api}/assets/download", r("assets", self.download)),
+            web.post(f"{api}/assets", r("assets", self.assets.upload)),
+            web.post(f"{api}/assets/", r("assets", self.assets.upload)),
+            web.get(f"{api}/assets/download", r("assets", self.assets.download)),
             web.get(f"{api}/accounts", r("accounts", self.get_accounts)),
             web.get(f"{api}/accounts/", r("accounts", self.get_accounts)),
             web.get(f"{api}/accounts/{{email}}", r("accounts", self.get_account)),
@@ -198,9 +167,9 @@ class SimulatorServer:
             web.get(f"{api}/scheduler/", r("accounts", self.scheduler)),
             web.get(f"{api}/scheduler/available", r("accounts", self.available)),
             web.get("/simulator/stats", r(None, self.stats)),
-            web.get("/files/zip/{key}.zip", cdn(self.zip_file)),
-            web.get("/files/{task_id}/{name}", cdn(self.result_file)),
-            web.get("/uploads/{name}", cdn(self.uploaded_file)),
+            web.get("/files/zip/{key}.zip", cdn(self.assets.zip_file)),
+            web.get("/files/{task_id}/{name}", cdn(self.assets.result_file)),
+            web.get("/uploads/{name}", cdn(self.assets.uploaded_file)),
             web.route("*", f"{api}/{{tail:.*}}", r(None, self.unknown)),
         ]  # fmt: skip
         app.add_routes(routes)
@@ -254,143 +223,6 @@ class SimulatorServer:
             if len(history) >= size:
                 break
         return json_response({"history": history})
-
-    # assets -----------------------------------------------------------------------------
-    async def upload(self, request: web.Request) -> web.StreamResponse:
-        """POST assets/: store the raw body."""
-        content_type = request.content_type
-        spec = ASSET_TYPES.get(content_type)
-        if spec is None:
-            raise bad_request(
-                f"Content-Type {content_type} is not supported. Valid values: {ASSET_CONTENT_TYPES}"
-            )
-        self.state.resolve(request.query.get("email"))
-        ext, limit, kind = spec
-        data = bytearray()
-        async for chunk in request.content.iter_chunked(256 * 1024):
-            data += chunk
-            if len(data) > limit:
-                raise bad_request(
-                    f"File size exceeds the {limit // _MB}MB limit for Content-Type {content_type}"
-                )
-        if not data:
-            raise bad_request("Request body is empty")
-        if self.state.strict_assets and kind == "image":
-            size = media.image_size(bytes(data))
-            if size is None:
-                raise bad_request(f"File is not a valid {ext.upper()} image")
-            if min(size) < MIN_IMAGE_SIDE:
-                raise bad_request(
-                    f"Image dimensions {size[0]}x{size[1]} are below the minimum of "
-                    f"{MIN_IMAGE_SIDE}px"
-                )
-        name = f"{self._names.getrandbits(60):015x}.{ext}"
-        self.state.uploads[name] = (content_type, bytes(data))
-        self.state.counters.uploads += 1
-        url = f"{self.state.root_url}/uploads/{name}"
-        if kind == "video":
-            cover = f"{self.state.root_url}/uploads/{name.rsplit('.', 1)[0]}-cover.png"
-            return json_response(
-                {"status": 1, "url": url, "message": "", "fileName": name, "resourceUrl": url,
-                 "coverUrl": cover}
-            )  # fmt: skip
-        return json_response({"status": 3, "url": url, "message": "", "fileName": name})
-
-    def _work(self, raw: str, account: str) -> tuple[SimTask, int]:
-        if not raw.strip().isdigit():
-            raise bad_request(f"workIds must be comma-separated work ids, got {raw!r}")
-        work = int(raw)
-        task_id, index = divmod(work, wire.WORK_ID_FACTOR)
-        task = self.state.tasks.get(task_id)
-        if (
-            task is None
-            or task.account != account
-            or task.status_at(time.monotonic())[1] != "succeed"
-            or index >= (1 if task.request.is_video else task.request.image_count)
-        ):
-            raise ErrorAnswer(404, {"error": f"Work {work} not found"})
-        return task, index
-
-    async def download(self, request: web.Request) -> web.StreamResponse:
-        """GET assets/download: the clean file of one work, or a zip."""
-        query = request.query
-        account = self.state.resolve(query.get("email"))
-        if not query.get("workIds"):
-            raise bad_request("workIds is required")
-        if not query.get("fileTypes"):
-            raise bad_request("fileTypes is required (MP4, MP3, WAV or PNG)")
-        types = [t.strip().upper() for t in query["fileTypes"].split(",")]
-        for file_type in types:
-            if file_type not in DOWNLOAD_TYPES:
-                raise bad_request(f"fileTypes must be MP4, MP3, WAV or PNG, got {file_type!r}")
-        files = []
-        for raw in query["workIds"].split(","):
-            task, index = self._work(raw, account.email)
-            ext = "mp4" if task.request.is_video else "png"
-            if ext.upper() not in types:
-                raise bad_request(
-                    f"fileTypes {','.join(types)} not available for work "
-                    f"{wire.work_id(task.id, index)} ({ext.upper()} only)"
-                )
-            files.append((task, index, ext))
-        self.state.counters.downloads += 1
-        root = self.state.root_url
-        if len(files) == 1 and len(types) == 1:
-            task, index, ext = files[0]
-            return json_response(
-                {"cdnUrl": f"{root}/files/{task.id}/{index}-clean.{ext}", "status": "success"}
-            )
-        key = f"{self._names.getrandbits(64):016x}"
-        self._zips[key] = files
-        return json_response({"cdnUrl": f"{root}/files/zip/{key}.zip", "status": "success"})
-
-    # files (the "CDN": no auth) ---------------------------------------------------------
-    async def result_file(self, request: web.Request) -> web.StreamResponse:
-        """GET /files/{task_id}/{i}.png | {i}-clean.png | 0.mp4 | 0-clean.mp4 | cover.png."""
-        task_id = request.match_info["task_id"]
-        stem, _, ext = request.match_info["name"].partition(".")
-        task = self.state.tasks.get(int(task_id)) if task_id.isdigit() else None
-        if task is None or task.status_at(time.monotonic())[1] != "succeed":
-            raise web.HTTPNotFound()
-        gen = task.request
-        width, height = media.dimensions(gen.aspect_ratio)
-        clean = stem.endswith("-clean")
-        stem = stem.removesuffix("-clean")
-        if gen.is_video and stem == "cover" and ext == "png" and not clean:
-            data, content_type = media.png(width, height, media.WATERMARKED_RGB), "image/png"
-        elif stem.isdigit() and ext == ("mp4" if gen.is_video else "png"):
-            if int(stem) >= (1 if gen.is_video else gen.image_count):
-                raise web.HTTPNotFound()
-            duration = wire.video_duration_ms(task) if gen.is_video else 0
-            data, content_type = media.result_file(ext, width, height, duration, clean=clean)
-        else:
-            raise web.HTTPNotFound()
-        return web.Response(body=data, content_type=content_type)
-
-    async def zip_file(self, request: web.Request) -> web.StreamResponse:
-        """GET /files/zip/{key}.zip: several clean files of a download."""
-        files = self._zips.get(request.match_info["key"])
-        if files is None:
-            raise web.HTTPNotFound()
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w") as archive:
-            for task, index, ext in files:
-                width, height = media.dimensions(task.request.aspect_ratio)
-                duration = wire.video_duration_ms(task) if task.request.is_video else 0
-                data, _ = media.result_file(ext, width, height, duration, clean=True)
-                archive.writestr(f"{wire.work_id(task.id, index)}.{ext}", data)
-        return web.Response(body=buffer.getvalue(), content_type="application/zip")
-
-    async def uploaded_file(self, request: web.Request) -> web.StreamResponse:
-        """GET /uploads/{name}: an uploaded asset (or a video's cover)."""
-        name = request.match_info["name"]
-        stored = self.state.uploads.get(name)
-        if stored is not None:
-            return web.Response(body=stored[1], content_type=stored[0])
-        stem = name.removesuffix("-cover.png")
-        if stem != name and any(n.startswith(f"{stem}.") for n in self.state.uploads):
-            return web.Response(body=media.png(64, 36, (0, 0, 0)), content_type="image/png")
-        raise web.HTTPNotFound()
 
     # accounts and scheduler -------------------------------------------------------------
     async def get_accounts(self, request: web.Request) -> web.StreamResponse:

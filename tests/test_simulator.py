@@ -531,3 +531,24 @@ async def test_job_duration_callable(http: aiohttp.ClientSession) -> None:
         _, polled = await call(http, sim, "GET", f"tasks/{answer['task']['id']}")
     assert seen == [(VIDEO, "p")]
     assert polled["status_name"] == "succeed"
+
+
+# --- package -----------------------------------------------------------------------------
+def test_public_names() -> None:
+    import kling_async.testing as testing
+
+    assert testing.__all__ == sorted(testing.__all__)
+    assert all(hasattr(testing, name) for name in testing.__all__)
+
+
+def test_cli_arguments() -> None:
+    import argparse
+
+    from kling_async.testing import add_simulator_arguments
+
+    parser = add_simulator_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(["--account", "a@x.com:7", "--account", "b@x.com", "--no-eta"])
+    assert args.account == [("a@x.com", 7), ("b@x.com", 5)]
+    assert (args.port, args.no_eta, args.token) == (8787, True, None)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--account", "a@x.com:99"])

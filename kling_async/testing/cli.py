@@ -55,6 +55,12 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
 async def _serve(args: argparse.Namespace) -> None:
     from kling_async.testing.simulator import KlingSimulator
 
+    # Handlers first: a SIGTERM sent as soon as the URL is read must still stop cleanly.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # Windows
+            loop.add_signal_handler(signum, stop.set)
     token = args.token or os.environ.get("USEAPI_TOKEN")
     async with KlingSimulator(
         token=token,
@@ -72,11 +78,6 @@ async def _serve(args: argparse.Namespace) -> None:
             print(f"token: {sim.token}", flush=True)
         accounts = ", ".join(f"{e} (maxJobs {n})" for e, n in sim.accounts.items())
         print(f"accounts: {accounts}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):  # Windows
-                loop.add_signal_handler(signum, stop.set)
         await stop.wait()
 
 

@@ -51,6 +51,7 @@ from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+import aiohttp
 import attrs
 
 from .errors import (
@@ -67,6 +68,7 @@ from .errors import (
     SubmissionUnknownError,
     TaskFailedError,
     TaskTimeoutError,
+    TransportError,
 )
 from .models import TaskResponse
 from .requests import GenerationRequest, Image2VideoElements, KolorsElements, is_remote
@@ -703,6 +705,11 @@ class BatchRunner:
                 self._emit(JobEvent.INCOMPLETE, self.journal.mark_pending(line, str(exc)))
             else:
                 self._emit(JobEvent.FAILED, self.journal.mark_failed(line, str(exc)))
+        except TransportError as exc:
+            if isinstance(exc.__cause__, aiohttp.ClientConnectorError):  # never connected
+                self._emit(JobEvent.INCOMPLETE, self.journal.mark_pending(line, str(exc)))
+            else:
+                self._emit(JobEvent.UNKNOWN, self.journal.mark_unknown(line, str(exc)))
         except KlingError as exc:
             # Whatever else the client raises here it could not rule out a created job.
             self._emit(JobEvent.UNKNOWN, self.journal.mark_unknown(line, str(exc)))

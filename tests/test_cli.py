@@ -1,0 +1,517 @@
+"""The ``kling-async`` command through its real entry point, against the simulator.
+
+The simulator runs on its own event loop in a thread, so `cli.main` (which runs
+``asyncio.run``) can be called in process, and subprocesses can reach it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from kling_async import cli
+from kling_async.batch import JOURNAL_NAME
+from kling_async.retry import fast_mode
+from kling_async.testing import KlingSimulator
+from kling_async.testing.media import png
+
+T = TypeVar("T")
+ACCOUNT = "a@example.com"
+TOKEN = "sim-secret-token-4f1c"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+class Durations:
+    """A job duration the test can change while the simulator runs."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __call__(self, endpoint: str, body: dict[str, Any], rng: Any) -> float:
+        return self.seconds
+
+
+class SimThread:
+    """A KlingSimulator serving from its own event loop in a background thread."""
+
+    def __init__(self, durations: Durations) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.sim = KlingSimulator(
+            token=TOKEN, accounts={ACCOUNT: 2}, job_duration=durations, duration_sigma=0
+        )
+        self._await(self.sim.start())
+
+    def _await(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the simulator's loop (its state is not thread-safe)."""
+
+        async def run() -> T:
+            return fn()
+
+        result: T = self._await(run())
+        return result
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return self.call(lambda: self.sim.stats)
+
+    @property
+    def base_url(self) -> str:
+        return self.sim.base_url
+
+    def close(self) -> None:
+        self._await(self.sim.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+@pytest.fixture
+def durations() -> Durations:
+    return Durations(0.05)
+
+
+@pytest.fixture
+def sim(durations: Durations) -> Iterator[SimThread]:
+    server = SimThread(durations)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv("USEAPI_TOKEN", raising=False)
+    with fast_mode():
+        yield
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, rgb in (("a.png", (200, 0, 0)), ("b.png", (0, 200, 0))):
+        (folder / name).write_bytes(png(320, 320, rgb))
+    return folder
+
+
+def run(sim: SimThread, *args: str) -> int:
+    return cli.main(["--token", TOKEN, "--base-url", sim.base_url, *args])
+
+
+def is_mp4(data: bytes) -> bool:
+    return data[4:8] == b"ftyp"
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def test_demo_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    monkeypatch.setattr(cli, "DEMO_JOB_SECONDS", 0.05)
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), "--jobs", "3"]) == 0
+    pngs = sorted(out.glob("line-*/*.png"))
+    mp4s = sorted(out.glob("line-*/*.mp4"))
+    assert len(pngs) == 3
+    assert len(mp4s) == 1
+    assert all(p.read_bytes().startswith(PNG) for p in pngs)
+    assert is_mp4(mp4s[0].read_bytes())
+    inputs = sorted(out.glob("inputs/*.png"))
+    assert len(inputs) == 3
+    assert inputs[0].read_bytes()[16:24] == (320).to_bytes(4, "big") * 2  # >= 300 px
+    text = capsys.readouterr().out
+    assert "4 job(s): 4 succeeded" in text
+
+
+def test_demo_console_script(tmp_path: Path) -> None:
+    """README's run command, as a user runs it: no token, no network."""
+    script = Path(sys.executable).with_name("kling-async")
+    env = {k: v for k, v in os.environ.items() if k != "USEAPI_TOKEN"}
+    done = subprocess.run(
+        [str(script), "demo", "--jobs", "1"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (next((tmp_path / "kling-demo").glob("line-0001/*.png"))).read_bytes().startswith(PNG)
+    assert is_mp4(next((tmp_path / "kling-demo").glob("line-0002/*.mp4")).read_bytes())
+    assert "2 job(s): 2 succeeded" in done.stdout
+
+
+# --------------------------------------------------------------------------- single jobs
+
+
+def test_image_command(sim: SimThread, images: Path, tmp_path: Path, capsys: Any) -> None:
+    out = tmp_path / "out"
+    code = run(
+        sim,
+        "image",
+        "--prompt",
+        "a cat",
+        "--subject",
+        str(images / "a.png"),
+        "--subject",
+        str(images / "b.png"),
+        "--count",
+        "2",
+        "--aspect-ratio",
+        "1:1",
+        "--out",
+        str(out),
+    )
+    assert code == 0
+    printed = capsys.readouterr().out.split()
+    assert len(printed) == 2
+    assert all(Path(p).read_bytes().startswith(PNG) for p in printed)
+    stats = sim.stats
+    assert stats["tasks_created"] == 1
+    assert stats["uploads"] == 2
+    assert stats["tasks"][0]["body"]["imageCount"] == 2
+
+
+def test_video_command_json(sim: SimThread, images: Path, tmp_path: Path, capsys: Any) -> None:
+    code = run(
+        sim,
+        "video",
+        "--prompt",
+        "they dance",
+        "--image",
+        str(images / "a.png"),
+        "--duration",
+        "10",
+        "--mode",
+        "pro",
+        "--audio",
+        "--json",
+        "--out",
+        str(tmp_path),
+    )
+    assert code == 0
+    task = json.loads(capsys.readouterr().out)
+    assert task["status_name"] == "succeed"
+    assert task["status_final"] is True
+    assert is_mp4(next(tmp_path.glob("*.mp4")).read_bytes())
+    body = sim.stats["tasks"][0]["body"]
+    assert (body["duration"], body["mode"], body["enable_audio"]) == ("10", "pro", True)
+
+
+def test_failed_video_exits_1(sim: SimThread, images: Path, tmp_path: Path, capsys: Any) -> None:
+    code = run(
+        sim,
+        "video",
+        "--prompt",
+        "please fail",
+        "--image",
+        str(images / "a.png"),
+        "--out",
+        str(tmp_path),
+    )
+    assert code == 1
+    assert "failed" in capsys.readouterr().out
+
+
+def test_task_and_upload_commands(
+    sim: SimThread, images: Path, tmp_path: Path, capsys: Any
+) -> None:
+    assert run(sim, "upload", str(images / "a.png")) == 0
+    url = capsys.readouterr().out.strip()
+    assert url.startswith(sim.sim.root_url)
+    assert sim.stats["uploads"] == 1
+
+    assert run(sim, "video", "--prompt", "p", "--image", url, "--json", "--out", str(tmp_path)) == 0
+    task_id = json.loads(capsys.readouterr().out)["task"]["id"]
+
+    assert run(sim, "task", str(task_id)) == 0
+    text = capsys.readouterr().out
+    assert f"task {task_id}: succeed (final)" in text
+    assert "prompt: p" in text
+
+    out = tmp_path / "again"
+    assert run(sim, "task", str(task_id), "--wait", "--json", "--out", str(out)) == 0
+    assert json.loads(capsys.readouterr().out)["task"]["id"] == task_id
+    assert is_mp4(next(out.glob("*.mp4")).read_bytes())
+
+    assert run(sim, "task", "999999") == 1
+    assert "404" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["image", "--prompt", "x", "--subject", "{a}"], "--subject: subject_images: At least two"),
+        (
+            ["image", "--subject", "{a}", "--subject", "{a}", "--count", "10"],
+            "--count: image_count",
+        ),
+        (["image", "--subject", "{a}", "--subject", "nope.png"], "subject_images[1]"),
+        (["video", "--prompt", "x", "--image", "{a}", "--duration", "7"], "--duration: duration"),
+        (["video", "--prompt", "x"], "--image: images"),
+        (["upload", "missing.png"], "FILE: no such file"),
+    ],
+)
+def test_bad_arguments_send_nothing(
+    sim: SimThread, images: Path, capsys: Any, args: list[str], expected: str
+) -> None:
+    args = [a.format(a=images / "a.png") for a in args]
+    assert run(sim, *args) == 2
+    assert expected in capsys.readouterr().err
+    assert (sim.stats["posts"], sim.stats["uploads"]) == (0, 0)
+
+
+def test_argparse_errors_exit_2(capsys: Any) -> None:
+    assert cli.main(["video", "--image", "a.png"]) == 2  # --prompt is required
+    assert "--prompt" in capsys.readouterr().err
+    assert cli.main(["task", "abc"]) == 2
+    assert cli.main(["--help"]) == 0
+
+
+def test_missing_token(images: Path, capsys: Any) -> None:
+    args = ["image", "--subject", str(images / "a.png"), "--subject", str(images / "b.png")]
+    assert cli.main(args) == 2
+    assert "no API token" in capsys.readouterr().err
+
+
+def test_bad_jsonl_lines_send_nothing(
+    sim: SimThread, images: Path, tmp_path: Path, capsys: Any
+) -> None:
+    jobs = images / "jobs.jsonl"
+    good = {"kind": "image", "prompt": "ok", "subject_images": ["a.png", "b.png"]}
+    lines = [
+        good,
+        {"kind": "image", "prompt": "x", "subject_images": ["a.png", "b.png"], "image_count": 0},
+        good,
+        {"kind": "video", "images": ["a.png"]},
+    ]
+    jobs.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    assert run(sim, "batch", str(jobs), "--out", str(tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert "jobs.jsonl line 2: image_count: must be from 1 to 9, got 0" in err
+    assert "jobs.jsonl line 4: prompt: is required" in err
+    assert "nothing was sent" in err
+    assert (sim.stats["posts"], sim.stats["uploads"]) == (0, 0)
+
+
+def test_batch_account_not_configured(
+    sim: SimThread, images: Path, tmp_path: Path, capsys: Any
+) -> None:
+    jobs = images / "jobs.jsonl"
+    line = {"kind": "video", "prompt": "x", "images": ["a.png"], "email": "b@example.com"}
+    jobs.write_text(json.dumps(line) + "\n")
+    code = run(sim, "batch", str(jobs), "--out", str(tmp_path), "--account", f"{ACCOUNT}:2")
+    assert code == 2
+    assert "1: email: 'b@example.com' is not one of --account" in capsys.readouterr().err
+    assert sim.stats["posts"] == 0
+
+
+# --------------------------------------------------------------------------- batch
+
+
+def write_batch(images: Path, count: int, *, fail: int | None = None) -> Path:
+    lines = []
+    for i in range(count):
+        prompt = f"job {i}" + (" fail" if i == fail else "")
+        if i % 3 == 2:
+            lines.append({"kind": "video", "prompt": prompt, "images": ["a.png"]})
+        else:
+            lines.append({"kind": "image", "prompt": prompt, "subject_images": ["a.png", "b.png"]})
+    path = images / "jobs.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    return path
+
+
+def test_batch_end_to_end(sim: SimThread, images: Path, tmp_path: Path, capsys: Any) -> None:
+    jobs = write_batch(images, 5, fail=3)
+    out = tmp_path / "out"
+    assert run(sim, "batch", str(jobs), "--out", str(out)) == 1  # maxJobs read from the server
+    text = capsys.readouterr().out
+    assert "5 job(s): 4 succeeded, 1 failed" in text
+    assert "line 4: failed:" in text
+    assert len(list(out.glob("line-*/*.png"))) == 3
+    assert len(list(out.glob("line-*/*.mp4"))) == 1
+    assert sim.stats["tasks_created"] == 5
+    assert max(sim.stats["peak_running"].values()) <= 2
+
+    # The same command again: nothing is submitted, the failure is still reported.
+    assert run(sim, "batch", str(jobs), "--out", str(out), "--max-jobs", "2") == 1
+    assert "line 4 (image): already failed" in capsys.readouterr().out
+    assert sim.stats["tasks_created"] == 5
+
+    # An edited line that was sent is refused, nothing is sent.
+    jobs.write_text(jobs.read_text().replace("job 0", "job zero"))
+    assert run(sim, "batch", str(jobs), "--out", str(out)) == 2
+    assert "line 1 (task " in capsys.readouterr().err
+    assert sim.stats["posts"] == 5
+
+
+def test_simulate_command(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kling_async.cli", "simulate", "--port", "0", "--token", TOKEN],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        base_url = proc.stdout.readline().strip()
+        assert base_url.startswith("http://127.0.0.1:")
+        assert base_url.endswith("/v1/kling")
+        proc.send_signal(signal.SIGINT)  # stops it whether or not its handlers are set yet
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def test_rich_summary_and_plain_without_rich(tmp_path: Path) -> None:
+    import io
+
+    from kling_async.batch import BatchSummary, JobRecord, JobState
+
+    records = (
+        JobRecord(line=1, kind="image", text="{}", digest="x", state=JobState.SUCCEEDED,
+                  task_id=7, files=("line-0001/7-0.png",)),
+        JobRecord(line=2, kind="video", text="{}", digest="y", state=JobState.FAILED,
+                  error="boom"),
+    )  # fmt: skip
+    stream = io.StringIO()
+    cli.Display(fancy=True, stream=stream).summary(BatchSummary(records=records), tmp_path)
+    text = stream.getvalue()
+    assert "┃ line" in text
+    assert "line-0001/7-0.png" in text
+    assert "line 2: failed: boom" in text
+
+    code = (
+        "import sys; sys.modules['rich'] = None\n"
+        "from kling_async import cli\n"
+        "assert not cli._rich_available() and not cli.Display().fancy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def journal_rows(out: Path) -> list[tuple[Any, ...]]:
+    path = out / JOURNAL_NAME
+    if not path.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+            return db.execute("SELECT line, state, task_id FROM jobs").fetchall()
+    except sqlite3.OperationalError:  # created but not yet initialised
+        return []
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll a condition (no fixed sleeps), failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def batch_process(sim: SimThread, jobs: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "USEAPI_TOKEN": TOKEN}
+    command = [sys.executable, "-m", "kling_async.cli", "--base-url", sim.base_url, "batch"]
+    return subprocess.Popen(
+        [*command, str(jobs), "--out", str(out), *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def interrupt_mid_run(
+    sim: SimThread, durations: Durations, jobs: Path, out: Path, signum: int, *extra: str
+) -> tuple[int, str, str]:
+    """Start a batch whose jobs never end, stop it once two are submitted."""
+    durations.seconds = 3600.0
+    proc = batch_process(sim, jobs, out, *extra)
+    try:
+        wait_until(lambda: sum(r[2] is not None for r in journal_rows(out)) == 2)
+        assert sim.stats["tasks_created"] == 2
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    durations.seconds = 0.05
+    sim.call(sim.sim.finish_all)
+    return proc.returncode, stdout, stderr
+
+
+def assert_each_job_once_with_files(sim: SimThread, out: Path, count: int) -> None:
+    stats = sim.stats
+    assert stats["tasks_created"] == count
+    prompts = sorted(t["body"]["prompt"] for t in stats["tasks"])
+    assert prompts == sorted(f"job {i}" for i in range(count))
+    rows = journal_rows(out)
+    assert [r[1] for r in rows] == ["succeeded"] * count
+    for line, _, task_id in rows:
+        [file] = (out / f"line-{line:04d}").iterdir()
+        data = file.read_bytes()
+        assert file.name.startswith(f"{task_id}-")
+        assert data.startswith(PNG) or is_mp4(data)
+
+
+def test_batch_resumes_after_sigkill(
+    sim: SimThread, durations: Durations, images: Path, tmp_path: Path
+) -> None:
+    jobs = write_batch(images, 6)
+    out = tmp_path / "out"
+    code, _, _ = interrupt_mid_run(sim, durations, jobs, out, signal.SIGKILL, "--max-jobs", "2")
+    assert code == -signal.SIGKILL
+    states = sorted(r[1] for r in journal_rows(out))
+    assert states == ["pending"] * 4 + ["submitted"] * 2
+
+    again = batch_process(sim, jobs, out, "--max-jobs", "2")
+    stdout, stderr = again.communicate(timeout=120)
+    assert again.returncode == 0, stderr
+    assert stdout.count("resuming task") == 2
+    assert max(sim.stats["peak_running"].values()) <= 2
+    assert_each_job_once_with_files(sim, out, 6)
+
+
+def test_batch_ctrl_c_says_how_to_resume(
+    sim: SimThread, durations: Durations, images: Path, tmp_path: Path
+) -> None:
+    jobs = write_batch(images, 4)
+    out = tmp_path / "out"
+    code, stdout, stderr = interrupt_mid_run(
+        sim, durations, jobs, out, signal.SIGINT, "--account", f"{ACCOUNT}:2", "--token", TOKEN
+    )
+    assert code == 130
+    assert "Resume with the same command" in stderr
+    assert f"batch {jobs} --out {out} --account {ACCOUNT}:2\n" in stderr
+    assert TOKEN not in stdout + stderr
+    assert TOKEN.encode() not in (out / JOURNAL_NAME).read_bytes()
+
+    again = batch_process(sim, jobs, out, "--account", ACCOUNT, "--verbose")
+    stdout, stderr = again.communicate(timeout=120)
+    assert again.returncode == 0, stderr
+    assert TOKEN not in stdout + stderr
+    assert_each_job_once_with_files(sim, out, 4)

@@ -281,7 +281,9 @@ class TaskWaiter:
                     yield last
                 if last.is_final:
                     return
-            delay = next(delays) if push is not None else self._next_delay(last, delays)
+            # Seconds of real waiting: policy delays are scaled by the test mode, the
+            # service's ETA is not (it is the service's own clock).
+            delay = scaled(next(delays)) if push is not None else self._next_delay(last, delays)
             if deadline is not None:
                 left = deadline - loop.time()
                 if left <= 0:
@@ -293,9 +295,9 @@ class TaskWaiter:
                     )
                 delay = min(delay, left)
             if push is None:
-                await asyncio.sleep(scaled(delay))
+                await asyncio.sleep(delay)
             else:
-                pushed = await push.next_update(task_id, last, scaled(delay))
+                pushed = await push.next_update(task_id, last, delay)
                 if pushed is not None and (push.trusted or not pushed.is_final):
                     last = pushed
                     continue
@@ -326,8 +328,8 @@ class TaskWaiter:
         policy = self.policy
         eta = last.eta_seconds if last is not None else None
         if eta and not (last is not None and last.eta_time_over_sla):
-            return eta * (1 + policy.eta_margin) + policy.eta_slack
+            return eta * (1 + policy.eta_margin) + scaled(policy.eta_slack)
         delay = next(delays)
         if policy.jitter:
             delay *= random.uniform(1 - policy.jitter, 1 + policy.jitter)  # noqa: S311
-        return delay
+        return scaled(delay)

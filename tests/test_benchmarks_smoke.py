@@ -1,0 +1,61 @@
+"""benchmarks/run.py runs end to end in its tiny mode and reports every figure."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "run.py"
+
+#: The figures issue 7 names, plus the side-by-side baselines.
+KEYS = [
+    "utilization",
+    "utilization_oracle",
+    "utilization_naive_chunks",
+    "utilization_fixed_poll",
+    "utilization_mixed",
+    "utilization_mixed_fifo",
+    "polls_per_job",
+    "detection_lag_fraction",
+    "polls_per_job_no_eta",
+    "detection_lag_fraction_no_eta",
+    "polls_per_job_fixed_500ms",
+    "polls_per_job_fixed_20s",
+    "detection_lag_fraction_fixed_500ms",
+    "detection_lag_fraction_fixed_20s",
+    "polls_per_job_fixed_500ms_no_eta",
+    "polls_per_job_fixed_20s_no_eta",
+    "detection_lag_fraction_fixed_500ms_no_eta",
+    "detection_lag_fraction_fixed_20s_no_eta",
+    "overhead_ratio",
+    "rss_kb_per_waiter",
+    "loop_lag_p99_ms",
+    "structure_us",
+]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+def test_smoke_run_reports_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "figures.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())
+    missing = [k for k in KEYS if k not in figures]
+    assert not missing
+    for key in KEYS:
+        assert isinstance(figures[key], int | float), key
+    assert set(figures["goals"]) >= {"utilization", "overhead_ratio", "rss_kb_per_waiter"}
+    assert figures["meta"]["mode"] == "smoke"
+    assert "| figure | value |" in done.stdout

@@ -130,8 +130,13 @@ def is_retryable(exc: BaseException, *, creates_job: bool) -> bool:
     return isinstance(exc, ServerError | PayloadError | aiohttp.ClientError | asyncio.TimeoutError)
 
 
-def _waits(policy: RetryPolicy) -> Generator[float | None, BaseException | None, None]:
-    """A backoff wait generator that reads the failure it is sent (for Retry-After)."""
+def _waits(
+    policy: RetryPolicy, planned: list[float]
+) -> Generator[float | None, BaseException | None, None]:
+    """A backoff wait generator that reads the failure it is sent (for Retry-After).
+
+    Each delay is appended to ``planned`` before the test-mode scaling.
+    """
     exc = yield None  # backoff primes the generator with next()
     attempt = 0
     while True:
@@ -141,6 +146,7 @@ def _waits(policy: RetryPolicy) -> Generator[float | None, BaseException | None,
         else:
             delay = random.uniform(0, min(policy.max_delay, policy.base * 2**attempt))  # noqa: S311
         attempt += 1
+        planned.append(delay)
         exc = yield scaled(delay)
 
 
@@ -155,15 +161,21 @@ async def call_with_retries(
     """Await ``attempt()`` until it succeeds or a failure may not (or no longer) be retried.
 
     The last failure is re-raised as it is; the caller maps raw transport errors to its
-    own types. ``on_retry(exc, tries, wait)`` runs before each wait.
+    own types. ``on_retry(exc, tries, wait)`` runs before each wait; ``wait`` is in
+    seconds as the policy chose it (a Retry-After as the server sent it, up to the cap),
+    not shrunk by `fast_mode`, so hooks and logs say what production would wait.
     """
+    planned: list[float] = []
 
     def giveup(exc: Exception) -> bool:
         return not is_retryable(exc, creates_job=creates_job)
 
     async def before_wait(details: Any) -> None:
         exc = details.get("exception")
-        tries, wait = details["tries"], details["wait"]
+        scale = delay_scale()
+        # backoff reports the scaled sleep (also cut to the time left): undo the scaling.
+        wait = details["wait"] / scale if scale > 0 else planned[-1]
+        tries = details["tries"]
         log.debug("retrying %s after %r (try %d, waiting %.2fs)", describe, exc, tries, wait)
         if on_retry is not None and exc is not None:
             await on_retry(exc, tries, wait)
@@ -181,6 +193,7 @@ async def call_with_retries(
         logger=None,
         on_backoff=before_wait,
         policy=policy,
+        planned=planned,
     )(attempt)
     return await decorated()
 

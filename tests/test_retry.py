@@ -1,0 +1,461 @@
+"""Retries against the simulator's fault plan: GETs retried, job-creating POSTs never resent blind.
+
+Money rule under test: after an ambiguous failure (the POST may have created the job) the
+client looks the task up in GET /tasks/ and adopts it; it sends the POST again only when the
+list shows no such task. So ``tasks_created`` always equals the number of jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+from kling_async import (
+    ClientConfig,
+    KlingClient,
+    KolorsElements,
+    RateLimitError,
+    RequestInfo,
+    RetryPolicy,
+    ServerError,
+    SubmissionUnknownError,
+    TaskResponse,
+    TransportError,
+)
+from kling_async.convert import PayloadError
+from kling_async.errors import (
+    AccountError,
+    AuthenticationError,
+    ModerationError,
+    NotFoundError,
+)
+from kling_async.retry import delay_scale, fast_mode, is_retryable, scaled, set_time_scale
+from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
+
+TOKEN = "test-token"  # as in conftest.py
+EMAIL = "a@example.com"
+URL1 = "https://example.com/a.png"
+URL2 = "https://example.com/b.png"
+
+
+def job(n: int) -> KolorsElements:
+    return KolorsElements(prompt=f"job number {n}", subject_images=[URL1, URL2])
+
+
+class Recorder:
+    """Hooks that record requests and retries."""
+
+    def __init__(self) -> None:
+        self.requests: list[RequestInfo] = []
+        self.retries: list[tuple[BaseException, int, float]] = []
+
+    def on_request(self, info: RequestInfo) -> None:
+        self.requests.append(info)
+
+    def on_retry(self, exc: BaseException, tries: int, wait: float) -> None:
+        self.retries.append((exc, tries, wait))
+
+    def calls(self, method: str, prefix: str) -> list[RequestInfo]:
+        return [r for r in self.requests if r.method == method and r.path.startswith(prefix)]
+
+
+MakeClient = Callable[..., KlingClient]
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[KlingSimulator]:
+    """Room for every job at once: these tests submit without job slots."""
+    async with KlingSimulator(token=TOKEN, accounts={EMAIL: 50}, job_seconds=0.05) as server:
+        yield server
+
+
+@pytest.fixture
+async def make_client(sim: KlingSimulator) -> AsyncIterator[MakeClient]:
+    """Clients of ``sim`` with hooks of a `Recorder` and a given config; closed at the end."""
+    made: list[KlingClient] = []
+
+    def make(recorder: Recorder | None = None, **config: Any) -> KlingClient:
+        rec = recorder or Recorder()
+        kling = KlingClient(
+            token=TOKEN,
+            base_url=sim.base_url,
+            max_jobs=50,
+            config=ClientConfig(**config),
+            on_request=rec.on_request,
+            on_retry=rec.on_retry,
+        )
+        made.append(kling)
+        return kling
+
+    yield make
+    for kling in made:
+        await kling.aclose()
+
+
+def plan(group: str, seed: int = 1, **rates: float) -> FaultPlan:
+    return FaultPlan(seed=seed, rules={group: FaultRates(**rates)}, delay_seconds=1.0)
+
+
+# -- GET retries ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rates", [{"server_error": 0.5}, {"reset": 0.5}, {"malformed": 0.5}, {"rate_limit": 0.5}]
+)
+async def test_get_retried_until_it_succeeds(
+    sim: KlingSimulator, make_client: MakeClient, rates: dict[str, float]
+) -> None:
+    rec = Recorder()
+    kling = make_client(rec, retry=RetryPolicy(max_tries=20))
+    submitted = await kling.submit(job(0))
+    sim.set_fault_plan(plan("tasks", **rates))
+    for _ in range(10):
+        assert (await kling.get_task(submitted.task_id or 0)).task_id == submitted.task_id
+    faults = sim.stats["faults"]
+    (kind,) = rates
+    assert faults.get(kind, 0) >= 1
+    failed_attempts = [r for r in rec.calls("GET", "tasks/") if r.status != 200]
+    if kind != "malformed":  # a cut body comes with status 200
+        assert len(rec.retries) == len(failed_attempts)
+    # aiohttp itself resends a GET once on a reused keep-alive connection that was reset, so
+    # the server may see more resets than the client counts retries.
+    assert len(rec.retries) <= faults[kind]
+    if kind != "reset":
+        assert len(rec.retries) == faults[kind]
+    assert sim.stats["polls"] == 10 + faults[kind]
+
+
+@pytest.mark.parametrize(
+    ("rates", "error"),
+    [
+        ({"server_error": 1.0}, ServerError),
+        ({"reset": 1.0}, TransportError),
+        ({"rate_limit": 1.0}, RateLimitError),
+        ({"malformed": 1.0}, PayloadError),
+    ],
+)
+async def test_get_gives_up_after_max_tries(
+    sim: KlingSimulator, make_client: MakeClient, rates: dict[str, float], error: type[Exception]
+) -> None:
+    rec = Recorder()
+    kling = make_client(rec, retry=RetryPolicy(max_tries=3))
+    submitted = await kling.submit(job(0))
+    sim.set_fault_plan(plan("tasks", **rates))
+    with pytest.raises(error):
+        await kling.get_task(submitted.task_id or 0)
+    assert [tries for _, tries, _ in rec.retries] == [1, 2]
+    assert len(rec.calls("GET", "tasks/")) == 3
+
+
+async def test_get_retried_on_timeouts(sim: KlingSimulator, make_client: MakeClient) -> None:
+    rec = Recorder()
+    kling = make_client(rec, retry=RetryPolicy(max_tries=3), request_timeout=0.1)
+    submitted = await kling.submit(job(0))
+    sim.set_fault_plan(plan("tasks", delay=1.0))
+    with pytest.raises(TransportError, match="TimeoutError"):
+        await kling.get_task(submitted.task_id or 0)
+    assert len(rec.retries) == 2
+    assert all(isinstance(exc, asyncio.TimeoutError) for exc, _, _ in rec.retries)
+    assert sim.stats["faults"] == {"delay": 3}
+    sim.set_fault_plan(plan("tasks", delay=0.5, seed=4))
+    rec.retries.clear()
+    kling2 = make_client(rec, retry=RetryPolicy(max_tries=30), request_timeout=0.1)
+    assert (await kling2.get_task(submitted.task_id or 0)).task_id == submitted.task_id
+
+
+async def test_sock_read_timeout_is_retried(sim: KlingSimulator, make_client: MakeClient) -> None:
+    rec = Recorder()
+    kling = make_client(rec, retry=RetryPolicy(max_tries=2), read_timeout=0.1)
+    sim.set_fault_plan(plan("accounts", delay=1.0))
+    with pytest.raises(TransportError):
+        await kling.get_account(EMAIL)
+    assert len(rec.retries) == 1
+
+
+async def test_connect_failures_are_retried_for_every_request() -> None:
+    rec = Recorder()
+    config = ClientConfig(retry=RetryPolicy(max_tries=3, busy_tries=4))
+    async with KlingClient(
+        token=TOKEN,
+        base_url="http://127.0.0.1:9/v1/kling",  # nothing listens on the discard port
+        max_jobs=1,
+        config=config,
+        on_retry=rec.on_retry,
+    ) as kling:
+        with pytest.raises(TransportError):
+            await kling.get_task(1)
+        assert len(rec.retries) == 2
+        rec.retries.clear()
+        # A POST that never connected cannot have created anything: retried too.
+        with pytest.raises(TransportError) as caught:
+            await kling.submit(job(0))
+        assert not isinstance(caught.value, SubmissionUnknownError)
+        assert len(rec.retries) == 3
+        assert all(isinstance(e, aiohttp.ClientConnectorError) for e, _, _ in rec.retries)
+
+
+# -- Retry-After ---------------------------------------------------------------------------
+
+
+async def test_retry_after_is_honoured(sim: KlingSimulator, make_client: MakeClient) -> None:
+    rec = Recorder()
+    kling = make_client(rec, retry=RetryPolicy(max_tries=2))
+    sim.set_fault_plan(FaultPlan(rules={"tasks": FaultRates(rate_limit=1.0)}, retry_after=7.5))
+    with pytest.raises(RateLimitError) as caught:
+        await kling.list_tasks()
+    assert caught.value.retry_after == 7.5
+    ((exc, tries, wait),) = rec.retries
+    assert isinstance(exc, RateLimitError)
+    assert tries == 1
+    assert wait == 7.5  # the server's value, as production would wait (no jitter)
+
+
+async def test_retry_after_is_capped(sim: KlingSimulator, make_client: MakeClient) -> None:
+    rec = Recorder()
+    kling = make_client(rec, retry=RetryPolicy(max_tries=2, max_retry_after=3.0))
+    sim.set_fault_plan(FaultPlan(rules={"tasks": FaultRates(rate_limit=1.0)}, retry_after=42))
+    with pytest.raises(RateLimitError):
+        await kling.list_tasks()
+    assert [wait for _, _, wait in rec.retries] == [3.0]
+
+
+async def test_retry_after_sleeps_scaled_and_reports_unscaled(
+    sim: KlingSimulator, make_client: MakeClient
+) -> None:
+    """With a small nonzero scale the hook still reports the server's value."""
+    rec = Recorder()
+    kling = make_client(rec, retry=RetryPolicy(max_tries=3))
+    sim.set_fault_plan(FaultPlan(rules={"tasks": FaultRates(rate_limit=1.0)}, retry_after=2))
+    with fast_mode(0.001):
+        assert scaled(2) == pytest.approx(0.002)
+        with pytest.raises(RateLimitError):
+            await kling.list_tasks()
+    assert [wait for _, _, wait in rec.retries] == pytest.approx([2.0, 2.0])
+    assert delay_scale() == 0.0  # the autouse fast mode is back
+
+
+async def test_exponential_waits_grow_within_the_cap(
+    sim: KlingSimulator, make_client: MakeClient
+) -> None:
+    rec = Recorder()
+    kling = make_client(rec, retry=RetryPolicy(max_tries=7, base=1.0, max_delay=4.0))
+    sim.set_fault_plan(plan("tasks", server_error=1.0))
+    with pytest.raises(ServerError):
+        await kling.list_tasks()
+    waits = [wait for _, _, wait in rec.retries]
+    assert len(waits) == 6
+    for n, wait in enumerate(waits):
+        assert 0 <= wait <= min(4.0, 2**n)  # full jitter below the grown, capped delay
+
+
+def test_time_scale_switch() -> None:
+    assert delay_scale() == 0.0
+    previous = set_time_scale(0.5)
+    try:
+        assert previous == 0.0
+        assert scaled(4) == 2.0
+    finally:
+        set_time_scale(previous)
+    with pytest.raises(ValueError, match="scale"):
+        set_time_scale(-1)
+
+
+# -- job-creating POSTs ----------------------------------------------------------------------
+
+
+async def run_jobs(kling: KlingClient, n: int) -> list[TaskResponse]:
+    return list(await asyncio.gather(*(kling.submit(job(i)) for i in range(n))))
+
+
+def assert_one_task_per_job(sim: KlingSimulator, answers: list[TaskResponse]) -> None:
+    stats = sim.stats
+    assert stats["tasks_created"] == len(answers)
+    ids = [a.task_id for a in answers]
+    assert len(set(ids)) == len(ids)
+    assert set(ids) == {t["id"] for t in stats["tasks"]}
+    for n, answer in enumerate(answers):  # each job got its own task, not a sibling's
+        assert answer.arguments["prompt"] == f"job number {n}"
+        assert sim.tasks[answer.task_id or 0].body["prompt"] == f"job number {n}"
+
+
+@pytest.mark.parametrize("kind", ["reset_after", "delay", "malformed"])
+async def test_ambiguous_post_failures_are_recovered_not_resent(
+    sim: KlingSimulator, make_client: MakeClient, kind: str
+) -> None:
+    rec = Recorder()
+    kling = make_client(rec, request_timeout=0.2)  # shorter than the 1 s delay fault
+    sim.set_fault_plan(plan("submit", seed=2, **{kind: 0.5}))
+    answers = await run_jobs(kling, 12)
+    stats = sim.stats
+    faults = stats["faults"][kind]
+    assert 1 <= faults < 12
+    assert_one_task_per_job(sim, answers)
+    assert stats["posts"] == 12  # not one POST was sent twice
+    assert rec.retries == []  # and none was retried by the retry layer
+    assert stats["lists"] >= faults  # each ambiguous failure was looked up
+    for answer in answers:  # the recovered answers are full task models
+        assert answer.task is not None
+        assert answer.status_name in ("submitted", "processing", "succeed")
+
+
+async def test_reset_before_creation_resends_only_after_the_list_shows_nothing(
+    sim: KlingSimulator, make_client: MakeClient
+) -> None:
+    rec = Recorder()
+    kling = make_client(rec, retry=RetryPolicy(max_tries=3))
+    sim.set_fault_plan(plan("submit", reset=1.0))
+    with pytest.raises(SubmissionUnknownError) as caught:
+        await kling.submit(job(0))
+    error = caught.value
+    assert error.request is not None
+    assert error.sent_at is not None
+    sequence = [(r.method, r.path.split("?")[0]) for r in rec.requests]
+    post = ("POST", "images/kolors-elements")
+    look = ("GET", "tasks/")
+    # Every POST is followed by two looks at the task list before anything else is sent.
+    assert sequence == [post, look, look] * 3
+    assert sim.stats["tasks_created"] == 0
+    assert sim.stats["faults"] == {"reset": 3}
+
+
+async def test_resets_before_creation_give_one_task_per_job(
+    sim: KlingSimulator, make_client: MakeClient
+) -> None:
+    rec = Recorder()
+    kling = make_client(rec, retry=RetryPolicy(max_tries=10))
+    sim.set_fault_plan(plan("submit", seed=5, reset=0.4))
+    answers = await run_jobs(kling, 12)
+    stats = sim.stats
+    assert stats["faults"]["reset"] >= 1
+    assert_one_task_per_job(sim, answers)
+    assert stats["posts"] == 12 + stats["faults"]["reset"]
+    assert stats["lists"] >= 2 * stats["faults"]["reset"]
+
+
+async def test_mixed_submit_faults_never_duplicate(
+    sim: KlingSimulator, make_client: MakeClient
+) -> None:
+    rec = Recorder()
+    kling = make_client(rec, request_timeout=0.2, retry=RetryPolicy(max_tries=10))
+    rates = FaultRates(rate_limit=0.15, reset=0.15, reset_after=0.15, delay=0.1, malformed=0.15)
+    sim.set_fault_plan(FaultPlan(seed=9, rules={"submit": rates}, delay_seconds=1.0))
+    answers = await run_jobs(kling, 15)
+    assert_one_task_per_job(sim, answers)
+
+
+async def test_identical_jobs_with_ambiguous_failures_keep_their_own_tasks(
+    sim: KlingSimulator, make_client: MakeClient
+) -> None:
+    """Same body three times: recovery must not hand one task to two jobs."""
+    kling = make_client(retry=RetryPolicy(max_tries=10))
+    sim.set_fault_plan(plan("submit", seed=3, reset_after=0.5, reset=0.2))
+    same = job(0)
+    answers = await asyncio.gather(*(kling.submit(same) for _ in range(6)))
+    ids = [a.task_id for a in answers]
+    assert len(set(ids)) == 6
+    assert sim.stats["tasks_created"] == 6
+
+
+async def test_429_on_submit_is_retried_without_duplicates(
+    sim: KlingSimulator, make_client: MakeClient
+) -> None:
+    rec = Recorder()
+    kling = make_client(rec)
+    sim.set_fault_plan(
+        FaultPlan(seed=4, rules={"submit": FaultRates(rate_limit=0.5)}, retry_after=3)
+    )
+    answers = await run_jobs(kling, 10)
+    stats = sim.stats
+    limited = stats["faults"]["rate_limit"]
+    assert limited >= 1
+    assert_one_task_per_job(sim, answers)
+    assert stats["posts"] == 10 + limited
+    assert len(rec.retries) == limited
+    assert all(isinstance(e, RateLimitError) and w == 3 for e, _, w in rec.retries)
+    assert stats["lists"] == 0  # a 429 is not ambiguous
+
+
+async def test_5xx_on_submit_is_looked_up_and_not_resent_blind(
+    sim: KlingSimulator, make_client: MakeClient
+) -> None:
+    """A 500/502/503 from the simulator comes before creation: the list shows nothing."""
+    rec = Recorder()
+    kling = make_client(rec, retry=RetryPolicy(max_tries=10))
+    sim.set_fault_plan(plan("submit", seed=6, server_error=0.4))
+    answers = await run_jobs(kling, 10)
+    stats = sim.stats
+    assert stats["faults"]["server_error"] >= 1
+    assert_one_task_per_job(sim, answers)
+    assert rec.retries == []
+    assert stats["lists"] >= 2 * stats["faults"]["server_error"]
+
+
+async def test_unreadable_task_list_after_an_ambiguous_post(
+    sim: KlingSimulator, make_client: MakeClient
+) -> None:
+    kling = make_client(retry=RetryPolicy(max_tries=2))
+    sim.set_fault_plan(
+        FaultPlan(
+            rules={
+                "submit": FaultRates(reset_after=1.0),
+                "tasks": FaultRates(server_error=1.0),
+            }
+        )
+    )
+    with pytest.raises(SubmissionUnknownError, match="may exist") as caught:
+        await kling.submit(job(0))
+    assert caught.value.email is None
+    assert sim.stats["tasks_created"] == 1
+    assert sim.stats["posts"] == 1
+
+
+# -- the retry predicate ---------------------------------------------------------------------
+
+
+def api(cls: type[Exception], status: int) -> Exception:
+    return cls("x", status=status)
+
+
+@pytest.mark.parametrize(
+    ("exc", "get", "post"),
+    [
+        (api(RateLimitError, 429), True, True),
+        (api(ServerError, 502), True, False),
+        (api(ModerationError, 500), False, False),
+        (api(AccountError, 596), False, False),
+        (api(NotFoundError, 404), False, False),
+        (api(AuthenticationError, 401), False, False),
+        (aiohttp.ServerDisconnectedError(), True, False),
+        (asyncio.TimeoutError(), True, False),
+        (PayloadError("cut"), True, False),
+        (ValueError("bug"), False, False),
+    ],
+)
+def test_is_retryable(exc: BaseException, get: bool, post: bool) -> None:
+    assert is_retryable(exc, creates_job=False) is get
+    assert is_retryable(exc, creates_job=True) is post
+
+
+async def test_identical_job_arriving_while_a_sibling_hands_over_waits_its_turn(
+    sim: KlingSimulator, make_client: MakeClient
+) -> None:
+    """A job submitted the moment an identical one finishes must still queue behind the next."""
+    kling = make_client()
+    same = job(0)
+    late: list[asyncio.Future[TaskResponse]] = []
+
+    def on_submitted(_: TaskResponse) -> None:
+        if not late:  # the first job is done; its identical sibling is about to go
+            late.append(asyncio.ensure_future(kling.submit(same)))
+
+    kling.on_submitted = on_submitted
+    sim.set_fault_plan(plan("submit", reset_after=1.0))
+    first, second = await asyncio.gather(kling.submit(same), kling.submit(same))
+    third = await late[0]
+    assert len({first.task_id, second.task_id, third.task_id}) == 3
+    assert sim.stats["tasks_created"] == 3
+    assert sim.stats["posts"] == 3

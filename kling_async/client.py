@@ -213,7 +213,8 @@ class KlingClient:
     ``max_jobs`` sizes the single account's job slots (None: read from the server).
     ``session`` is used as given and not closed; otherwise the client owns one.
     Hooks (plain callables or coroutines): ``on_request(RequestInfo)``,
-    ``on_retry(exc, tries, wait)``, ``on_submitted(TaskResponse)``::
+    ``on_retry(exc, tries, wait)`` (``wait`` in seconds: the server's Retry-After when it
+    sent one; not shrunk by `fast_mode`), ``on_submitted(TaskResponse)``::
 
         async with KlingClient() as kling:
             final = await kling.kolors_elements(prompt="...", subject_images=["a.png", "b.png"])
@@ -259,7 +260,7 @@ class KlingClient:
         self._waiter = TaskWaiter(self)
         self._task_email: dict[int, str | None] = {}
         self._uploads: dict[tuple[str, str], asyncio.Future[str]] = {}
-        self._submit_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._submit_locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
     def __repr__(self) -> str:
@@ -629,8 +630,15 @@ class KlingClient:
         # caller's cancellation; it is still logged and handed to the hooks.
         posting = asyncio.ensure_future(self._post_job(request, body, email, on_submitted))
         self._background.add(posting)
-        posting.add_done_callback(self._background.discard)
+        posting.add_done_callback(self._posted)
         return await asyncio.shield(posting)
+
+    def _posted(self, posting: asyncio.Task[Any]) -> None:
+        self._background.discard(posting)
+        if not posting.cancelled() and posting.exception() is not None:
+            # Retrieved here so an abandoned submission's failure is logged once, not
+            # reported by asyncio as "never retrieved".
+            log.debug("background submission ended with %r", posting.exception())
 
     async def _post_job(
         self,
@@ -639,13 +647,20 @@ class KlingClient:
         email: str | None,
         on_submitted: Hook | None,
     ) -> TaskResponse:
-        key = (email or "", _signature(body))
-        lock = self._submit_locks.setdefault(key, asyncio.Lock())
+        # Identical bodies to one account go out one at a time, so that a task recovered
+        # from the list after an ambiguous failure cannot be a sibling's. Recovery matches
+        # by prompt and images, so a per-submission replyRef must not tell them apart.
+        key = (email or "", _signature({k: v for k, v in body.items() if k != "replyRef"}))
+        lock, users = self._submit_locks.get(key, (asyncio.Lock(), 0))
+        self._submit_locks[key] = (lock, users + 1)
         try:
             async with lock:
                 resp = await self._post_with_recovery(request, body, email)
         finally:
-            if not lock.locked() and self._submit_locks.get(key) is lock:
+            lock, users = self._submit_locks[key]
+            if users > 1:
+                self._submit_locks[key] = (lock, users - 1)
+            else:
                 del self._submit_locks[key]
         task_id = resp.task_id
         assert task_id is not None  # checked by _post_with_recovery

@@ -8,6 +8,7 @@ async with KlingClient() as kling:          # token from $USEAPI_TOKEN
 """
 
 from ._version import __version__
+from .batch import BatchRunner, JobsFileError, Journal, JournalConflictError
 from .client import DEFAULT_BASE_URL, ClientConfig, KlingClient, RequestInfo
 from .convert import PayloadError, make_converter
 from .errors import (
@@ -63,11 +64,15 @@ __all__ = [
     "AssetUpload",
     "AuthenticationError",
     "BadRequestError",
+    "BatchRunner",
     "ClientConfig",
     "ConfigurationError",
     "GenerationRequest",
     "Image2VideoElements",
     "JobSlots",
+    "JobsFileError",
+    "Journal",
+    "JournalConflictError",
     "KlingClient",
     "KlingError",
     "KlingWebhookReceiver",

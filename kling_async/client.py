@@ -791,6 +791,10 @@ class KlingClient:
         """
         task_id = task.task_id if isinstance(task, TaskResponse) else task
         email = email or (self._task_email.get(task_id) if task_id else None) or self.email
+        if task_id:
+            # Remember the account (downloads ask it for the clean copy) and count the
+            # task as claimed, so an ambiguous-POST recovery never adopts it.
+            self._task_email.setdefault(task_id, email)
         if not hold_slot:
             return await self._waiter.wait(task, email=email, timeout=timeout)
         async with self.slots.acquire(email if email in self._accounts else None) as account:

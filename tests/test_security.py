@@ -1,0 +1,391 @@
+"""Security: the token never leaks, plain http is refused, downloads stay in their folder, and
+the replyUrl receiver accepts nothing without its secret."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+import secrets
+import traceback
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import attrs
+import pytest
+from aiohttp import web
+
+from kling_async import (
+    ClientConfig,
+    ConfigurationError,
+    KlingClient,
+    KlingError,
+    KlingWebhookReceiver,
+    KolorsElements,
+    PayloadError,
+    PollPolicy,
+    RetryPolicy,
+    cli,
+)
+from kling_async.batch import JOURNAL_NAME
+from kling_async.convert import structure_task
+from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
+
+TOKEN = f"sk-live-{secrets.token_hex(20)}"
+WRONG_TOKEN = f"sk-wrong-{secrets.token_hex(20)}"
+ACCOUNT = "sec@example.com"
+IMG = "https://cdn.example.com/a.png"
+IMG2 = "https://cdn.example.com/b.png"
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
+
+FAST = ClientConfig(
+    retry=RetryPolicy(max_tries=3, base=0.001, max_delay=0.01, max_retry_after=0.01),
+    poll=PollPolicy(interval=0.01, max_interval=0.05, max_polls_per_second=None),
+    recovery_confirm_delay=0.001,
+    request_timeout=2.0,
+)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[KlingSimulator]:
+    plan = FaultPlan(
+        seed=4,
+        rules={
+            # Retries, recoveries and error answers: every code path that logs or raises.
+            "tasks": FaultRates(server_error=0.2, reset=0.1, malformed=0.05),
+            "submit": FaultRates(rate_limit=0.2, reset_after=0.15, malformed=0.1),
+        },
+        retry_after=0.01,
+    )
+    async with KlingSimulator(
+        token=TOKEN, accounts={ACCOUNT: 5}, job_seconds=0.02, fault_plan=plan
+    ) as simulator:
+        yield simulator
+
+
+def texts_of(exc: BaseException) -> list[str]:
+    """Everything an exception shows: str, repr, the traceback with causes, pickle, and the
+    attributes of every exception in the chain (aiohttp's carry request headers)."""
+    texts = [
+        "".join(traceback.format_exception(exc)),
+        pickle.dumps(exc).decode("latin-1"),
+    ]
+    seen: BaseException | None = exc
+    while seen is not None:
+        texts += [str(seen), repr(seen), repr(vars(seen)), repr(getattr(seen, "request_info", ""))]
+        seen = seen.__cause__ or seen.__context__
+    return texts
+
+
+# --------------------------------------------------------------------------- the token
+
+
+async def test_token_is_absent_from_logs_reprs_and_exceptions(
+    sim: KlingSimulator, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger, aiohttp's included
+    seen: list[str] = []
+    errors: list[BaseException] = []
+
+    def hook(*args: Any) -> None:
+        seen.extend(repr(a) for a in args)
+
+    async with KlingClient(
+        token=TOKEN,
+        base_url=sim.base_url,
+        max_jobs=5,
+        config=FAST,
+        on_request=hook,
+        on_retry=hook,
+        on_submitted=hook,
+    ) as kling:
+        seen += [repr(kling), str(kling), repr(kling.config), repr(kling.slots)]
+        prompts = ["a cat", "a dog", "this will fail", "nsfw content", "a bird", "a fish"]
+        outcomes = await asyncio.gather(
+            *(kling.kolors_elements(prompt=p, subject_images=[IMG, IMG2]) for p in prompts),
+            kling.get_task(1),  # 404
+            kling.upload_asset(PNG),
+            return_exceptions=True,
+        )
+        errors += [o for o in outcomes if isinstance(o, BaseException)]
+        assert len(errors) >= 3  # the failure, the moderation and the 404 at least
+        done = next(o for o in outcomes if not isinstance(o, BaseException) and hasattr(o, "works"))
+        seen.append(repr(done))
+        await kling.download(done, tmp_path / "out")
+    async with KlingClient(token=WRONG_TOKEN, base_url=sim.base_url, max_jobs=1) as wrong:
+        with pytest.raises(KlingError) as unauthorized:
+            await wrong.get_task(123)
+        errors.append(unauthorized.value)
+    dead = "http://127.0.0.1:9/v1/kling"  # nothing listens on the discard port
+    async with KlingClient(token=TOKEN, base_url=dead, max_jobs=1, config=FAST) as nowhere:
+        with pytest.raises(KlingError) as unreachable:
+            await nowhere.submit(KolorsElements(prompt="p", subject_images=[IMG, IMG2]))
+        errors.append(unreachable.value)
+
+    assert all(isinstance(e, KlingError) for e in errors), errors
+    everything = [caplog.text, *seen, *(t for e in errors for t in texts_of(e))]
+    for token in (TOKEN, WRONG_TOKEN):
+        assert not [text for text in everything if token in text]
+    assert "Authorization" not in caplog.text
+    assert "GET tasks/" in caplog.text  # the DEBUG request log was on
+
+
+async def test_token_is_not_sent_to_file_hosts(sim: KlingSimulator, tmp_path: Path) -> None:
+    sim.set_fault_plan(None)
+    async with KlingClient(token=TOKEN, base_url=sim.base_url, max_jobs=5, config=FAST) as kling:
+        final = await kling.kolors_elements(prompt="p", subject_images=[IMG, IMG2], image_count=2)
+        await kling.download(final, tmp_path, clean=False)
+        await kling.download(final, tmp_path / "clean")
+    stats = sim.stats
+    assert stats["file_requests"] >= 4
+    assert stats["file_requests_with_auth"] == 0
+
+
+async def test_token_is_absent_from_the_batch_journal_and_output(
+    sim: KlingSimulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(
+        "\n".join(
+            f'{{"kind": "image", "prompt": "{p}", "subject_images": ["{IMG}", "{IMG2}"]}}'
+            for p in ("a cat", "a dog", "will fail", "a bird")
+        )
+    )
+    out = tmp_path / "out"
+    argv = ["--verbose", "--token", TOKEN, "--base-url", sim.base_url, "batch", str(jobs)]
+    status = await asyncio.to_thread(cli.main, [*argv, "--out", str(out), "--max-jobs", "3"])
+    captured = capsys.readouterr()
+    assert status == 1  # the "fail" line failed; the rest succeeded
+    assert (out / JOURNAL_NAME).is_file()
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert any(p.name.startswith(JOURNAL_NAME) for p in written)
+    for path in written:
+        assert TOKEN.encode() not in path.read_bytes(), path
+    assert TOKEN not in captured.out + captured.err + caplog.text
+
+
+def test_resume_hint_drops_the_token() -> None:
+    hint = cli._resume_command(["--token", TOKEN, "batch", "j.jsonl", f"--token={TOKEN}"])
+    assert TOKEN not in hint
+    assert hint == "kling-async batch j.jsonl"
+
+
+# --------------------------------------------------------------------------- plain http
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://api.useapi.net/v1/kling",
+        "http://10.0.0.5:8080/v1/kling",
+        "http://127.0.0.1.evil.example/v1/kling",
+        "http://localhost.evil.example/v1/kling",
+        "http://127.0.0.1@evil.example/v1/kling",
+        "http://[2001:db8::1]/v1/kling",
+    ],
+)
+def test_plain_http_off_loopback_is_refused(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="allow_insecure") as caught:
+        KlingClient(token=TOKEN, base_url=url)
+    assert TOKEN not in str(caught.value)
+    allowed = KlingClient(token=TOKEN, base_url=url, config=attrs.evolve(FAST, allow_insecure=True))
+    assert allowed.base_url.startswith("http://")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.useapi.net/v1/kling",
+        "http://127.0.0.1:8787/v1/kling",
+        "http://localhost:8787/v1/kling",
+        "http://[::1]:8787/v1/kling",
+    ],
+)
+def test_https_and_loopback_are_allowed(url: str) -> None:
+    assert KlingClient(token=TOKEN, base_url=url).base_url == url + "/"
+
+
+@pytest.mark.parametrize("url", ["ftp://api.example/v1", "file:///etc/passwd", "api.useapi.net"])
+def test_other_schemes_are_refused(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="base_url"):
+        KlingClient(token=TOKEN, base_url=url, config=attrs.evolve(FAST, allow_insecure=True))
+
+
+async def test_command_line_refuses_plain_http(
+    sim: KlingSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--token", TOKEN, "--base-url", "http://api.example.com/v1/kling", "task", "123"]
+    status = await asyncio.to_thread(cli.main, argv)
+    err = capsys.readouterr().err
+    assert status != 0
+    assert "allow_insecure" in err
+    assert TOKEN not in err
+
+
+# --------------------------------------------------------------------------- downloads
+
+HOSTILE_NAMES = [
+    'attachment; filename="../../../evil.png"',
+    "attachment; filename*=UTF-8''..%2F..%2Fevil.png",
+    'attachment; filename="/tmp/evil.png"',
+    'inline; filename="..\\\\..\\\\evil.png"',
+]
+
+
+@pytest.fixture
+async def hostile_host() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
+    """A file host that answers every path with a PNG and a hostile Content-Disposition."""
+    requests: list[dict[str, str]] = []
+
+    async def any_file(request: web.Request) -> web.Response:
+        requests.append(dict(request.headers))
+        disposition = HOSTILE_NAMES[len(requests) % len(HOSTILE_NAMES)]
+        return web.Response(
+            body=PNG, content_type="image/png", headers={"Content-Disposition": disposition}
+        )
+
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", any_file)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", requests
+    finally:
+        await runner.cleanup()
+
+
+def tree(folder: Path) -> set[Path]:
+    """Every file and folder under ``folder``, resolved."""
+    return {p.resolve() for p in folder.rglob("*")}
+
+
+def hostile_task(task_id: int, urls: list[str], cover: str) -> Any:
+    works = [
+        {
+            "workId": None,
+            "contentType": "image",
+            "resource": {"resource": url},
+            "cover": {"resource": cover},
+        }
+        for url in urls
+    ]
+    return structure_task(
+        {"status": 99, "status_name": "succeed", "status_final": True, "task": {"id": task_id},
+         "works": works}
+    )  # fmt: skip
+
+
+async def test_hostile_urls_and_names_cannot_leave_the_folder(
+    hostile_host: tuple[str, list[dict[str, str]]], tmp_path: Path
+) -> None:
+    host, requests = hostile_host
+    urls = [
+        f"{host}/../../../../evil.png",
+        f"{host}/a/..%2F..%2F..%2Fevil.sh",
+        f"{host}/a/%2e%2e/%2e%2e/evil.png",
+        f"{host}/x/evil.png?name=../../../evil.png",
+        f"{host}/x/",
+        f"{host}/x/..\\..\\evil.jpg",
+        f"{host}/x/.bashrc",
+    ]
+    out = tmp_path / "sandbox" / "out"
+    async with KlingClient(token=TOKEN, base_url="https://api.example.com/v1/kling") as kling:
+        paths = await kling.download(
+            hostile_task(42, urls, f"{host}/../cover.png"), out, covers=True, clean=False
+        )
+    assert len(paths) == 2 * len(urls)
+    assert len(set(paths)) == len(paths)
+    root = out.resolve()
+    for path in paths:
+        assert path.resolve().parent == root
+        assert path.name.startswith("42-")
+    everything = tree(tmp_path)
+    assert everything == {
+        tmp_path.joinpath("sandbox").resolve(),
+        root,
+        *(p.resolve() for p in paths),
+    }
+    assert len(requests) == len(paths)
+    assert not [h for h in requests if "Authorization" in h]
+
+
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "ftp://files.example/x.png", "/etc/passwd", "../x.png"]
+)
+async def test_non_http_result_urls_are_refused(url: str, tmp_path: Path) -> None:
+    async with KlingClient(token=TOKEN, base_url="https://api.example.com/v1/kling") as kling:
+        with pytest.raises(PayloadError, match="non-http"):
+            await kling.download(hostile_task(7, [url], ""), tmp_path, clean=False)
+    assert tree(tmp_path) == set()
+
+
+# --------------------------------------------------------------------------- replyUrl receiver
+
+
+def callback(task_id: int, ref: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "status": 99,
+        "status_name": "succeed",
+        "status_final": True,
+        "task": {"id": task_id},
+        "works": [],
+    }
+    if ref is not None:
+        body["replyRef"] = ref
+    return body
+
+
+async def test_receiver_rejects_callbacks_without_its_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    receiver = KlingWebhookReceiver()
+    reply_url = await receiver.start("127.0.0.1", 0)
+    secret = reply_url.rsplit("/", 1)[1]
+    base = reply_url.rsplit("/", 1)[0]
+    good_ref = receiver.new_ref()
+    receiver.bind(good_ref, 111)
+    other_ref = receiver.new_ref()
+    receiver.bind(other_ref, 222)
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def post(url: str, body: Any) -> int:
+                async with http.post(url, json=body) as resp:
+                    return resp.status
+
+            forged = good_ref.split(".")[0] + "." + "0" * 32
+            attempts = [
+                (base, callback(111, good_ref)),  # no secret segment at all
+                (base + "/", callback(111, good_ref)),
+                (f"{base}/{'x' * len(secret)}", callback(111, good_ref)),  # wrong secret
+                (f"{base}/{secret[:-1]}", callback(111, good_ref)),  # almost the secret
+                (f"{base}/{secret}extra", callback(111, good_ref)),
+                (reply_url, callback(111, None)),  # the path, but no replyRef
+                (reply_url, callback(111, forged)),  # a forged replyRef
+                (reply_url, callback(111, other_ref)),  # another task's replyRef
+                (reply_url, "not a task model"),
+            ]
+            statuses = [await post(url, body) for url, body in attempts]
+            assert all(400 <= s < 500 for s in statuses), statuses
+            assert receiver.received == 0
+            assert receiver.latest(111) is None
+            assert receiver.latest(222) is None
+
+            assert await post(reply_url, callback(111, good_ref)) == 200
+            latest = receiver.latest(111)
+            assert latest is not None
+            assert latest.succeeded
+    finally:
+        await receiver.stop()
+        await asyncio.sleep(0)
+    assert secret not in repr(receiver)
+    assert secret not in caplog.text

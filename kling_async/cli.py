@@ -54,6 +54,7 @@ from .convert import unstructure
 from .errors import KlingError, RequestValidationError, TaskFailedError
 from .models import TaskResponse
 from .requests import GenerationRequest, Image2VideoElements, KolorsElements
+from .webhooks import KlingWebhookReceiver
 
 __all__ = ["build_parser", "main"]
 
@@ -387,6 +388,26 @@ def _add_batch(sub: Sub, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="submit again lines whose earlier submission cannot be found or ruled out",
     )
+    p.add_argument(
+        "--webhook",
+        type=_webhook_address,
+        metavar="HOST:PORT[/path]",
+        help="push mode: receive replyUrl callbacks here instead of polling (polling stays "
+        "as a slow fallback)",
+    )
+    p.add_argument(
+        "--webhook-url",
+        metavar="URL",
+        help="the public URL useapi.net reaches --webhook at (default: http://HOST:PORT/path)",
+    )
+
+
+def _webhook_address(value: str) -> tuple[str, int, str]:
+    address, slash, path = value.partition("/")
+    host, colon, port = address.rpartition(":")
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT[/path], got {value!r}")
+    return host.strip("[]"), int(port), "/" + path if slash and path else "/kling/callback"
 
 
 def _add_simulate(sub: Sub) -> None:
@@ -492,12 +513,17 @@ def _client(
     max_jobs: int | None = None,
     accounts: dict[str, int | None] | None = None,
 ) -> KlingClient:
+    webhook = None
+    if getattr(args, "webhook", None) is not None:
+        host, port, path = args.webhook
+        webhook = KlingWebhookReceiver(host=host, port=port, path=path, public_url=args.webhook_url)
     return KlingClient(
         token=_token(args),
         email=args.email,
         base_url=args.base_url,
         max_jobs=max_jobs,
         accounts=accounts,
+        webhook=webhook,
     )
 
 

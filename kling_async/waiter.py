@@ -81,6 +81,9 @@ class PollPolicy:
     between delays. ``max_interval``: the longest delay between polls. ``eta_margin``:
     fraction added to the service's ETA (plus ``eta_slack`` seconds) when timing a poll
     from it. ``jitter``: +- fraction applied to each grown delay.
+    The ETA poll goes out right at the estimate (no margin, ``eta_slack`` only): any
+    margin is dead time added to every job, a slot idle for that long, while an estimate
+    that runs late costs one more poll whose answer carries a fresh ETA.
     ``max_polls_per_second``: the client-wide cap (None: no cap). ``push_fallback``: in
     push mode, the first wait for a callback before polling anyway (it grows like polls).
     """
@@ -88,8 +91,8 @@ class PollPolicy:
     interval: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
     growth: float = attrs.field(default=1.4, validator=attrs.validators.ge(1))
     max_interval: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
-    eta_margin: float = attrs.field(default=0.02, validator=attrs.validators.ge(0))
-    eta_slack: float = attrs.field(default=0.05, validator=attrs.validators.ge(0))
+    eta_margin: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
+    eta_slack: float = attrs.field(default=0.02, validator=attrs.validators.ge(0))
     jitter: float = attrs.field(
         default=0.1, validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.lt(1))
     )

@@ -455,8 +455,13 @@ class KlingClient:
     # -- accounts and tasks ----------------------------------------------------------------
 
     def _account_for(self, email: str | None) -> str | None:
+        """The account a call goes to (given, else the default); an unknown one is refused.
+
+        Any email is accepted when none is configured (the server knows the accounts);
+        otherwise only the configured ones, since only they have job slots.
+        """
         email = email or self.email
-        if email and len(self._accounts) > 1 and email not in self._accounts:
+        if email and "" not in self._accounts and email not in self._accounts:
             known = ", ".join(sorted(self._accounts))
             raise RequestValidationError(
                 f"email: {email!r} is not a configured account ({known})", field="email"
@@ -820,12 +825,14 @@ class KlingClient:
         Raises `TaskFailedError` when the task failed. Cancelling frees the slot at once;
         a submitted task's id has been logged and passed to ``on_submitted`` by then.
         """
-        wanted = request.email or (self.email if self.email in self._accounts else None)
+        email = self._account_for(request.email)
         deadline = request.default_timeout if isinstance(timeout, _Unset) else timeout
-        async with self.slots.acquire(wanted) as account:
-            resp = await self.submit(request, email=account or None, on_submitted=on_submitted)
+        # No email (or none configured): the slots pick the account with a free slot.
+        async with self.slots.acquire(email if email in self._accounts else None) as account:
+            email = account or email
+            resp = await self.submit(request, email=email, on_submitted=on_submitted)
             try:
-                return await self._waiter.wait(resp, email=account or None, timeout=deadline)
+                return await self._waiter.wait(resp, email=email, timeout=deadline)
             except asyncio.CancelledError:
                 log.warning(
                     "stopped waiting for task %s (cancelled); the job goes on", resp.task_id

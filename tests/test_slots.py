@@ -1,0 +1,486 @@
+"""Job slots against the simulator: never above maxJobs, always freed, spread over accounts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from kling_async import (
+    ConfigurationError,
+    JobSlots,
+    KlingClient,
+    KolorsElements,
+    ModerationError,
+    RateLimitError,
+    RequestValidationError,
+    TaskFailedError,
+    TaskResponse,
+    TaskTimeoutError,
+)
+from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
+
+TOKEN = "test-token"  # as in conftest.py
+EMAIL = "a@example.com"
+OTHER = "b@example.com"
+URL1 = "https://example.com/a.png"
+URL2 = "https://example.com/b.png"
+
+
+def job(prompt: str, **fields: Any) -> KolorsElements:
+    return KolorsElements(prompt=prompt, subject_images=[URL1, URL2], **fields)
+
+
+@pytest.fixture
+def created() -> asyncio.Queue[str]:
+    """The prompt of each task ``slow_sim`` creates, as it creates it."""
+    return asyncio.Queue()
+
+
+@pytest.fixture
+async def slow_sim(created: asyncio.Queue[str]) -> AsyncIterator[KlingSimulator]:
+    """Jobs whose prompt says "slow" run for a minute, the others 50 ms."""
+
+    def durations(endpoint: str, body: dict[str, Any], rng: Any) -> float:
+        prompt = str(body.get("prompt", ""))
+        created.put_nowait(prompt)
+        return 60.0 if "slow" in prompt else 0.05
+
+    async with KlingSimulator(
+        token=TOKEN, accounts={EMAIL: 3}, job_duration=durations, eta=False
+    ) as server:
+        yield server
+
+
+async def soon(awaitable: Awaitable[Any]) -> Any:
+    """Await something that must happen (bounded, so a bug fails instead of hanging)."""
+    return await asyncio.wait_for(awaitable, 10)
+
+
+@pytest.fixture
+async def slow_client(slow_sim: KlingSimulator) -> AsyncIterator[KlingClient]:
+    async with KlingClient(token=TOKEN, base_url=slow_sim.base_url, email=EMAIL) as kling:
+        yield kling
+
+
+# -- never above maxJobs, always busy ----------------------------------------------------------
+
+
+async def test_50_jobs_never_exceed_max_jobs_and_keep_every_slot_busy(
+    sim: KlingSimulator,
+) -> None:
+    in_use_at_submission: list[int] = []
+    async with KlingClient(
+        token=TOKEN,
+        base_url=sim.base_url,
+        max_jobs=3,
+        on_submitted=lambda _: in_use_at_submission.append(kling.slots.in_use("")),
+    ) as kling:
+        results = await asyncio.gather(
+            *(
+                kling.kolors_elements(prompt=f"job {n}", subject_images=[URL1, URL2])
+                for n in range(50)
+            )
+        )
+        assert kling.slots.in_use("") == 0
+        assert kling.slots.peak("") == 3
+    assert [r.arguments["prompt"] for r in results] == [f"job {n}" for n in range(50)]
+    assert all(r.succeeded for r in results)
+    stats = sim.stats
+    assert stats["tasks_created"] == 50
+    assert stats["peak_running"] == {EMAIL: 3}
+    assert stats["rate_limited"] == 0  # the client never asked for a 4th slot
+    # Busy: while jobs were queued, every submission happened with all 3 slots taken.
+    assert in_use_at_submission.count(3) >= 45
+
+
+async def test_max_jobs_read_from_the_server(sim: KlingSimulator, client: KlingClient) -> None:
+    assert client.slots.accounts == [""]
+    assert client.slots.limit("") is None
+    await client.kolors_elements(prompt="one", subject_images=[URL1, URL2])
+    assert client.slots.limit("") == 3
+    async with KlingClient(token=TOKEN, base_url=sim.base_url, email=EMAIL) as kling:
+        assert kling.slots.limit(EMAIL) is None
+        await asyncio.gather(
+            *(kling.kolors_elements(prompt=f"j{n}", subject_images=[URL1, URL2]) for n in range(7))
+        )
+        assert kling.slots.limit(EMAIL) == 3
+        assert kling.slots.peak(EMAIL) == 3
+    assert sim.stats["peak_running"] == {EMAIL: 3}
+
+
+async def test_max_jobs_given_is_not_read(sim: KlingSimulator) -> None:
+    async with KlingClient(token=TOKEN, base_url=sim.base_url, max_jobs=2) as kling:
+        await asyncio.gather(
+            *(kling.kolors_elements(prompt=f"j{n}", subject_images=[URL1, URL2]) for n in range(6))
+        )
+        assert kling.slots.peak("") == 2
+    assert sim.stats["peak_running"] == {EMAIL: 2}
+
+
+@pytest.mark.parametrize("value", [0, 51, True])
+def test_max_jobs_out_of_range(value: Any) -> None:
+    with pytest.raises(ConfigurationError, match="max_jobs"):
+        KlingClient(token=TOKEN, max_jobs=value)
+    with pytest.raises(ConfigurationError):
+        JobSlots({"x@example.com": value})
+
+
+def test_max_jobs_and_accounts_are_exclusive() -> None:
+    with pytest.raises(ConfigurationError):
+        KlingClient(token=TOKEN, max_jobs=2, accounts={EMAIL: 2})
+    with pytest.raises(ConfigurationError):
+        KlingClient(token=TOKEN, email="c@example.com", accounts={EMAIL: 2})
+
+
+async def test_busy_answer_is_retried_without_leaking_the_slot(sim: KlingSimulator) -> None:
+    retried: list[BaseException] = []
+
+    def on_retry(exc: BaseException, tries: int, wait: float) -> None:
+        retried.append(exc)
+        sim.finish_all()  # the job started elsewhere ends: the next try finds room
+
+    async with KlingClient(
+        token=TOKEN, base_url=sim.base_url, max_jobs=3, on_retry=on_retry
+    ) as kling:
+        for n in range(3):  # started outside the slots (say, by another program)
+            await kling.submit(job(f"outside {n}"))
+        done = await kling.run(job("inside"))
+        assert done.succeeded
+        assert kling.slots.in_use("") == 0
+    assert len(retried) == 1
+    assert isinstance(retried[0], RateLimitError)
+    assert sim.stats["tasks_created"] == 4
+
+
+async def test_busy_budget_spent_frees_the_slot(slow_sim: KlingSimulator) -> None:
+    from kling_async import ClientConfig, RetryPolicy
+
+    config = ClientConfig(retry=RetryPolicy(busy_tries=2))
+    async with KlingClient(
+        token=TOKEN, base_url=slow_sim.base_url, max_jobs=3, config=config
+    ) as kling:
+        for n in range(3):
+            await kling.submit(job(f"slow outside {n}"))
+        with pytest.raises(RateLimitError):
+            await kling.run(job("inside"))
+        assert kling.slots.in_use("") == 0
+
+
+# -- every way a job ends frees its slot -------------------------------------------------------
+
+
+async def test_failed_job_frees_its_slot(
+    slow_sim: KlingSimulator, slow_client: KlingClient
+) -> None:
+    with pytest.raises(TaskFailedError) as caught:
+        await slow_client.kolors_elements(prompt="this will fail", subject_images=[URL1, URL2])
+    failed = caught.value.task
+    assert failed is not None
+    assert failed.failed
+    assert failed.status_name == "failed"
+    assert caught.value.task_id == failed.task_id
+    assert slow_sim.tasks[failed.task_id or 0].status_name == "failed"
+    assert "simulated" in str(caught.value)
+    assert slow_client.slots.in_use(EMAIL) == 0
+    assert (await slow_client.run(job("after"))).succeeded
+
+
+async def test_moderated_job_frees_its_slot(
+    slow_sim: KlingSimulator, slow_client: KlingClient
+) -> None:
+    with pytest.raises(ModerationError):
+        await slow_client.run(job("nsfw please"))
+    assert slow_client.slots.in_use(EMAIL) == 0
+    assert slow_sim.stats["tasks_created"] == 0
+    assert (await slow_client.run(job("after"))).succeeded
+
+
+async def test_timed_out_job_frees_its_slot_and_can_be_waited_on_again(
+    slow_sim: KlingSimulator, slow_client: KlingClient
+) -> None:
+    with pytest.raises(TaskTimeoutError) as caught:
+        await slow_client.run(job("slow one"), timeout=0.05)
+    error = caught.value
+    assert isinstance(error, TimeoutError)
+    assert error.task_id in slow_sim.tasks
+    assert error.last is not None
+    assert error.last.task_id == error.task_id
+    assert not error.last.is_final
+    assert slow_client.slots.in_use(EMAIL) == 0
+    assert (await slow_client.run(job("after"))).succeeded  # a later job runs
+    assert slow_sim.stats["running"] == {EMAIL: 1}  # the slow one still runs on the server
+    slow_sim.finish(error.task_id or 0)
+    assert (await slow_client.wait(error.task_id or 0)).succeeded
+
+
+async def test_cancelled_waiting_job_frees_its_slot_at_once(
+    slow_sim: KlingSimulator, slow_client: KlingClient
+) -> None:
+    submitted: list[TaskResponse] = []
+    reported = asyncio.Event()
+
+    def on_submitted(resp: TaskResponse) -> None:
+        submitted.append(resp)
+        reported.set()
+
+    running = asyncio.ensure_future(
+        slow_client.run(job("slow cancelled"), on_submitted=on_submitted)
+    )
+    await soon(reported.wait())
+    assert slow_client.slots.in_use(EMAIL) == 1
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert slow_client.slots.in_use(EMAIL) == 0
+    assert submitted[0].task_id in slow_sim.tasks
+    assert slow_sim.stats["running"] == {EMAIL: 1}  # the job goes on without a waiter
+    slow_sim.finish_all()
+    await asyncio.gather(*(slow_client.run(job(f"after {n}")) for n in range(3)))
+
+
+async def test_cancelled_while_queued_for_a_slot_takes_nothing(
+    slow_sim: KlingSimulator, created: asyncio.Queue[str]
+) -> None:
+    async with KlingClient(
+        token=TOKEN, base_url=slow_sim.base_url, email=EMAIL, max_jobs=1
+    ) as kling:
+        first = asyncio.ensure_future(kling.run(job("slow first")))
+        assert await soon(created.get()) == "slow first"
+        queued = asyncio.ensure_future(kling.run(job("queued")))
+        await asyncio.sleep(0)
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        assert kling.slots.in_use(EMAIL) == 1
+        slow_sim.finish_all()
+        assert (await first).succeeded
+        assert kling.slots.in_use(EMAIL) == 0
+        assert (await kling.run(job("next"))).succeeded
+    assert slow_sim.stats["posts"] == 2
+
+
+async def test_cancel_while_the_post_is_in_flight_still_reports_the_task(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="kling_async")
+    plan = FaultPlan(rules={"submit": FaultRates(delay=1.0)}, delay_seconds=0.3)
+    reported = asyncio.Event()
+    ids: list[int | None] = []
+    created = asyncio.Event()
+
+    def durations(endpoint: str, body: dict[str, Any], rng: Any) -> float:
+        created.set()  # the server has the task; its answer is held back 0.3 s
+        return 60.0
+
+    async def on_submitted(resp: TaskResponse) -> None:
+        ids.append(resp.task_id)
+        reported.set()
+
+    async with (
+        KlingSimulator(
+            token=TOKEN, accounts={EMAIL: 3}, fault_plan=plan, job_duration=durations
+        ) as sim,
+        KlingClient(
+            token=TOKEN, base_url=sim.base_url, email=EMAIL, max_jobs=3, on_submitted=on_submitted
+        ) as kling,
+    ):
+        running = asyncio.ensure_future(kling.run(job("in flight")))
+        await soon(created.wait())
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        assert kling.slots.in_use(EMAIL) == 0  # freed at once, before the answer came
+        assert not reported.is_set()
+        await soon(reported.wait())
+        (task_id,) = ids
+        assert task_id == sim.stats["tasks"][0]["id"]
+    assert f"submitted task {task_id}" in caplog.text
+
+
+# -- several accounts --------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def two_accounts() -> AsyncIterator[KlingSimulator]:
+    async with KlingSimulator(
+        token=TOKEN, accounts={EMAIL: 2, OTHER: 2}, job_seconds=0.05
+    ) as server:
+        yield server
+
+
+async def test_jobs_without_email_spread_over_accounts(two_accounts: KlingSimulator) -> None:
+    sim = two_accounts
+    async with KlingClient(
+        token=TOKEN, base_url=sim.base_url, accounts={EMAIL: 2, OTHER: None}
+    ) as kling:
+        results = await asyncio.gather(*(kling.run(job(f"spread {n}")) for n in range(12)))
+        assert kling.slots.limit(OTHER) == 2  # read from GET /accounts/{email}
+        assert kling.slots.peak(EMAIL) == kling.slots.peak(OTHER) == 2
+        assert kling.slots.in_use(EMAIL) == kling.slots.in_use(OTHER) == 0
+    stats = sim.stats
+    used = {t["account"] for t in stats["tasks"]}
+    assert used == {EMAIL, OTHER}
+    assert stats["peak_running"] == {EMAIL: 2, OTHER: 2}
+    assert stats["rate_limited"] == 0
+    for result in results:  # each waited on its own account
+        assert result.succeeded
+        assert sim.tasks[result.task_id or 0].account in (EMAIL, OTHER)
+
+
+async def test_email_pins_the_account(two_accounts: KlingSimulator) -> None:
+    sim = two_accounts
+    async with KlingClient(
+        token=TOKEN, base_url=sim.base_url, accounts={EMAIL: 2, OTHER: 2}
+    ) as kling:
+        await asyncio.gather(*(kling.run(job(f"pinned {n}", email=OTHER)) for n in range(5)))
+        await kling.kolors_elements(prompt="kw", subject_images=[URL1, URL2], email=OTHER)
+        assert kling.slots.peak(EMAIL) == 0
+        assert kling.slots.peak(OTHER) == 2
+        sub = await kling.submit(job("submit pinned"), email=OTHER)
+        assert (await kling.wait(sub)).succeeded
+    assert {t["account"] for t in sim.stats["tasks"]} == {OTHER}
+    assert sim.stats["peak_running"][OTHER] == 2
+
+
+async def test_unknown_email_is_refused_before_anything_is_sent(
+    two_accounts: KlingSimulator,
+) -> None:
+    sim = two_accounts
+    async with KlingClient(
+        token=TOKEN, base_url=sim.base_url, accounts={EMAIL: 2, OTHER: 2}
+    ) as kling:
+        with pytest.raises(RequestValidationError, match="email"):
+            await kling.run(job("stray", email="c@example.com"))
+        with pytest.raises(RequestValidationError, match="email"):
+            await kling.kolors_elements(
+                prompt="stray", subject_images=[URL1, URL2], email="c@example.com"
+            )
+        with pytest.raises(RequestValidationError, match="email"):
+            await kling.submit(job("stray"), email="c@example.com")
+        assert kling.slots.in_use(EMAIL) == kling.slots.in_use(OTHER) == 0
+    assert sim.stats["posts"] == 0
+
+
+async def test_single_configured_account_refuses_another_email(sim: KlingSimulator) -> None:
+    async with KlingClient(token=TOKEN, base_url=sim.base_url, email=EMAIL, max_jobs=3) as kling:
+        with pytest.raises(RequestValidationError, match="email"):
+            await kling.run(job("stray", email="c@example.com"))
+        assert kling.slots.in_use(EMAIL) == 0
+    assert sim.stats["posts"] == 0
+
+
+async def test_email_given_per_job_without_configured_accounts(sim: KlingSimulator) -> None:
+    async with KlingClient(token=TOKEN, base_url=sim.base_url, max_jobs=3) as kling:
+        done = await kling.run(job("explicit", email=EMAIL))
+        assert done.succeeded
+        assert kling.slots.in_use("") == 0
+    assert sim.stats["tasks"][0]["body"]["email"] == EMAIL
+
+
+# -- gather and TaskGroup ----------------------------------------------------------------------
+
+
+async def test_gather_return_exceptions_keeps_jobs_independent(
+    slow_sim: KlingSimulator, slow_client: KlingClient
+) -> None:
+    prompts = ["ok 0", "please fail", "ok 1", "nsfw", "ok 2", "fail again", "ok 3"]
+    results = await asyncio.gather(
+        *(slow_client.run(job(p)) for p in prompts), return_exceptions=True
+    )
+    for prompt, result in zip(prompts, results, strict=True):
+        if prompt.startswith("ok"):
+            assert isinstance(result, TaskResponse)
+            assert result.succeeded
+            assert result.arguments["prompt"] == prompt
+        elif "nsfw" in prompt:
+            assert isinstance(result, ModerationError)
+        else:
+            assert isinstance(result, TaskFailedError)
+            assert result.task is not None
+            assert result.task.arguments["prompt"] == prompt
+    assert slow_client.slots.in_use(EMAIL) == 0
+    assert slow_sim.stats["peak_running"][EMAIL] <= 3
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.TaskGroup is 3.11+")
+async def test_task_group_failure_cancels_siblings_and_frees_every_slot(
+    slow_sim: KlingSimulator, slow_client: KlingClient
+) -> None:
+    submitted: list[int | None] = []
+    slow_client.on_submitted = lambda resp: submitted.append(resp.task_id)
+    with pytest.raises(Exception, match="TaskGroup") as caught:  # noqa: PT012
+        async with asyncio.TaskGroup() as group:
+            group.create_task(slow_client.run(job("slow sibling 1")))
+            group.create_task(slow_client.run(job("slow sibling 2")))
+            group.create_task(slow_client.run(job("this one fails")))
+    failures = caught.value.exceptions
+    assert len(failures) == 1
+    assert isinstance(failures[0], TaskFailedError)
+    assert slow_client.slots.in_use(EMAIL) == 0
+    assert len(submitted) == 3  # the cancelled siblings' task ids were reported
+    assert set(submitted) == set(slow_sim.tasks)
+    slow_sim.finish_all()  # the cancelled siblings' jobs went on running on the server
+    async with asyncio.TaskGroup() as group:  # and the client works on
+        tasks = [group.create_task(slow_client.run(job(f"next {n}"))) for n in range(2)]
+    assert all(t.result().succeeded for t in tasks)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.TaskGroup is 3.11+")
+async def test_task_group_all_succeed(sim: KlingSimulator, client: KlingClient) -> None:
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(client.run(job(f"tg {n}"))) for n in range(8)]
+    assert [t.result().arguments["prompt"] for t in tasks] == [f"tg {n}" for n in range(8)]
+    assert sim.stats["peak_running"] == {EMAIL: 3}
+
+
+# -- JobSlots on its own -----------------------------------------------------------------------
+
+
+async def test_job_slots_hand_freed_slots_to_waiters_in_order() -> None:
+    slots = JobSlots({EMAIL: 1})
+    order: list[int] = []
+    release = asyncio.Event()
+
+    async def hold(n: int, gate: Callable[[], Awaitable[Any]]) -> None:
+        async with slots.acquire() as account:
+            assert account == EMAIL
+            order.append(n)
+            await gate()
+
+    first = asyncio.ensure_future(hold(0, release.wait))
+    await asyncio.sleep(0)
+    others = [asyncio.ensure_future(hold(n, lambda: asyncio.sleep(0))) for n in (1, 2, 3)]
+    await asyncio.sleep(0)
+    assert slots.in_use(EMAIL) == 1
+    release.set()
+    await asyncio.gather(first, *others)
+    assert order == [0, 1, 2, 3]
+    assert slots.in_use(EMAIL) == 0
+    assert slots.peak(EMAIL) == 1
+
+
+async def test_job_slots_fetch_sizes_once() -> None:
+    calls: list[str] = []
+
+    async def fetch(email: str) -> int:
+        calls.append(email)
+        await asyncio.sleep(0)
+        return 2
+
+    slots = JobSlots({EMAIL: None, OTHER: 1}, fetch)
+
+    async def use() -> None:
+        async with slots.acquire():
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(use() for _ in range(6)))
+    assert calls == [EMAIL]
+    assert slots.limit(EMAIL) == 2
+    with pytest.raises(ConfigurationError, match="unknown account"):
+        async with slots.acquire("c@example.com"):
+            pass

@@ -98,6 +98,11 @@ _MAGIC: Final = (
 )
 _SAFE_EXTENSIONS: Final = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4", ".mov"})
 _CHUNK = 1 << 16
+#: The task list is read in pages of this size when looking for the task of a failed POST,
+#: newest first, back to the recovery window; past the last page the task cannot be ruled
+#: out (a busy account creates more than a page of tasks while one POST times out).
+_RECOVERY_PAGE_SIZE: Final = 100
+_RECOVERY_MAX_PAGES: Final = 20
 
 
 @attrs.frozen(kw_only=True)
@@ -737,9 +742,7 @@ class KlingClient:
             if look:
                 await sleep_scaled(self.config.recovery_confirm_delay)
             try:
-                tasks = await self.list_tasks(
-                    email, content_type=content_type, created_after=since, page_size=100
-                )
+                tasks, complete = await self._tasks_since(email, content_type, since)
             except KlingError as exc:
                 raise SubmissionUnknownError(
                     f"POST {request.endpoint} failed after it was sent ({failure}) and the task "
@@ -755,8 +758,19 @@ class KlingClient:
                 break
         if len(matches) == 1:
             return matches[0]
-        if not matches:
+        if not matches and complete:
             return None
+        if not matches:
+            raise SubmissionUnknownError(
+                f"POST {request.endpoint} failed after it was sent ({failure}) and the task "
+                f"list holds more than {_RECOVERY_PAGE_SIZE * _RECOVERY_MAX_PAGES} tasks since "
+                "then; the job may exist: check before resubmitting",
+                method="POST",
+                path=request.endpoint,
+                request=request,
+                email=email,
+                sent_at=sent_at,
+            )
         raise SubmissionUnknownError(
             f"POST {request.endpoint} failed after it was sent ({failure}); "
             f"{len(matches)} tasks could be it: {[t.task_id for t in matches]}",
@@ -767,6 +781,37 @@ class KlingClient:
             sent_at=sent_at,
             candidates=tuple(t.task_id for t in matches if t.task_id),
         )
+
+    async def _tasks_since(
+        self, email: str | None, content_type: str, since: int
+    ) -> tuple[list[TaskResponse], bool]:
+        """The account's tasks created since ``since`` (epoch ms), and whether the list was
+        read back that far. Pages go newest first, each older than the last one's oldest."""
+        found: dict[int, TaskResponse] = {}
+        before: int | None = None
+        complete = False
+        for _ in range(_RECOVERY_MAX_PAGES):
+            page = await self.list_tasks(
+                email,
+                content_type=content_type,
+                page_size=_RECOVERY_PAGE_SIZE,
+                created_before=before,
+            )
+            fresh = {t.task_id: t for t in page if t.task_id and t.task_id not in found}
+            found.update(fresh)
+            times = [t.task.create_time for t in page if t.task and t.task.create_time]
+            if len(page) < _RECOVERY_PAGE_SIZE or (times and min(times) <= since):
+                complete = True
+                break
+            if not fresh or not times:
+                break  # no progress, or nothing to page by: the rest cannot be read
+            before = min(times) + 1  # +1: tasks of that same millisecond are not skipped
+        recent = [
+            t
+            for t in found.values()
+            if not (t.task and t.task.create_time and t.task.create_time < since)
+        ]
+        return recent, complete
 
     def _matches(self, task: TaskResponse, body: Mapping[str, Any]) -> bool:
         if task.task_id is None or task.task_id in self._task_email:

@@ -5,12 +5,25 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+import aiohttp
 import pytest
 
-from kling_async import retry
+from kling_async import (
+    ClientConfig,
+    KlingClient,
+    KlingError,
+    KolorsElements,
+    RequestInfo,
+    SubmissionUnknownError,
+    retry,
+)
+from kling_async import client as client_module
+from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 
 SOAK_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "soak.py"
 
@@ -24,6 +37,13 @@ def soak() -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(autouse=True)
+def _real_waits() -> Iterator[None]:
+    """The soak sets its own short waits: run it as it runs from the command line."""
+    with retry.fast_mode(1.0):
+        yield
 
 
 def test_soak_200_jobs_loses_nothing(soak: ModuleType, tmp_path: Path) -> None:
@@ -80,3 +100,73 @@ def test_bad_arguments_are_refused(soak: ModuleType, capsys: pytest.CaptureFixtu
         soak.main(["--jobs", "0"])
     assert exc.value.code == 2
     assert "--jobs" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- found by the soak
+
+
+async def submit_while_flooded(pages: int | None = None) -> tuple[Any, list[int], int]:
+    """Submit one job whose POST answer is lost; meanwhile 250 other tasks are created on
+    the account. Returns the outcome, the simulator's tasks for the job, and the POSTs."""
+    email = "busy@example.com"
+    plan = FaultPlan(rules={"submit": FaultRates(reset_after=1.0)})
+    flooded = False
+
+    async with (
+        KlingSimulator(accounts={email: 50}, job_seconds=60, fault_plan=plan) as sim,
+        aiohttp.ClientSession() as http,
+    ):
+
+        async def flood(info: RequestInfo) -> None:
+            # Runs when the POST's answer was lost, before the client looks for the task.
+            nonlocal flooded
+            if info.method != "POST" or flooded:
+                return
+            flooded = True
+            sim.set_fault_plan(None)
+            headers = {"Authorization": f"Bearer {sim.token}"}
+            for i in range(250):
+                body: dict[str, Any] = {"prompt": f"other {i}", "subjectImage1": "https://x/a.png",
+                                        "subjectImage2": "https://x/b.png"}  # fmt: skip
+                url = f"{sim.base_url}/images/kolors-elements"
+                async with http.post(url, json=body, headers=headers) as resp:
+                    assert resp.status == 200
+                if i % 40 == 39:
+                    sim.finish_all()  # free the account's slots
+
+        async with KlingClient(
+            token=sim.token,
+            base_url=sim.base_url,
+            max_jobs=50,
+            config=ClientConfig(recovery_confirm_delay=0.01),
+            on_request=flood,
+        ) as kling:
+            job = KolorsElements(prompt="the one", subject_images=["https://x/c.png"] * 2)
+            try:
+                outcome: Any = await kling.submit(job)
+            except KlingError as exc:
+                outcome = exc
+        mine = [t.id for t in sim.tasks.values() if t.body.get("prompt") == "the one"]
+        posts = sim.stats["posts"]
+    assert flooded
+    return outcome, mine, posts
+
+
+async def test_recovery_reads_past_the_first_page_of_the_task_list() -> None:
+    """Found by the soak (with cancellations): while a POST's answer was lost, more than a
+    page of other tasks was created on the account; the recovery read only the newest
+    page, concluded "no task was created" and sent the job again (paid twice)."""
+    outcome, mine, posts = await submit_while_flooded()
+    assert posts == 1 + 250
+    assert mine == [outcome.task_id]
+
+
+async def test_recovery_that_cannot_read_back_far_enough_does_not_resend(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(client_module, "_RECOVERY_MAX_PAGES", 2)  # 200 tasks: not enough
+    outcome, mine, posts = await submit_while_flooded()
+    assert isinstance(outcome, SubmissionUnknownError)
+    assert "check before resubmitting" in str(outcome)
+    assert posts == 1 + 250
+    assert len(mine) == 1

@@ -88,6 +88,8 @@ def wire_name(field: attrs.Attribute[Any]) -> str:
 
 
 def _tolerant_int(value: Any, _: Any) -> int | None:
+    if type(value) is int:  # the common case first: these hooks run for every field
+        return value
     if value is None or isinstance(value, bool):
         return None if value is None else int(value)
     try:
@@ -124,7 +126,7 @@ def _tolerant_bool(value: Any, _: Any) -> bool | None:
 
 
 def _tolerant_str(value: Any, _: Any) -> str | None:
-    if value is None or isinstance(value, str):
+    if type(value) is str or value is None or isinstance(value, str):
         return value
     if isinstance(value, int | float | bool):
         return str(value).lower() if isinstance(value, bool) else str(value)
@@ -144,11 +146,20 @@ def _structure_model_factory(conv: cattrs.Converter) -> Callable[[type[Any]], An
     def factory(cls: type[Any]) -> Callable[[Any, type[Any]], Any]:
         renames = {f.name: override(rename=wire_name(f)) for f in attrs.fields(cls)}
         inner = make_dict_structure_fn(cls, conv, **renames)  # type: ignore[arg-type]
+        if all(f.default is None or f.default == () for f in attrs.fields(cls)):
+            # Every hook turns a null into None (or () for lists), which is each field's
+            # default here: nulls can go straight through, no filtered copy of the dict.
+            def structure_direct(data: Any, typ: type[Any]) -> Any:
+                if type(data) is dict or isinstance(data, Mapping):
+                    return inner(data, typ)
+                return None
+
+            return structure_direct
 
         def structure(data: Any, typ: type[Any]) -> Any:
             if not isinstance(data, Mapping):
                 return None
-            # Nulls become the field defaults (None, or () for lists).
+            # Nulls become the field defaults.
             return inner({k: v for k, v in data.items() if v is not None}, typ)
 
         return structure
@@ -159,11 +170,12 @@ def _structure_model_factory(conv: cattrs.Converter) -> Callable[[type[Any]], An
 def _structure_tuple_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
     def factory(typ: Any) -> Callable[[Any, Any], Any]:
         item = typ.__args__[0]
+        hook = conv.get_structure_hook(item)  # looked up once, not per element
 
         def structure(data: Any, _: Any) -> tuple[Any, ...]:
             if not isinstance(data, list | tuple):
                 return ()
-            out = (conv.structure(x, item) for x in data)
+            out = (hook(x, item) for x in data)
             return tuple(x for x in out if x is not None)
 
         return structure
@@ -179,6 +191,20 @@ def _is_model_tuple(typ: Any) -> bool:
         and args[1] is Ellipsis
         and args[0] in _MODEL_CLASSES
     )
+
+
+def _is_optional_model(typ: Any) -> bool:
+    args: tuple[Any, ...] = getattr(typ, "__args__", ())
+    return len(args) == 2 and args[1] is type(None) and args[0] in _MODEL_CLASSES
+
+
+def _structure_optional_model_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
+    # The model hook already answers None for a null (or any non-object): use it as is,
+    # rather than cattrs' generic Optional hook, which dispatches again on every call.
+    def factory(typ: Any) -> Any:
+        return conv.get_structure_hook(typ.__args__[0])
+
+    return factory
 
 
 def _unstructure_model_factory(conv: cattrs.Converter) -> Callable[[type[Any]], Any]:
@@ -247,6 +273,9 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(dict[str, Any] | None, _tolerant_dict)
     conv.register_structure_hook(list[Any] | None, _tolerant_list)
     conv.register_structure_hook_factory(_is_model_tuple, _structure_tuple_factory(conv))
+    conv.register_structure_hook_factory(
+        _is_optional_model, _structure_optional_model_factory(conv)
+    )
     conv.register_structure_hook_factory(
         lambda t: t in _MODEL_CLASSES, _structure_model_factory(conv)
     )

@@ -31,7 +31,8 @@ resume it is looked up in the account's task list (``KlingClient.list_tasks``): 
 the same kind with the same prompt, created since shortly before the POST and not claimed
 by another journal row, is adopted and waited on. When the list answers and holds no such
 task, the POST never created one and the job is submitted again. When the list cannot be
-read (or the client has no ``list_tasks``), the job is marked ``unknown`` and left alone:
+read, or holds a full page of newer tasks (the lost one may be past it), or the client has
+no ``list_tasks``, the job is marked ``unknown`` and left alone:
 check the account's tasks, then re-run with ``resubmit_unknown=True``
 (``kling-async batch --resubmit-unknown``) to send it again.
 """
@@ -778,6 +779,9 @@ class BatchRunner:
                 task_id = await self._lookup(rec)
             except _FATAL:
                 raise
+            except _LookupIncomplete as exc:
+                self._settle_unknown(rec, str(exc))
+                continue
             except KlingError as exc:
                 self._settle_unknown(rec, f"the task list could not be read ({exc})")
                 continue
@@ -816,7 +820,17 @@ class BatchRunner:
                 continue
             if (task.arguments.get("prompt") or None) == wanted:
                 return task_id
+        if len(tasks) >= LOOKUP_PAGE_SIZE:
+            # A full page holds only the newest tasks: the lost one may be older than that.
+            raise _LookupIncomplete(
+                f"more than {LOOKUP_PAGE_SIZE} tasks were created since the POST, and the "
+                "newest of them do not include it"
+            )
         return None
+
+
+class _LookupIncomplete(Exception):
+    """The task list could not rule out that a lost POST created a task."""
 
 
 def _relative(path: Path, base: Path) -> str:

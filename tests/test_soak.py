@@ -23,6 +23,7 @@ from kling_async import (
     retry,
 )
 from kling_async import client as client_module
+from kling_async.batch import BatchRunner, JobState, Journal, job_from_request
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 
 SOAK_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "soak.py"
@@ -170,3 +171,38 @@ async def test_recovery_that_cannot_read_back_far_enough_does_not_resend(
     assert "check before resubmitting" in str(outcome)
     assert posts == 1 + 250
     assert len(mine) == 1
+
+
+async def test_batch_resume_never_resends_a_job_buried_past_the_first_page(
+    tmp_path: Path,
+) -> None:
+    """Same trap on the batch's resume: a job left "submitting" whose task has since been
+    buried under more than a page of newer tasks must not be sent again."""
+    email = "busy@example.com"
+    request = KolorsElements(prompt="the lost one", subject_images=["https://x/c.png"] * 2)
+    jobs = [job_from_request(1, request)]
+    async with (
+        KlingSimulator(accounts={email: 50}, job_seconds=0.01) as sim,
+        aiohttp.ClientSession() as http,
+    ):
+        headers = {"Authorization": f"Bearer {sim.token}"}
+        url = f"{sim.base_url}/images/kolors-elements"
+        with Journal(tmp_path / "journal.sqlite3") as journal:
+            journal.sync(jobs)
+            journal.mark_submitting(1, email)  # ...and the process died with the POST out
+            prompts = ["the lost one", *(f"other {i}" for i in range(150))]
+            for i, prompt in enumerate(prompts):
+                body = {"prompt": prompt, "subjectImage1": "https://x/c.png",
+                        "subjectImage2": "https://x/c.png"}  # fmt: skip
+                async with http.post(url, json=body, headers=headers) as resp:
+                    assert resp.status == 200
+                if i % 40 == 39:
+                    sim.finish_all()
+            async with KlingClient(
+                token=sim.token, base_url=sim.base_url, email=email, max_jobs=50
+            ) as kling:
+                await BatchRunner(kling, journal, tmp_path / "out").run(jobs)
+            state = journal.record(1).state
+        lost_one = [t.id for t in sim.tasks.values() if t.body.get("prompt") == "the lost one"]
+    assert len(lost_one) == 1  # never paid twice
+    assert state in (JobState.SUCCEEDED, JobState.UNKNOWN)

@@ -194,6 +194,12 @@ async def _call_hook(hook: Hook | None, *args: Any) -> None:
         log.exception("hook %r raised", hook)
 
 
+def _describe(exc: BaseException) -> str:
+    """An exception as text without its repr: aiohttp's reprs show the request headers."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _guess_content_type(source: ImageSource, data: bytes) -> str | None:
     for magic, ctype in _MAGIC:
         if data.startswith(magic):
@@ -372,13 +378,15 @@ class KlingClient:
                 json=json_body,
                 data=data,
                 headers=headers,
+                # The API does not redirect; following one could carry the token elsewhere.
+                allow_redirects=False,
                 **({"timeout": timeout} if timeout is not None else {}),
             ) as resp:
                 status = resp.status
                 body = await resp.read()
                 resp_headers = resp.headers
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            error = repr(exc)
+            error = _describe(exc)
             raise
         finally:
             elapsed = loop.time() - start
@@ -394,7 +402,7 @@ class KlingClient:
                 self.on_request,
                 RequestInfo(method=method, path=path, status=status, elapsed=elapsed, error=error),
             )
-        if status >= 400:
+        if status >= 300:
             raise error_from_response(status, body, resp_headers, method=method, path=path)
         if not body.strip():
             return {}
@@ -441,11 +449,7 @@ class KlingClient:
                 on_retry=on_retry,
             )
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            what = (
-                type(exc).__name__
-                if isinstance(exc, asyncio.TimeoutError)
-                else str(exc) or repr(exc)
-            )
+            what = type(exc).__name__ if isinstance(exc, asyncio.TimeoutError) else _describe(exc)
             raise TransportError(
                 f"{method} {path} failed: {what}", method=method, path=path
             ) from exc

@@ -176,7 +176,9 @@ async def call_with_retries(
         # backoff reports the scaled sleep (also cut to the time left): undo the scaling.
         wait = details["wait"] / scale if scale > 0 else planned[-1]
         tries = details["tries"]
-        log.debug("retrying %s after %r (try %d, waiting %.2fs)", describe, exc, tries, wait)
+        # Not %r: aiohttp's reprs include the request headers (the token).
+        what = f"{type(exc).__name__}: {exc}"
+        log.debug("retrying %s after %s (try %d, waiting %.2fs)", describe, what, tries, wait)
         if on_retry is not None and exc is not None:
             await on_retry(exc, tries, wait)
 

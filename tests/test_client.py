@@ -689,3 +689,44 @@ async def test_api_error_pickles_and_reads_well(client: KlingClient) -> None:
     assert type(again) is NotFoundError
     assert str(again) == str(caught.value)
     assert str(caught.value).startswith("404 Not Found from GET tasks/4242: ")
+
+
+async def test_api_redirects_are_not_followed(caplog: pytest.LogCaptureFixture) -> None:
+    """A redirect from the API (to itself or elsewhere) never carries the token on."""
+    caplog.set_level(logging.DEBUG)
+    secret = "r3direct-s3cret"
+    seen: list[str | None] = []
+    port = 0
+
+    async def redirect_loop(request: web.Request) -> web.Response:
+        raise web.HTTPFound(str(request.url))
+
+    async def redirect_away(request: web.Request) -> web.Response:
+        raise web.HTTPFound(f"http://localhost:{port}/elsewhere")
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.json_response({"task": {"id": 1}})
+
+    app = web.Application()
+    app.router.add_get("/v1/kling/tasks/1", redirect_loop)
+    app.router.add_get("/v1/kling/tasks/2", redirect_away)
+    app.router.add_get("/elsewhere", elsewhere)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    errors: list[BaseException] = []
+    try:
+        async with KlingClient(token=secret, base_url=f"http://127.0.0.1:{port}/v1/kling") as kling:
+            for task_id in (1, 2):
+                with pytest.raises(APIError) as caught:
+                    await kling.get_task(task_id)
+                assert caught.value.status == 302
+                errors.append(caught.value)
+    finally:
+        await runner.cleanup()
+    assert seen == []
+    assert secret not in caplog.text
+    for error in errors:
+        assert secret not in repr(error) + str(error)

@@ -8,7 +8,8 @@ Runs ``--jobs`` jobs (images and videos, a few moderated, a few failing) with
 ``KlingClient.run`` against a `KlingSimulator` that injects a seeded fault plan: 10 % of
 GET /tasks answered 5xx, 5 % of connections reset (before or after the job is created on
 POSTs), 5 % of POSTs answered 429 with Retry-After, 1 % malformed JSON, 2 % of answers
-slower than the client's request timeout. The simulator runs on its own event loop in a
+slower than the client's request timeout; 3 % of the jobs are cancelled by their caller
+at a random moment. The simulator runs on its own event loop in a
 thread, so what is left pending on the client's loop after close is the client's.
 
 Then every job's outcome is compared with the simulator's record and these figures are
@@ -17,7 +18,8 @@ printed (one ``key: value`` line each) and written to ``--json``:
 - ``jobs``: jobs run.
 - ``matched``: outcome equals the simulator's truth: succeeded with the same task id and
   works, failed (`TaskFailedError`) for a failure-word prompt, `ModerationError` for a
-  moderated prompt (and then no task at all).
+  moderated prompt (and then no task at all); a cancelled job created no task, or one
+  whose id reached the caller (``on_submitted``) all the same.
 - ``submitted_twice``: jobs for which the simulator created more than one task.
 - ``lost``: tasks the simulator created whose id the caller never learned.
 - ``hung``: jobs still running at their deadline.
@@ -44,7 +46,7 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from kling_async import (
     ClientConfig,
@@ -76,6 +78,9 @@ KEYS = (
     "pending_tasks",
     "warnings",
 )
+
+#: The outcome of a job its caller cancelled.
+CANCELLED: Final = object()
 
 #: The client's request timeout in the soak; a "slow" answer waits DELAY_SECONDS.
 REQUEST_TIMEOUT = 0.5
@@ -111,6 +116,12 @@ def client_config() -> ClientConfig:
         poll=PollPolicy(interval=0.05, max_interval=0.3, max_polls_per_second=None),
         recovery_confirm_delay=0.1,
     )
+
+
+def cancellations(count: int, seed: int) -> dict[int, float]:
+    """Jobs whose caller cancels them, and after how many seconds (3 %, up to 1 s in)."""
+    rng = random.Random(f"{seed}:cancel")  # a seeded mix, not a secret
+    return {i: rng.uniform(0.0, 1.0) for i in range(count) if rng.random() < 0.03}
 
 
 def make_jobs(count: int, seed: int) -> list[GenerationRequest]:
@@ -214,6 +225,7 @@ async def run_soak(
     """Run the soak and return the figures (see the module docstring)."""
     say = report or (lambda _text: None)
     requests = make_jobs(jobs, seed)
+    cancel_after = cancellations(jobs, seed)
     deadline = deadline if deadline is not None else 60.0 + jobs * 0.1
     simulator = SimulatorThread(
         accounts=ACCOUNTS,
@@ -240,10 +252,15 @@ async def run_soak(
             async def one(index: int, request: GenerationRequest) -> None:
                 nonlocal hung
                 expired = False
+                job = asyncio.ensure_future(kling.run(request, timeout=deadline))
+                if index in cancel_after:  # the caller gives up on this job
+                    loop.call_later(cancel_after[index], job.cancel)
                 try:
-                    outcomes[index] = await asyncio.wait_for(
-                        kling.run(request, timeout=deadline), deadline
-                    )
+                    outcomes[index] = await asyncio.wait_for(job, deadline)
+                except asyncio.CancelledError:
+                    if not job.cancelled():
+                        raise
+                    outcomes[index] = CANCELLED
                 except TaskTimeoutError as exc:  # the client's own deadline: an outcome
                     outcomes[index] = exc
                 except TimeoutError as exc:  # wait_for's: the job hung
@@ -285,7 +302,7 @@ async def run_soak(
         prompt = str(getattr(request, "prompt", ""))
         tasks = by_prompt.get(prompt, [])
         twice += len(tasks) > 1
-        problem = _compare(prompt, tasks, outcome)
+        problem = _compare(prompt, tasks, outcome, learned)
         if problem is None:
             matched += 1
         else:
@@ -322,8 +339,13 @@ def _describe(outcome: object) -> str:
     return repr(outcome)[:300]
 
 
-def _compare(prompt: str, tasks: list[Any], outcome: object) -> str | None:
+def _compare(prompt: str, tasks: list[Any], outcome: object, learned: set[int]) -> str | None:
     """Why ``outcome`` differs from the simulator's record, or None when it matches."""
+    if outcome is CANCELLED:
+        # Either nothing was created, or the one task's id reached the caller regardless.
+        if len(tasks) > 1 or any(t.id not in learned for t in tasks):
+            return f"cancelled job: simulator tasks {[t.id for t in tasks]}, learned none"
+        return None
     if MODERATION_WORD in prompt:
         if tasks:
             return f"moderated prompt created tasks {[t.id for t in tasks]}"

@@ -746,7 +746,7 @@ class KlingClient:
             if look:
                 await sleep_scaled(self.config.recovery_confirm_delay)
             try:
-                tasks, complete = await self._tasks_since(email, content_type, since)
+                matches, complete = await self._find_since(email, content_type, since, body)
             except KlingError as exc:
                 raise SubmissionUnknownError(
                     f"POST {request.endpoint} failed after it was sent ({failure}) and the task "
@@ -757,7 +757,6 @@ class KlingClient:
                     email=email,
                     sent_at=sent_at,
                 ) from exc
-            matches = [t for t in tasks if self._matches(t, body)]
             if matches:
                 break
         if len(matches) == 1:
@@ -786,11 +785,12 @@ class KlingClient:
             candidates=tuple(t.task_id for t in matches if t.task_id),
         )
 
-    async def _tasks_since(
-        self, email: str | None, content_type: str, since: int
+    async def _find_since(
+        self, email: str | None, content_type: str, since: int, body: Mapping[str, Any]
     ) -> tuple[list[TaskResponse], bool]:
-        """The account's tasks created since ``since`` (epoch ms), and whether the list was
-        read back that far. Pages go newest first, each older than the last one's oldest."""
+        """Tasks created since ``since`` (epoch ms) that match ``body``, and whether the list
+        was read back that far. Pages go newest first, each older than the last one's oldest;
+        reading stops at the first page with a match (the lost task is among the newest)."""
         found: dict[int, TaskResponse] = {}
         before: int | None = None
         complete = False
@@ -807,15 +807,18 @@ class KlingClient:
             if len(page) < _RECOVERY_PAGE_SIZE or (times and min(times) <= since):
                 complete = True
                 break
+            if any(self._matches(t, body) for t in fresh.values()):
+                break
             if not fresh or not times:
                 break  # no progress, or nothing to page by: the rest cannot be read
             before = min(times) + 1  # +1: tasks of that same millisecond are not skipped
-        recent = [
+        matches = [
             t
             for t in found.values()
-            if not (t.task and t.task.create_time and t.task.create_time < since)
+            if self._matches(t, body)
+            and not (t.task and t.task.create_time and t.task.create_time < since)
         ]
-        return recent, complete
+        return matches, complete
 
     def _matches(self, task: TaskResponse, body: Mapping[str, Any]) -> bool:
         if task.task_id is None or task.task_id in self._task_email:

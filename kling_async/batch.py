@@ -27,12 +27,12 @@ submitted. A line edited after it was sent is refused (`JournalConflictError`).
 
 Money rule: a job left ``submitting`` (the process died between the POST and the journal
 write, or the client raised `SubmissionUnknownError`) is never blindly resubmitted. On
-resume it is looked up in the account's task list (``KlingClient.list_tasks``): a task of
-the same kind with the same prompt, created since shortly before the POST and not claimed
-by another journal row, is adopted and waited on. When the list answers and holds no such
-task, the POST never created one and the job is submitted again. When the list cannot be
-read, or holds a full page of newer tasks (the lost one may be past it), or the client has
-no ``list_tasks``, the job is marked ``unknown`` and left alone:
+resume it is looked up in the account's task list (``KlingClient.find_tasks``, which pages
+back through ``GET /tasks/``): a task of the same kind with the same prompt, created since
+shortly before the POST and not claimed by another journal row, is adopted and waited on.
+When the list, read back to the POST, holds no such task, the POST never created one and
+the job is submitted again. When the list cannot be read, or cannot be read back that far
+(a very busy account), the job is marked ``unknown`` and left alone:
 check the account's tasks, then re-run with ``resubmit_unknown=True``
 (``kling-async batch --resubmit-unknown``) to send it again.
 """
@@ -109,7 +109,6 @@ KINDS: Final[Mapping[str, type[GenerationRequest]]] = {
 #: How far before the recorded POST time a task may have been created (server clock skew).
 LOOKUP_SLACK_SECONDS: Final = 600.0
 #: How many of the account's newest tasks a lookup reads.
-LOOKUP_PAGE_SIZE: Final = 100
 
 _SCHEMA_VERSION: Final = 1
 
@@ -806,24 +805,24 @@ class BatchRunner:
     async def _lookup(self, rec: JobRecord) -> int | None:
         """The id of the task the lost POST created, or None when the account has none."""
         since = (rec.submitting_at or time.time()) - LOOKUP_SLACK_SECONDS
-        tasks = await self.client.list_tasks(
-            rec.email,
-            content_type=rec.kind,
-            page_size=LOOKUP_PAGE_SIZE,
-            created_after=int(since * 1000),
-        )
         claimed = self.journal.claimed_task_ids()
         wanted = rec.prompt or None
-        for task in reversed(tasks):  # oldest first: the list is newest first
-            task_id = task.task_id
-            if task_id is None or task_id in claimed:
-                continue
-            if (task.arguments.get("prompt") or None) == wanted:
-                return task_id
-        if len(tasks) >= LOOKUP_PAGE_SIZE:
-            # A full page holds only the newest tasks: the lost one may be older than that.
+
+        def same_job(task: TaskResponse) -> bool:
+            return (
+                task.task_id is not None
+                and task.task_id not in claimed
+                and (task.arguments.get("prompt") or None) == wanted
+            )
+
+        tasks, complete = await self.client.find_tasks(
+            same_job, since=int(since * 1000), email=rec.email, content_type=rec.kind
+        )
+        if tasks:
+            return tasks[-1].task_id  # the oldest match: the list is newest first
+        if not complete:
             raise _LookupIncomplete(
-                f"more than {LOOKUP_PAGE_SIZE} tasks were created since the POST, and the "
+                "too many tasks were created since the POST to read back to it, and the "
                 "newest of them do not include it"
             )
         return None

@@ -788,9 +788,26 @@ class KlingClient:
     async def _find_since(
         self, email: str | None, content_type: str, since: int, body: Mapping[str, Any]
     ) -> tuple[list[TaskResponse], bool]:
-        """Tasks created since ``since`` (epoch ms) that match ``body``, and whether the list
-        was read back that far. Pages go newest first, each older than the last one's oldest;
-        reading stops at the first page with a match (the lost task is among the newest)."""
+        return await self.find_tasks(
+            lambda t: self._matches(t, body), email=email, content_type=content_type, since=since
+        )
+
+    async def find_tasks(
+        self,
+        predicate: Callable[[TaskResponse], bool],
+        *,
+        since: int,
+        email: str | None = None,
+        content_type: str | None = None,
+    ) -> tuple[list[TaskResponse], bool]:
+        """Tasks created since ``since`` (epoch ms) for which ``predicate`` holds, newest first,
+        and whether the list was read all the way back to ``since``.
+
+        Pages are read newest first, each older than the last one's oldest task; reading
+        stops at the first page with a match (a lost task is among the newest) or after
+        enough pages to cover a busy account. When the second value is False and nothing
+        matched, the task list could not rule out that such a task exists.
+        """
         found: dict[int, TaskResponse] = {}
         before: int | None = None
         complete = False
@@ -807,7 +824,7 @@ class KlingClient:
             if len(page) < _RECOVERY_PAGE_SIZE or (times and min(times) <= since):
                 complete = True
                 break
-            if any(self._matches(t, body) for t in fresh.values()):
+            if any(predicate(t) for t in fresh.values()):
                 break
             if not fresh or not times:
                 break  # no progress, or nothing to page by: the rest cannot be read
@@ -815,8 +832,7 @@ class KlingClient:
         matches = [
             t
             for t in found.values()
-            if self._matches(t, body)
-            and not (t.task and t.task.create_time and t.task.create_time < since)
+            if predicate(t) and not (t.task and t.task.create_time and t.task.create_time < since)
         ]
         return matches, complete
 

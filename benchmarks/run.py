@@ -3,7 +3,7 @@
 ::
 
     python benchmarks/run.py --quick --json quick.json     # under 2 minutes on 2 cores
-    python benchmarks/run.py --json full.json              # the full run (about 5 minutes)
+    python benchmarks/run.py --json full.json              # the full run (about 4 minutes)
     python benchmarks/run.py --smoke --json smoke.json     # seconds; for the test suite
 
 Prints a markdown table and writes every figure to ``--json``. What each figure means, how

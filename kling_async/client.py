@@ -266,7 +266,9 @@ class KlingClient:
         self._owns_session = session is None
         self._closed = False
         self.on_request, self.on_retry, self.on_submitted = on_request, on_retry, on_submitted
-        self.poll_limiter = PollLimiter(self.config.poll.max_polls_per_second)
+        self.poll_limiter = PollLimiter(
+            self.config.poll.max_polls_per_second, in_flight=self.config.connection_limit or None
+        )
         self.slots = JobSlots(self._accounts, self._fetch_max_jobs)
         self._waiter = TaskWaiter(self)
         self._task_email: dict[int, str | None] = {}
@@ -389,19 +391,8 @@ class KlingClient:
             error = _describe(exc)
             raise
         finally:
-            elapsed = loop.time() - start
-            log.debug(
-                "%s %s -> %s in %.0f ms%s",
-                method,
-                path,
-                status,
-                elapsed * 1000,
-                f" ({error})" if error else "",
-            )
-            await _call_hook(
-                self.on_request,
-                RequestInfo(method=method, path=path, status=status, elapsed=elapsed, error=error),
-            )
+            if self.on_request is not None or log.isEnabledFor(logging.DEBUG):
+                await self._report(method, path, status, loop.time() - start, error)
         if status >= 300:
             raise error_from_response(status, body, resp_headers, method=method, path=path)
         if not body.strip():
@@ -413,6 +404,14 @@ class KlingClient:
             raise PayloadError(
                 f"{method} {path}: answer {status} is not JSON: {excerpt!r}"
             ) from None
+
+    async def _report(
+        self, method: str, path: str, status: int | None, elapsed: float, error: str | None
+    ) -> None:
+        note = f" ({error})" if error else ""
+        log.debug("%s %s -> %s in %.0f ms%s", method, path, status, elapsed * 1000, note)
+        info = RequestInfo(method=method, path=path, status=status, elapsed=elapsed, error=error)
+        await _call_hook(self.on_request, info)
 
     async def _call(
         self,

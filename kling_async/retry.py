@@ -150,6 +150,10 @@ def _waits(
         exc = yield scaled(delay)
 
 
+#: The failures `call_with_retries` considers (is_retryable decides which are retried).
+_RETRIED = (aiohttp.ClientError, asyncio.TimeoutError, RateLimitError, ServerError, PayloadError)
+
+
 async def call_with_retries(
     attempt: Callable[[], Awaitable[T]],
     *,
@@ -165,6 +169,24 @@ async def call_with_retries(
     seconds as the policy chose it (a Retry-After as the server sent it, up to the cap),
     not shrunk by `fast_mode`, so hooks and logs say what production would wait.
     """
+    # Fast path: most calls succeed at once and never need backoff's machinery.
+    try:
+        return await attempt()
+    except _RETRIED as exc:
+        if not is_retryable(exc, creates_job=creates_job):
+            raise
+        first: BaseException = exc
+    replayed = False
+
+    async def again() -> T:
+        # Backoff's first call replays the failure already seen, so its try count, waits
+        # and hooks are those of the whole sequence.
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            raise first
+        return await attempt()
+
     planned: list[float] = []
 
     def giveup(exc: Exception) -> bool:
@@ -187,7 +209,7 @@ async def call_with_retries(
     wait_gen: Any = _waits  # backoff's stubs do not know generators that receive values
     decorated = backoff.on_exception(
         wait_gen,
-        (aiohttp.ClientError, asyncio.TimeoutError, RateLimitError, ServerError, PayloadError),
+        _RETRIED,
         max_tries=policy.busy_tries if creates_job else policy.max_tries,
         max_time=policy.busy_max_time if creates_job else policy.max_time,
         giveup=giveup,
@@ -196,7 +218,7 @@ async def call_with_retries(
         on_backoff=before_wait,
         policy=policy,
         planned=planned,
-    )(attempt)
+    )(again)
     return await decorated()
 
 

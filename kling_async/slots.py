@@ -49,7 +49,8 @@ class JobSlots:
         self._peak: dict[str, int] = dict.fromkeys(accounts, 0)
         self._fetch = fetch_max_jobs
         self._sizing: asyncio.Lock | None = None
-        self._waiters: list[tuple[asyncio.Future[str], str | None]] = []
+        self._waiters: dict[int, tuple[asyncio.Future[str], str | None]] = {}
+        self._next_key = 0
 
     @property
     def accounts(self) -> list[str]:
@@ -117,8 +118,9 @@ class JobSlots:
 
     async def _queue(self, email: str | None) -> str:
         granted: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        entry = (granted, email)
-        self._waiters.append(entry)
+        key = self._next_key
+        self._next_key += 1
+        self._waiters[key] = (granted, email)
         try:
             return await granted
         except asyncio.CancelledError:
@@ -126,8 +128,7 @@ class JobSlots:
                 self._release(granted.result())  # handed a slot as we were cancelled
             raise
         finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(entry)
+            self._waiters.pop(key, None)
 
     def _take(self, email: str) -> None:
         self._used[email] += 1
@@ -135,16 +136,20 @@ class JobSlots:
 
     def _release(self, email: str) -> None:
         self._used[email] -= 1
-        # Hand freed slots straight to the oldest waiters that can use them.
-        for entry in list(self._waiters):
-            granted, wanted = entry
+        # Hand freed slots straight to the oldest waiters that can use them (the dict keeps
+        # arrival order; with one account this stops at the first waiter).
+        served: list[int] = []
+        for key, (granted, wanted) in self._waiters.items():
             if granted.done():
+                served.append(key)
                 continue
             chosen = self._pick(wanted)
             if chosen is None:
                 continue
             self._take(chosen)
             granted.set_result(chosen)
-            self._waiters.remove(entry)
+            served.append(key)
             if all(self._free(a) <= 0 for a in self._limits):
                 break
+        for key in served:
+            del self._waiters[key]

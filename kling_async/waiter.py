@@ -21,6 +21,7 @@ tasks, `DEFAULT_VIDEO_TIMEOUT` for video tasks; ``timeout=None`` waits without a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Generator
@@ -105,13 +106,31 @@ DEFAULT_POLL: Final = PollPolicy()
 
 
 class PollLimiter:
-    """Spaces polls at least ``1 / rate`` seconds apart across every waiter of a client."""
+    """Spaces polls at least ``1 / rate`` seconds apart across every waiter of a client,
+    and lets at most ``in_flight`` polls be under way at once.
 
-    def __init__(self, rate: float | None) -> None:
+    The second bound keeps memory flat when thousands of waiters come due together: a
+    waiter queued here holds only its own frame, not a request being built (the
+    connection pool would queue those anyway).
+    """
+
+    def __init__(self, rate: float | None, in_flight: int | None = None) -> None:
         if rate is not None and rate <= 0:
             raise ValueError(f"max_polls_per_second must be > 0 or None, got {rate}")
+        if in_flight is not None and in_flight < 1:
+            raise ValueError(f"in_flight must be >= 1 or None, got {in_flight}")
         self.rate = rate
         self._next = 0.0
+        self._in_flight = asyncio.Semaphore(in_flight) if in_flight else None
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one of the in-flight places for the duration of a poll."""
+        if self._in_flight is None:
+            yield
+            return
+        async with self._in_flight:
+            yield
 
     async def turn(self) -> None:
         """Wait for this caller's turn to poll."""
@@ -305,9 +324,11 @@ class TaskWaiter:
                     last = pushed
                     continue
                 # No callback for a while, or a final one to confirm: one GET.
-            await self._client.poll_limiter.turn()
+            limiter = self._client.poll_limiter
+            await limiter.turn()
             try:
-                last = await self._client.get_task(task_id, email)
+                async with limiter.slot():
+                    last = await self._client.get_task(task_id, email)
             except (NotFoundError, PaymentRequiredError):
                 raise
             except _TRANSIENT as exc:

@@ -998,7 +998,12 @@ class KlingClient:
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             partial.unlink(missing_ok=True)
             raise TransportError(
-                f"download of {stem} failed: {exc!r}", method="GET", path=urlsplit(url).path
+                f"download of {stem} failed: {_describe(exc)}",
+                method="GET",
+                path=urlsplit(url).path,
             ) from exc
+        except BaseException:
+            partial.unlink(missing_ok=True)  # cancelled, or an error answer: no stray .part
+            raise
         partial.replace(final)
         return final

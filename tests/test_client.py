@@ -730,3 +730,44 @@ async def test_api_redirects_are_not_followed(caplog: pytest.LogCaptureFixture) 
     assert secret not in caplog.text
     for error in errors:
         assert secret not in repr(error) + str(error)
+
+
+async def test_cancelled_download_leaves_no_partial_file(tmp_path: Path) -> None:
+    first_chunk_sent = asyncio.Event()
+    never = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.content_length = 1 << 20
+        await resp.prepare(request)
+        await resp.write(b"\x89PNG\r\n\x1a\n" + b"0" * 70_000)
+        first_chunk_sent.set()
+        await never.wait()  # the rest never comes
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/slow.png", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/slow.png"
+    try:
+        async with KlingClient(token=TOKEN, base_url="https://api.invalid/v1/kling") as kling:
+            task = TaskResponse(status_final=True, status_name="succeed", works=(_work(url),))
+            job = asyncio.ensure_future(kling.download(task, tmp_path, clean=False))
+            await asyncio.wait_for(first_chunk_sent.wait(), 10)
+
+            async def partial_written() -> None:
+                # The file on disk is the only sign the client has written; bounded below.
+                while not [p for p in tmp_path.glob(".*.part") if p.stat().st_size]:  # noqa: ASYNC110, ASYNC240
+                    await asyncio.sleep(0.01)
+
+            await asyncio.wait_for(partial_written(), 10)
+            job.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await job
+        assert files_under(tmp_path) == []
+    finally:
+        never.set()
+        await runner.cleanup()

@@ -76,6 +76,11 @@ def fast_mode(scale: float = 0.0) -> Iterator[None]:
 
     with fast_mode():
         await kling.kolors_elements(...)
+
+    The service's own ETA is still honoured (it is the service's clock), deadlines are
+    not shrunk, and retries of an "account busy" (429) submission become instant too: a
+    job submitted while the server still runs jobs the client let go of (cancelled or
+    timed out) fails fast with `RateLimitError` instead of waiting for a slot.
     """
     previous = set_time_scale(scale)
     try:

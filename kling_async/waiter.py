@@ -90,7 +90,7 @@ class PollPolicy:
     """
 
     interval: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
-    growth: float = attrs.field(default=1.3, validator=attrs.validators.ge(1))
+    growth: float = attrs.field(default=1.25, validator=attrs.validators.ge(1))
     max_interval: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
     eta_margin: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
     eta_slack: float = attrs.field(default=0.02, validator=attrs.validators.ge(0))

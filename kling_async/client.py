@@ -112,8 +112,10 @@ class ClientConfig:
     ``request_timeout`` bounds one API call, ``read_timeout`` a silence on the socket,
     ``transfer_timeout`` one upload or download. ``recovery_window`` is how far before
     a failed POST the task list is searched (clock skew), ``recovery_confirm_delay`` the
-    pause before the second look. ``allow_insecure`` permits a plain-http base URL on a
-    host other than loopback (the token would travel in clear text).
+    pause before the second look: the time a server may still spend on a POST the client
+    gave up on (servers usually finish a request after its client left), so a job is sent
+    again only when it has not shown up by then. ``allow_insecure`` permits a plain-http
+    base URL on a host other than loopback (the token would travel in clear text).
     """
 
     connect_timeout: float = 10.0
@@ -124,7 +126,7 @@ class ClientConfig:
     retry: RetryPolicy = DEFAULT_RETRY
     poll: PollPolicy = DEFAULT_POLL
     recovery_window: float = 120.0
-    recovery_confirm_delay: float = 5.0
+    recovery_confirm_delay: float = 30.0
     allow_insecure: bool = False
     user_agent: str = f"kling-async/{__version__}"
 

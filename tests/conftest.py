@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+from helpers import Durations
 
 from kling_async import KlingClient
 from kling_async.retry import fast_mode
 from kling_async.testing import KlingSimulator
+from kling_async.testing.media import png
 
 TOKEN = "test-token"
 EMAIL = "a@example.com"
@@ -33,3 +36,19 @@ async def client(sim: KlingSimulator) -> AsyncIterator[KlingClient]:
     """A client of ``sim`` (token given, account and maxJobs read from the server)."""
     async with KlingClient(token=sim.token, base_url=sim.base_url) as kling:
         yield kling
+
+
+@pytest.fixture
+def durations() -> Durations:
+    """50 ms jobs, for a simulator built with ``job_duration=durations``; a test may change it."""
+    return Durations(0.05)
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    """A folder ``in`` with two 320x320 PNGs, a.png (red) and b.png (green)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, rgb in (("a.png", (200, 0, 0)), ("b.png", (0, 200, 0))):
+        (folder / name).write_bytes(png(320, 320, rgb))
+    return folder

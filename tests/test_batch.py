@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import Durations, wait_until
 
 from kling_async import KlingClient
 from kling_async.batch import (
@@ -23,33 +24,10 @@ from kling_async.batch import (
     parse_jobs_file,
 )
 from kling_async.errors import TransportError
-from kling_async.retry import fast_mode
 from kling_async.testing import KlingSimulator
-from kling_async.testing.media import png
 
 ACCOUNT = "a@example.com"
 TOKEN = "test-token-batch"
-
-
-@pytest.fixture(autouse=True)
-def _fast() -> Iterator[None]:
-    with fast_mode():
-        yield
-
-
-class Durations:
-    """A job duration the test can change while the simulator runs."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def __call__(self, endpoint: str, body: dict[str, Any], rng: Any) -> float:
-        return self.seconds
-
-
-@pytest.fixture
-def durations() -> Durations:
-    return Durations(0.05)
 
 
 @pytest.fixture
@@ -62,15 +40,6 @@ async def sim(durations: Durations) -> AsyncIterator[KlingSimulator]:
 
 def client(sim: KlingSimulator) -> KlingClient:
     return KlingClient(token=TOKEN, base_url=sim.base_url, email=ACCOUNT, max_jobs=2)
-
-
-@pytest.fixture
-def images(tmp_path: Path) -> Path:
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for name, rgb in (("a.png", (200, 0, 0)), ("b.png", (0, 200, 0))):
-        (folder / name).write_bytes(png(320, 320, rgb))
-    return folder
 
 
 def write_jobs(folder: Path, lines: list[Any]) -> Path:
@@ -276,15 +245,6 @@ async def test_unknown_outcome_is_not_resubmitted_unless_asked(
     assert sim.stats["tasks_created"] == 1
 
 
-async def wait_for(condition: Any, timeout: float = 10.0) -> None:
-    """Poll a condition (no fixed sleeps), failing after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 async def test_cancelled_batch_resumes_without_resubmitting(
     sim: KlingSimulator, durations: Durations, images: Path, tmp_path: Path
 ) -> None:
@@ -292,9 +252,9 @@ async def test_cancelled_batch_resumes_without_resubmitting(
     jobs = parse_jobs_file(write_jobs(images, [image_line(f"job {i}") for i in range(5)]))
     out = tmp_path / "out"
     running = asyncio.ensure_future(run_batch(sim, jobs, out))
-    await wait_for(lambda: sim.stats["tasks_created"] == 2)
+    await wait_until(lambda: sim.stats["tasks_created"] == 2)
     with Journal(out / ".journal") as journal:
-        await wait_for(lambda: sum(r.task_id is not None for r in journal.records()) == 2)
+        await wait_until(lambda: sum(r.task_id is not None for r in journal.records()) == 2)
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running

@@ -14,33 +14,21 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from helpers import Durations, run_command, wait_until_blocking
 
 from kling_async import cli
 from kling_async.batch import JOURNAL_NAME
-from kling_async.retry import fast_mode
 from kling_async.testing import KlingSimulator
-from kling_async.testing.media import png
 
 T = TypeVar("T")
 ACCOUNT = "a@example.com"
 TOKEN = "sim-secret-token-4f1c"
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-class Durations:
-    """A job duration the test can change while the simulator runs."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def __call__(self, endpoint: str, body: dict[str, Any], rng: Any) -> float:
-        return self.seconds
 
 
 class SimThread:
@@ -83,11 +71,6 @@ class SimThread:
 
 
 @pytest.fixture
-def durations() -> Durations:
-    return Durations(0.05)
-
-
-@pytest.fixture
 def sim(durations: Durations) -> Iterator[SimThread]:
     server = SimThread(durations)
     try:
@@ -97,19 +80,8 @@ def sim(durations: Durations) -> Iterator[SimThread]:
 
 
 @pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("USEAPI_TOKEN", raising=False)
-    with fast_mode():
-        yield
-
-
-@pytest.fixture
-def images(tmp_path: Path) -> Path:
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for name, rgb in (("a.png", (200, 0, 0)), ("b.png", (0, 200, 0))):
-        (folder / name).write_bytes(png(320, 320, rgb))
-    return folder
 
 
 def run(sim: SimThread, *args: str) -> int:
@@ -144,15 +116,7 @@ def test_demo_console_script(tmp_path: Path) -> None:
     """README's run command, as a user runs it: no token, no network."""
     script = Path(sys.executable).with_name("kling-async")
     env = {k: v for k, v in os.environ.items() if k != "USEAPI_TOKEN"}
-    done = subprocess.run(
-        [str(script), "demo", "--jobs", "1"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_command([str(script), "demo", "--jobs", "1"], cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert (next((tmp_path / "kling-demo").glob("line-0001/*.png"))).read_bytes().startswith(PNG)
     assert is_mp4(next((tmp_path / "kling-demo").glob("line-0002/*.mp4")).read_bytes())
@@ -424,14 +388,6 @@ def journal_rows(out: Path) -> list[tuple[Any, ...]]:
         return []
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll a condition (no fixed sleeps), failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-
-
 def batch_process(sim: SimThread, jobs: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
     env = {**os.environ, "USEAPI_TOKEN": TOKEN}
     command = [sys.executable, "-m", "kling_async.cli", "--base-url", sim.base_url, "batch"]
@@ -451,7 +407,7 @@ def interrupt_mid_run(
     durations.seconds = 3600.0
     proc = batch_process(sim, jobs, out, *extra)
     try:
-        wait_until(lambda: sum(r[2] is not None for r in journal_rows(out)) == 2)
+        wait_until_blocking(lambda: sum(r[2] is not None for r in journal_rows(out)) == 2)
         assert sim.stats["tasks_created"] == 2
         proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=60)

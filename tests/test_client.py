@@ -14,6 +14,8 @@ import aiohttp
 import attrs
 import pytest
 from aiohttp import web
+from helpers import serve
+from yarl import URL
 
 from kling_async import (
     Account,
@@ -386,7 +388,6 @@ HOSTILE_PATHS = [
 async def hostile() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
     """A fake API whose task names hostile result URLs; records every file request."""
     seen: list[dict[str, Any]] = []
-    root = ""
 
     async def task(request: web.Request) -> web.Response:
         works = [
@@ -419,15 +420,8 @@ async def hostile() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
     app.router.add_get("/v1/kling/tasks/{task_id}", task)
     app.router.add_get("/v1/kling/assets/download", download)
     app.router.add_get("/{tail:.*}", anything)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    root = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serve(app) as root:
         yield root, seen
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize("clean", [True, False])
@@ -696,7 +690,6 @@ async def test_api_redirects_are_not_followed(caplog: pytest.LogCaptureFixture) 
     caplog.set_level(logging.DEBUG)
     secret = "r3direct-s3cret"
     seen: list[str | None] = []
-    port = 0
 
     async def redirect_loop(request: web.Request) -> web.Response:
         raise web.HTTPFound(str(request.url))
@@ -712,20 +705,15 @@ async def test_api_redirects_are_not_followed(caplog: pytest.LogCaptureFixture) 
     app.router.add_get("/v1/kling/tasks/1", redirect_loop)
     app.router.add_get("/v1/kling/tasks/2", redirect_away)
     app.router.add_get("/elsewhere", elsewhere)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = runner.addresses[0][1]
     errors: list[BaseException] = []
-    try:
+    async with serve(app) as root:
+        port = URL(root).port
         async with KlingClient(token=secret, base_url=f"http://127.0.0.1:{port}/v1/kling") as kling:
             for task_id in (1, 2):
                 with pytest.raises(APIError) as caught:
                     await kling.get_task(task_id)
                 assert caught.value.status == 302
                 errors.append(caught.value)
-    finally:
-        await runner.cleanup()
     assert seen == []
     assert secret not in caplog.text
     for error in errors:
@@ -747,27 +735,23 @@ async def test_cancelled_download_leaves_no_partial_file(tmp_path: Path) -> None
 
     app = web.Application()
     app.router.add_get("/slow.png", slow)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/slow.png"
-    try:
-        async with KlingClient(token=TOKEN, base_url="https://api.invalid/v1/kling") as kling:
-            task = TaskResponse(status_final=True, status_name="succeed", works=(_work(url),))
-            job = asyncio.ensure_future(kling.download(task, tmp_path, clean=False))
-            await asyncio.wait_for(first_chunk_sent.wait(), 10)
+    async with serve(app) as root:
+        url = f"{root}/slow.png"
+        try:
+            async with KlingClient(token=TOKEN, base_url="https://api.invalid/v1/kling") as kling:
+                task = TaskResponse(status_final=True, status_name="succeed", works=(_work(url),))
+                job = asyncio.ensure_future(kling.download(task, tmp_path, clean=False))
+                await asyncio.wait_for(first_chunk_sent.wait(), 10)
 
-            async def partial_written() -> None:
-                # The file on disk is the only sign the client has written; bounded below.
-                while not [p for p in tmp_path.glob(".*.part") if p.stat().st_size]:  # noqa: ASYNC110, ASYNC240
-                    await asyncio.sleep(0.01)
+                async def partial_written() -> None:
+                    # The file on disk is the only sign the client has written; bounded below.
+                    while not [p for p in tmp_path.glob(".*.part") if p.stat().st_size]:  # noqa: ASYNC110, ASYNC240
+                        await asyncio.sleep(0.01)
 
-            await asyncio.wait_for(partial_written(), 10)
-            job.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await job
-        assert files_under(tmp_path) == []
-    finally:
-        never.set()
-        await runner.cleanup()
+                await asyncio.wait_for(partial_written(), 10)
+                job.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await job
+            assert files_under(tmp_path) == []
+        finally:
+            never.set()  # lets the handler end, so the server can shut down

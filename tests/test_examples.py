@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_command
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -19,12 +19,6 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
     ],
 )
 def test_example_runs(script: str, expected: str) -> None:
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / script)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_command([sys.executable, str(EXAMPLES / script)])
     assert done.returncode == 0, done.stderr
     assert expected in done.stdout

@@ -6,11 +6,11 @@ import importlib
 import importlib.resources
 import inspect
 import os
-import subprocess
 import sys
 import textwrap
 
 import pytest
+from helpers import run_command
 
 import kling_async
 from kling_async import KlingError
@@ -165,14 +165,7 @@ IMPORT_PROBE = textwrap.dedent(
 def test_import_does_no_work() -> None:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith(("USEAPI", "KLING"))}
     env["PYTHONWARNINGS"] = "error"
-    done = subprocess.run(
-        [sys.executable, "-c", IMPORT_PROBE],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_command([sys.executable, "-c", IMPORT_PROBE], env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ok ")
     assert done.stderr == ""

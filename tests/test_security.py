@@ -16,6 +16,7 @@ import aiohttp
 import attrs
 import pytest
 from aiohttp import web
+from helpers import serve
 
 from kling_async import (
     ClientConfig,
@@ -252,14 +253,8 @@ async def hostile_host() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
 
     app = web.Application()
     app.router.add_route("GET", "/{tail:.*}", any_file)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", requests
-    finally:
-        await runner.cleanup()
+    async with serve(app) as root:
+        yield root, requests
 
 
 def tree(folder: Path) -> set[Path]:

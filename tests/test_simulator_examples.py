@@ -14,12 +14,12 @@ import signal
 import struct
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
+from helpers import callback_receiver, wait_until
 
 TOKEN = "example-token"
 EMAIL = "me@example.com"
@@ -156,19 +156,8 @@ def arguments(answer: dict[str, Any]) -> dict[str, str]:
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
-    received: list[dict[str, Any]] = []
-
-    async def handle(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.json_response({})
-
-    app = web.Application()
-    app.router.add_post("/webhook", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}/webhook", received
-    await runner.cleanup()
+    async with callback_receiver("/webhook") as url_and_received:
+        yield url_and_received
 
 
 @pytest.fixture
@@ -186,13 +175,6 @@ async def server() -> AsyncIterator[str]:
     finally:
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 20) == 0
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def poll_until_final(

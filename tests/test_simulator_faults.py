@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
+from helpers import callback_receiver, wait_until
 
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 from kling_async.testing.state import SimState
@@ -28,14 +28,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(headers=AUTH) as session:
         yield session
     await asyncio.sleep(0)
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for a condition (with a deadline), not for a fixed time."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 def plan(group: str, seed: int = 0, **rates: float) -> FaultPlan:
@@ -172,20 +164,8 @@ async def test_fault_groups_are_separate(http: aiohttp.ClientSession) -> None:
 # --- callbacks ---------------------------------------------------------------------------
 @pytest.fixture
 async def receiver() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
-    received: list[dict[str, Any]] = []
-
-    async def handle(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.json_response({})
-
-    app = web.Application()
-    app.router.add_post("/hook", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}/hook", received
-    await runner.cleanup()
+    async with callback_receiver("/hook") as url_and_received:
+        yield url_and_received
 
 
 async def test_reply_url_gets_each_status(
@@ -196,7 +176,7 @@ async def test_reply_url_gets_each_status(
         body = {**KOLORS_OK, "replyUrl": url, "replyRef": "ref-1"}
         async with http.post(f"{sim.base_url}/{KOLORS}", json=body) as response:
             task_id = (await response.json())["task"]["id"]
-        await wait_until(lambda: len(received) == 3)
+        await wait_until(lambda: len(received) == 3, timeout=5.0)
         assert sim.stats["callbacks_sent"] == 3
     assert [r["status_name"] for r in received] == ["submitted", "processing", "succeed"]
     assert [r["status"] for r in received] == [5, 10, 99]
@@ -212,9 +192,9 @@ async def test_finish_all_sends_the_final_callback(
         body = {**KOLORS_OK, "replyUrl": url, "prompt": "fail"}
         async with http.post(f"{sim.base_url}/{KOLORS}", json=body) as response:
             assert response.status == 200
-        await wait_until(lambda: len(received) == 1)
+        await wait_until(lambda: len(received) == 1, timeout=5.0)
         sim.finish_all()
-        await wait_until(lambda: len(received) == 2)
+        await wait_until(lambda: len(received) == 2, timeout=5.0)
     assert [r["status_name"] for r in received] == ["submitted", "failed"]
     assert "replyRef" not in received[0]
 
@@ -226,13 +206,13 @@ async def test_dropped_and_failed_callbacks(
     async with KlingSimulator(token=TOKEN, job_seconds=0.02, callback_drop_rate=1.0) as sim:
         async with http.post(f"{sim.base_url}/{KOLORS}", json={**KOLORS_OK, "replyUrl": url}):
             pass
-        await wait_until(lambda: sim.stats["callbacks_dropped"] == 3)
+        await wait_until(lambda: sim.stats["callbacks_dropped"] == 3, timeout=5.0)
     assert received == []
     down = url.rsplit(":", 1)[0] + ":9/hook"  # nothing listens on the discard port
     async with KlingSimulator(token=TOKEN, job_seconds=0.02) as sim:
         async with http.post(f"{sim.base_url}/{KOLORS}", json={**KOLORS_OK, "replyUrl": down}):
             pass
-        await wait_until(lambda: sim.stats["callbacks_failed"] == 3)
+        await wait_until(lambda: sim.stats["callbacks_failed"] == 3, timeout=5.0)
 
 
 # --- counters ----------------------------------------------------------------------------

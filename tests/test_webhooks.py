@@ -13,6 +13,8 @@ import aiohttp
 import attrs
 import pytest
 from aiohttp import web
+from helpers import serve
+from yarl import URL
 
 from kling_async import KlingClient, KolorsElements, PollPolicy, TaskStatus, cli
 from kling_async.client import DEFAULT_CONFIG
@@ -36,19 +38,22 @@ async def sim() -> AsyncIterator[KlingSimulator]:
         yield simulator
 
 
-async def _run_jobs(kling: KlingClient, count: int) -> list[Any]:
+async def _run_jobs(
+    sim: KlingSimulator, receiver: KlingWebhookReceiver, count: int, fallback: float = 3600
+) -> list[Any]:
+    """Runs ``count`` jobs on a client of ``sim`` with ``receiver``, poll fallback ``fallback``."""
     jobs = [KolorsElements(prompt=f"push job {i}", subject_images=IMAGES) for i in range(count)]
-    return await asyncio.gather(*(kling.run(job) for job in jobs))
+    with fast_mode(1.0):
+        async with KlingClient(
+            token=TOKEN, base_url=sim.base_url, webhook=receiver, config=_config(fallback)
+        ) as kling:
+            return await asyncio.gather(*(kling.run(job) for job in jobs))
 
 
 async def test_callbacks_complete_jobs_without_polling(sim: KlingSimulator) -> None:
     receiver = KlingWebhookReceiver(trust_callbacks=True)
     # A fallback far longer than any job: every job must finish through its callbacks.
-    with fast_mode(1.0):
-        async with KlingClient(
-            token=TOKEN, base_url=sim.base_url, webhook=receiver, config=_config(3600)
-        ) as kling:
-            results = await _run_jobs(kling, 100)
+    results = await _run_jobs(sim, receiver, 100, fallback=3600)
     assert all(r.succeeded for r in results)
     assert len({r.task_id for r in results}) == 100
     assert sim.stats["polls"] == 0
@@ -58,11 +63,7 @@ async def test_callbacks_complete_jobs_without_polling(sim: KlingSimulator) -> N
 
 async def test_final_callback_is_confirmed_by_default(sim: KlingSimulator) -> None:
     receiver = KlingWebhookReceiver()
-    with fast_mode(1.0):
-        async with KlingClient(
-            token=TOKEN, base_url=sim.base_url, webhook=receiver, config=_config(3600)
-        ) as kling:
-            results = await _run_jobs(kling, 10)
+    results = await _run_jobs(sim, receiver, 10)
     assert all(r.succeeded for r in results)
     # One confirming GET per job, no more.
     assert sorted(sim.stats["polls_by_task"].values()) == [1] * 10
@@ -77,11 +78,7 @@ async def test_lost_callbacks_fall_back_to_polling() -> None:
         seed=7,
     ) as sim:
         receiver = KlingWebhookReceiver(trust_callbacks=True)
-        with fast_mode(1.0):
-            async with KlingClient(
-                token=TOKEN, base_url=sim.base_url, webhook=receiver, config=_config(0.2)
-            ) as kling:
-                results = await _run_jobs(kling, 40)
+        results = await _run_jobs(sim, receiver, 40, fallback=0.2)
         assert all(r.succeeded for r in results)
         assert sim.stats["callbacks_dropped"] > 0
         assert sim.stats["polls"] > 0
@@ -190,24 +187,14 @@ async def test_mounted_in_a_users_app(sim: KlingSimulator) -> None:
     app = web.Application()
     receiver = KlingWebhookReceiver(trust_callbacks=True, path="/hooks")
     receiver.add_routes(app)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    receiver.public_url = f"http://127.0.0.1:{port}/hooks"
-    try:
-        with fast_mode(1.0):
-            async with KlingClient(
-                token=TOKEN, base_url=sim.base_url, webhook=receiver, config=_config(3600)
-            ) as kling:
-                results = await _run_jobs(kling, 5)
+    async with serve(app) as root:
+        port = URL(root).port
+        receiver.public_url = f"http://127.0.0.1:{port}/hooks"
+        results = await _run_jobs(sim, receiver, 5)
         assert all(r.succeeded for r in results)
         assert sim.stats["polls"] == 0
         sent = [json.dumps(t["body"]) for t in sim.stats["tasks"]]
         assert all(f"127.0.0.1:{port}/hooks/" in s for s in sent)
-    finally:
-        await runner.cleanup()
 
 
 def test_batch_command_in_push_mode(tmp_path: Path) -> None:

@@ -1,0 +1,79 @@
+"""Small helpers shared by the test modules (``from helpers import ...``).
+
+tests/ is not a package: pytest's default ("prepend") import mode puts it on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+
+async def wait_until(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    """Poll a condition (no fixed sleeps), failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def wait_until_blocking(condition: Callable[[], object], timeout: float = 30.0) -> None:
+    """`wait_until` for code without an event loop (it blocks the thread while it waits)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def run_command(command: Sequence[str | Path], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` to its end (120 s at most), its output captured as text.
+
+    A non-zero exit does not raise: the test checks ``returncode`` itself.
+    """
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=120, check=False, **kwargs
+    )
+
+
+@contextlib.asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on a free local port; yields its root URL, ``http://127.0.0.1:PORT``."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def callback_receiver(path: str) -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """A server that keeps the JSON body of every POST to ``path``; yields its URL and them."""
+    received: list[dict[str, Any]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post(path, handle)
+    async with serve(app) as root:
+        yield f"{root}{path}", received
+
+
+class Durations:
+    """A job duration the test can change while the simulator runs."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __call__(self, endpoint: str, body: dict[str, Any], rng: Any) -> float:
+        return self.seconds

@@ -277,6 +277,7 @@ class KlingClient:
         self._uploads: dict[tuple[str, str], asyncio.Future[str]] = {}
         self._submit_locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._email_probe: asyncio.Future[Any] | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -490,6 +491,40 @@ class KlingClient:
             raise PayloadError("GET accounts: expected an object keyed by email")
         return {k: structure(v, Account) for k, v in data.items() if isinstance(v, Mapping)}
 
+    def _learn_email(self, email: str) -> None:
+        if self.email is None and "" in self._accounts and email:
+            self.email = email
+            log.debug("the token's only account is %s", email)
+
+    async def _with_default_email(self, email: str | None) -> str | None:
+        """``email``, else the default account's; with no account configured, the token's
+        only account is read once from GET /accounts (useapi.net's own scripts always send
+        the email: some lookups answer 400 without it)."""
+        if email or self.email is not None or "" not in self._accounts:
+            return email or self.email
+        if self._email_probe is None:
+            # One attempt, no retries: this only improves the request that follows.
+            self._email_probe = asyncio.ensure_future(
+                self._once(
+                    "GET",
+                    "accounts",
+                    params=None,
+                    json_body=None,
+                    data=None,
+                    content_type=None,
+                    timeout=None,
+                )
+            )
+        try:
+            found = await asyncio.shield(self._email_probe)
+        except (KlingError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            self._email_probe = None  # try again next time
+            log.debug("could not read the default account (%s); sending no email", _describe(exc))
+            return None
+        if isinstance(found, Mapping) and len(found) == 1:
+            self._learn_email(str(next(iter(found))))
+        return self.email
+
     async def _fetch_max_jobs(self, email: str) -> int:
         if email:
             account = await self.get_account(email)
@@ -501,6 +536,7 @@ class KlingClient:
                     "accounts= to KlingClient"
                 )
             account = next(iter(found.values()))
+            self._learn_email(next(iter(found)))
         if not account.max_jobs:
             raise ConfigurationError(f"account {email or '(default)'} reports no maxJobs")
         log.debug("account %s: maxJobs %s", email or "(default)", account.max_jobs)
@@ -513,7 +549,7 @@ class KlingClient:
             raise RequestValidationError(
                 f"task_id: must be a positive integer, got {task_id!r}", field="task_id"
             )
-        email = email or self._task_email.get(task_id) or self.email
+        email = await self._with_default_email(email or self._task_email.get(task_id))
         data = await self._call("GET", f"tasks/{task_id}", params=self._params(email))
         return structure_task(data)
 
@@ -528,7 +564,7 @@ class KlingClient:
     ) -> list[TaskResponse]:
         """``GET /tasks/``: the account's tasks, newest first (times in epoch ms)."""
         params = self._params(
-            self._account_for(email),
+            await self._with_default_email(self._account_for(email)),
             contentType=content_type,
             pageSize=page_size,
             createdAfter=created_after,
@@ -632,7 +668,7 @@ class KlingClient:
         """
         if not isinstance(request, GenerationRequest):
             raise TypeError(f"submit() takes a request object, got {type(request).__name__}")
-        email = self._account_for(email or request.email)
+        email = await self._with_default_email(self._account_for(email or request.email))
         request = await self._resolve_images(request, email)
         if self.webhook is not None and request.reply_url is None:
             request = attrs.evolve(

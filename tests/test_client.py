@@ -412,6 +412,9 @@ async def hostile() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
     async def download(request: web.Request) -> web.Response:
         return web.json_response({"cdnUrl": root + "/../../../clean/evil.sh", "status": "success"})
 
+    async def accounts(request: web.Request) -> web.Response:
+        return web.json_response({"h@example.com": {"email": "h@example.com", "maxJobs": 1}})
+
     async def anything(request: web.Request) -> web.Response:
         seen.append({"path": request.raw_path, "auth": request.headers.get("Authorization")})
         return web.Response(body=b"hostile bytes " + request.raw_path.encode())
@@ -419,6 +422,7 @@ async def hostile() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
     app = web.Application()
     app.router.add_get("/v1/kling/tasks/{task_id}", task)
     app.router.add_get("/v1/kling/assets/download", download)
+    app.router.add_get("/v1/kling/accounts", accounts)
     app.router.add_get("/{tail:.*}", anything)
     async with serve(app) as root:
         yield root, seen
@@ -652,6 +656,7 @@ async def test_hooks_sync_and_async(sim: KlingSimulator) -> None:
             await kling.get_task(resp.task_id or 0)
     assert submitted == per_call == [resp.task_id]
     assert [(r.method, r.path, r.status) for r in requests] == [
+        ("GET", "accounts", 200),  # no email given: the token's only account, read once
         ("POST", "images/kolors-elements", 200),
         ("GET", f"tasks/{resp.task_id}", 500),
         ("GET", f"tasks/{resp.task_id}", 502),
@@ -755,3 +760,25 @@ async def test_cancelled_download_leaves_no_partial_file(tmp_path: Path) -> None
             assert files_under(tmp_path) == []
         finally:
             never.set()  # lets the handler end, so the server can shut down
+
+
+async def test_the_tokens_only_account_is_sent_as_email() -> None:
+    """useapi.net's scripts always send email (some lookups answer 400 without it)."""
+    seen: list[dict[str, str]] = []
+
+    async def accounts(request: web.Request) -> web.Response:
+        return web.json_response({"only@example.com": {"email": "only@example.com", "maxJobs": 2}})
+
+    async def task(request: web.Request) -> web.Response:
+        seen.append(dict(request.query))
+        return web.json_response({"status": 5, "task": {"id": 5}})
+
+    app = web.Application()
+    app.router.add_get("/v1/kling/accounts", accounts)
+    app.router.add_get("/v1/kling/tasks/{task_id}", task)
+    async with serve(app) as root:
+        async with KlingClient(token=TOKEN, base_url=f"{root}/v1/kling", max_jobs=2) as kling:
+            await kling.get_task(5)
+            await kling.get_task(5)
+            assert kling.email == "only@example.com"
+    assert seen == [{"email": "only@example.com"}] * 2

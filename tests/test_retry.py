@@ -316,8 +316,9 @@ async def test_reset_before_creation_resends_only_after_the_list_shows_nothing(
     sequence = [(r.method, r.path.split("?")[0]) for r in rec.requests]
     post = ("POST", "images/kolors-elements")
     look = ("GET", "tasks/")
-    # Every POST is followed by two looks at the task list before anything else is sent.
-    assert sequence == [post, look, look] * 3
+    # Every POST is followed by two looks at the task list before anything else is sent
+    # (first, once, the token's only account: the client sends its email everywhere).
+    assert sequence == [("GET", "accounts"), *[post, look, look] * 3]
     assert sim.stats["tasks_created"] == 0
     assert sim.stats["faults"] == {"reset": 3}
 
@@ -408,7 +409,7 @@ async def test_unreadable_task_list_after_an_ambiguous_post(
     )
     with pytest.raises(SubmissionUnknownError, match="may exist") as caught:
         await kling.submit(job(0))
-    assert caught.value.email is None
+    assert caught.value.email == "a@example.com"  # learnt from GET /accounts
     assert sim.stats["tasks_created"] == 1
     assert sim.stats["posts"] == 1
 

@@ -610,6 +610,9 @@ class BatchRunner:
         self.resubmit_unknown = resubmit_unknown
         self.subfolders = subfolders
         self._responses: dict[int, TaskResponse] = {}
+        # POSTs still out: a cancelled run waits for them, so that the task ids they return
+        # reach the journal before the caller closes it.
+        self._posting: set[asyncio.Future[TaskResponse]] = set()
 
     async def run(self, jobs: Sequence[Job], *, retry_failed: bool = False) -> BatchSummary:
         """Bring every job to a final state (or as far as possible); return the summary.
@@ -631,7 +634,10 @@ class BatchRunner:
                 work.append(self._submit(by_line[rec.line]))
             else:
                 self._emit(JobEvent.SKIPPED, rec)
-        await _run_all(work)
+        try:
+            await _run_all(work)
+        finally:
+            await self._settle_posts()
         return BatchSummary(records=tuple(self.journal.records()), responses=self._responses)
 
     def _emit(self, event: JobEvent, rec: JobRecord) -> None:
@@ -693,8 +699,13 @@ class BatchRunner:
                 self._emit(JobEvent.SUBMITTED, rec)
 
         self.journal.mark_submitting(line, email)
+        posting = asyncio.ensure_future(
+            self.client.submit(request, email=email, on_submitted=submitted)
+        )
+        self._posting.add(posting)
+        posting.add_done_callback(self._posting.discard)
         try:
-            return await self.client.submit(request, email=email, on_submitted=submitted)
+            return await asyncio.shield(posting)
         except SubmissionUnknownError as exc:
             self._emit(JobEvent.UNKNOWN, self.journal.mark_unknown(line, _unknown_text(exc)))
         except _FATAL as exc:  # refused before anything was created
@@ -714,6 +725,15 @@ class BatchRunner:
             # Whatever else the client raises here it could not rule out a created job.
             self._emit(JobEvent.UNKNOWN, self.journal.mark_unknown(line, str(exc)))
         return None
+
+    async def _settle_posts(self) -> None:
+        """Wait (bounded) for POSTs a cancelled run left out; their hooks write the journal."""
+        if not self._posting:
+            return
+        done, _ = await asyncio.wait(self._posting, timeout=self.client.config.request_timeout)
+        for posting in done:
+            if not posting.cancelled():
+                posting.exception()  # retrieved: the job's own code reported it, or will not
 
     # -- waiting and results ---------------------------------------------------------------
 

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Durations, wait_until
+from aiohttp import web
+from helpers import Durations, serve, wait_until
 
-from kling_async import KlingClient
+from kling_async import KlingClient, KolorsElements
 from kling_async.batch import (
     BatchRunner,
     Job,
@@ -21,6 +22,7 @@ from kling_async.batch import (
     JobState,
     Journal,
     JournalConflictError,
+    job_from_request,
     parse_jobs_file,
 )
 from kling_async.errors import TransportError
@@ -267,3 +269,41 @@ async def test_cancelled_batch_resumes_without_resubmitting(
     assert sim.stats["tasks_created"] == 5
     assert sorted(t["body"]["prompt"] for t in sim.stats["tasks"]) == [f"job {i}" for i in range(5)]
     assert all((out / rec.files[0]).is_file() for rec in summary.records)
+
+
+async def test_cancelled_run_journals_the_task_id_of_a_post_in_flight(tmp_path: Path) -> None:
+    """A run cancelled while a POST is out still writes that POST's task id to the journal
+    before it returns (its caller closes the journal next, as the CLI does)."""
+    posted = asyncio.Event()
+    answer = asyncio.Event()
+
+    async def kolors(request: web.Request) -> web.Response:
+        posted.set()
+        await answer.wait()
+        task = {"id": 4242, "status": 5, "status_name": "submitted", "status_final": False}
+        return web.json_response({**{k: v for k, v in task.items() if k != "id"}, "task": task})
+
+    app = web.Application()
+    app.router.add_post("/v1/kling/images/kolors-elements", kolors)
+    request = KolorsElements(
+        prompt="in flight", subject_images=["https://x/a.png", "https://x/b.png"]
+    )
+    path = tmp_path / "journal.sqlite3"
+    async with serve(app) as root:
+        async with KlingClient(
+            token=TOKEN, base_url=f"{root}/v1/kling", email=ACCOUNT, max_jobs=1
+        ) as kling:
+            with Journal(path) as journal:
+                runner = BatchRunner(kling, journal, tmp_path / "out")
+                running = asyncio.ensure_future(runner.run([job_from_request(1, request)]))
+                await asyncio.wait_for(posted.wait(), 10)
+                running.cancel()
+                # The job let its slot go: the cancellation reached it. Only now does the
+                # server answer the POST.
+                await wait_until(lambda: kling.slots.in_use(ACCOUNT) == 0)
+                answer.set()
+                with pytest.raises(asyncio.CancelledError):
+                    await running
+    with Journal(path) as journal:
+        rec = journal.record(1)
+    assert (rec.state, rec.task_id) == (JobState.SUBMITTED, 4242)

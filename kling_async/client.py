@@ -8,8 +8,8 @@ Money rules, enforced here:
   account's task list (``GET /tasks/``, matching prompt and image URLs, created since the
   POST) and adopts it when found. Only when the list, checked twice, shows no such task is
   the POST sent again; when it cannot tell, `SubmissionUnknownError` says so.
-- Identical submissions to one account go out one at a time, so a recovered task is never
-  mistaken for a sibling's.
+- Submissions of one prompt to one account go out one at a time, so a recovered task is
+  never mistaken for a sibling's.
 - A task id, once the server returned it, is logged, passed to ``on_submitted`` hooks, and
   survives the caller's cancellation (the POST finishes in the background).
 - The token is sent only to the API base URL, never to result or download URLs, and never
@@ -698,10 +698,14 @@ class KlingClient:
         email: str | None,
         on_submitted: Hook | None,
     ) -> TaskResponse:
-        # Identical bodies to one account go out one at a time, so that a task recovered
-        # from the list after an ambiguous failure cannot be a sibling's. Recovery matches
-        # by prompt and images, so a per-submission replyRef must not tell them apart.
-        key = (email or "", _signature({k: v for k, v in body.items() if k != "replyRef"}))
+        # Jobs recovery cannot tell apart go to one account one at a time, so that a task
+        # recovered from the list after an ambiguous failure cannot be a sibling's whose
+        # answer is still on its way. Recovery matches by prompt and a subset of the images
+        # (not aspect ratio, count...): the prompt alone is the key.
+        key = (
+            email or "",
+            _signature({"endpoint": request.endpoint, "prompt": body.get("prompt") or None}),
+        )
         lock, users = self._submit_locks.get(key, (asyncio.Lock(), 0))
         self._submit_locks[key] = (lock, users + 1)
         try:

@@ -8,11 +8,14 @@ list shows no such task. So ``tasks_created`` always equals the number of jobs.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from helpers import serve, wait_until
 
 from kling_async import (
     ClientConfig,
@@ -40,6 +43,13 @@ TOKEN = "test-token"  # as in conftest.py
 EMAIL = "a@example.com"
 URL1 = "https://example.com/a.png"
 URL2 = "https://example.com/b.png"
+
+
+IMGS = (URL1, URL2)
+
+
+def same_images(aspect_ratio: str) -> KolorsElements:
+    return KolorsElements(prompt="one prompt", subject_images=IMGS, aspect_ratio=aspect_ratio)
 
 
 def job(n: int) -> KolorsElements:
@@ -460,3 +470,66 @@ async def test_identical_job_arriving_while_a_sibling_hands_over_waits_its_turn(
     assert len({first.task_id, second.task_id, third.task_id}) == 3
     assert sim.stats["tasks_created"] == 3
     assert sim.stats["posts"] == 3
+
+
+async def test_a_sibling_differing_only_in_options_is_never_adopted() -> None:
+    """Recovery matches a task by prompt and images: a job that differs from a sibling in
+    another field (aspect ratio) must not adopt the sibling's task, whose answer is still
+    on its way when the job looks at the task list."""
+    tasks: list[dict[str, Any]] = []
+    b_created, release_b, list_read = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    a_posts = 0
+
+    def create(body: dict[str, Any]) -> dict[str, Any]:
+        task = {
+            "id": 100 + len(tasks),
+            "status": 5,
+            "status_name": "submitted",
+            "status_final": False,
+            "createTime": int(time.time() * 1000),
+            "taskInfo": {
+                "inputs": [{"name": f"subject_image_{i}", "url": u} for i, u in enumerate(IMGS)],
+                "arguments": [
+                    {"name": "prompt", "value": body["prompt"]},
+                    {"name": "aspect_ratio", "value": body["aspect_ratio"]},
+                ],
+            },
+        }
+        tasks.append(task)
+        return {"status": 5, "status_name": "submitted", "status_final": False, "task": task}
+
+    async def kolors(request: web.Request) -> web.Response:
+        nonlocal a_posts
+        body = await request.json()
+        if body["aspect_ratio"] == "1:1":  # B: created at once, answered late
+            answer = create(body)
+            b_created.set()
+            await release_b.wait()
+            return web.json_response(answer)
+        a_posts += 1
+        if a_posts == 1:  # A: a 5xx that created nothing, then a normal answer
+            return web.json_response({"error": "Internal Server Error"}, status=500)
+        return web.json_response(create(body))
+
+    async def task_list(request: web.Request) -> web.Response:
+        list_read.set()
+        return web.json_response({"history": [{"task": t} for t in reversed(tasks)]})
+
+    app = web.Application()
+    app.router.add_post("/v1/kling/images/kolors-elements", kolors)
+    app.router.add_get("/v1/kling/tasks/", task_list)
+    async with serve(app) as root:
+        async with KlingClient(token=TOKEN, base_url=f"{root}/v1/kling", email=EMAIL) as kling:
+            b = asyncio.ensure_future(kling.submit(same_images("1:1")))
+            await asyncio.wait_for(b_created.wait(), 10)
+            a = asyncio.ensure_future(kling.submit(same_images("16:9")))
+            # A either reads the list while B's answer is out, or queues behind B.
+            await wait_until(
+                lambda: (
+                    list_read.is_set()
+                    or any(users > 1 for _, users in kling._submit_locks.values())
+                )
+            )
+            release_b.set()
+            first, second = await asyncio.gather(a, b)
+    assert (first.task_id, second.task_id) == (101, 100)

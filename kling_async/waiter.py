@@ -62,6 +62,10 @@ DEFAULT_IMAGE_TIMEOUT: Final = 900.0
 DEFAULT_VIDEO_TIMEOUT: Final = 2400.0
 
 
+class _PollTimeout(Exception):
+    """A poll did not answer within the time left before the deadline."""
+
+
 class _Unset:
     def __repr__(self) -> str:
         return "UNSET"
@@ -69,6 +73,9 @@ class _Unset:
 
 #: "Not given": use the default (as opposed to None, which means "no limit").
 UNSET: Final = _Unset()
+
+#: Seconds a poll started at (or just before) the deadline may take to answer.
+_POLL_GRACE: Final = 10.0
 
 #: Failures of a poll that are worth another poll before the deadline.
 _TRANSIENT = (TransportError, ServerError, RateLimitError, PayloadError)
@@ -309,12 +316,7 @@ class TaskWaiter:
             if deadline is not None:
                 left = deadline - loop.time()
                 if left <= 0:
-                    raise TaskTimeoutError(
-                        f"task {task_id} not final after {self._timeout_text(timeout, last)}; "
-                        "it may still finish: wait on it again",
-                        task_id=task_id,
-                        last=last,
-                    )
+                    raise self._timed_out(task_id, timeout, last)
                 delay = min(delay, left)
             if push is None:
                 await asyncio.sleep(delay)
@@ -324,15 +326,42 @@ class TaskWaiter:
                     last = pushed
                     continue
                 # No callback for a while, or a final one to confirm: one GET.
-            limiter = self._client.poll_limiter
-            await limiter.turn()
             try:
-                async with limiter.slot():
-                    last = await self._client.get_task(task_id, email)
+                # The deadline holds while a poll is out too (its retries may take minutes),
+                # but the poll due at the deadline gets a moment to answer.
+                budget = None if deadline is None else max(deadline - loop.time(), _POLL_GRACE)
+                last = await self._poll(task_id, email, budget)
             except (NotFoundError, PaymentRequiredError):
                 raise
             except _TRANSIENT as exc:
                 log.info("poll of task %s failed (%s); polling again", task_id, exc)
+            except _PollTimeout:
+                raise self._timed_out(task_id, timeout, last) from None
+
+    async def _poll(self, task_id: int, email: str | None, budget: float | None) -> TaskResponse:
+        """One poll, given up after ``budget`` seconds (None: no bound)."""
+        if budget is None:
+            return await self._poll_once(task_id, email)
+        # Not asyncio.wait_for: on Python 3.10 and 3.11 it can swallow a cancellation that
+        # arrives as the poll completes, and the waiter would then outlive its caller.
+        poll = asyncio.ensure_future(self._poll_once(task_id, email))
+        try:
+            done, _ = await asyncio.wait({poll}, timeout=budget)
+        except BaseException:
+            poll.cancel()
+            raise
+        if not done:
+            poll.cancel()
+            await asyncio.wait({poll})  # let it wind down (its connection goes back)
+        if poll.cancelled():
+            raise _PollTimeout
+        return poll.result()
+
+    async def _poll_once(self, task_id: int, email: str | None) -> TaskResponse:
+        limiter = self._client.poll_limiter
+        await limiter.turn()
+        async with limiter.slot():
+            return await self._client.get_task(task_id, email)
 
     def _deadline(self, timeout: float | _Unset | None, last: TaskResponse | None) -> float | None:
         chosen = self.timeout if isinstance(timeout, _Unset) else timeout
@@ -342,6 +371,16 @@ class TaskWaiter:
             return None
         # Deadlines are not scaled by the test mode: only waits shrink.
         return asyncio.get_running_loop().time() + chosen
+
+    def _timed_out(
+        self, task_id: int, timeout: float | _Unset | None, last: TaskResponse | None
+    ) -> TaskTimeoutError:
+        return TaskTimeoutError(
+            f"task {task_id} not final after {self._timeout_text(timeout, last)}; "
+            "it may still finish: wait on it again",
+            task_id=task_id,
+            last=last,
+        )
 
     def _timeout_text(self, timeout: float | _Unset | None, last: TaskResponse | None) -> str:
         chosen = self.timeout if isinstance(timeout, _Unset) else timeout

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiohttp import web
+from helpers import serve
 
 from kling_async import (
     ClientConfig,
@@ -21,6 +23,7 @@ from kling_async import (
     TaskTimeoutError,
     TaskWaiter,
 )
+from kling_async import waiter as waiter_module
 from kling_async.retry import fast_mode
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 from kling_async.waiter import (
@@ -289,3 +292,35 @@ async def test_first_poll_and_final_poll_timed_from_the_eta() -> None:
     assert len(counts[True]) == 4
     assert max(counts[True]) <= 3
     assert min(counts[False]) >= 4  # 50, 70, 98, 137, 192 ms...: five polls for 0.4 s
+
+
+async def test_deadline_bounds_a_poll_the_server_never_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The deadline holds even while a poll is out: a GET the server sits on does not keep
+    the caller waiting for the request timeout (and its retries)."""
+    monkeypatch.setattr(waiter_module, "_POLL_GRACE", 0.05)  # the poll due at the deadline
+    polled = asyncio.Event()
+    never = asyncio.Event()
+
+    async def task(request: web.Request) -> web.Response:
+        polled.set()
+        await never.wait()
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/v1/kling/tasks/{task_id}", task)
+    config = ClientConfig(read_timeout=3600, request_timeout=3600)
+    async with serve(app) as root:
+        try:
+            async with KlingClient(
+                token=TOKEN, base_url=f"{root}/v1/kling", email=EMAIL, config=config
+            ) as kling:
+                waiting = asyncio.ensure_future(kling.wait(321, timeout=0.2))
+                await asyncio.wait_for(polled.wait(), 10)
+                # A hang guard, not a timing assertion: without the fix this waits an hour.
+                with pytest.raises(TaskTimeoutError) as caught:
+                    await asyncio.wait_for(waiting, 60)
+        finally:
+            never.set()  # lets the handler end, so the server can shut down
+    assert caught.value.task_id == 321

@@ -191,9 +191,14 @@ class KlingWebhookReceiver:
             if left <= 0:
                 return None
             event.clear()
+            # Not asyncio.wait_for: on Python 3.10 and 3.11 it swallows a cancellation that
+            # lands as the event is set, and the waiter would outlive its cancelled caller.
+            woken = asyncio.ensure_future(event.wait())
             try:
-                await asyncio.wait_for(event.wait(), left)
-            except asyncio.TimeoutError:
+                done, _ = await asyncio.wait({woken}, timeout=left)
+            finally:
+                woken.cancel()
+            if not done:
                 return None
 
     # -- verification ----------------------------------------------------------------------

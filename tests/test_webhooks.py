@@ -13,7 +13,7 @@ import aiohttp
 import attrs
 import pytest
 from aiohttp import web
-from helpers import serve
+from helpers import serve, wait_until
 from yarl import URL
 
 from kling_async import KlingClient, KolorsElements, PollPolicy, TaskStatus, cli
@@ -245,3 +245,53 @@ def test_batch_webhook_address_is_checked(
     args = ["--token", TOKEN, "batch", str(jobs), "--out", str(tmp_path), "--webhook", bad]
     assert cli.main(args) == 2
     assert f"expected HOST:PORT[/path], got {bad!r}" in capsys.readouterr().err
+
+
+async def test_cancelling_a_waiter_as_a_callback_wakes_it_cancels_it() -> None:
+    """A cancellation landing in the same loop turn as the callback that wakes the waiter is
+    not swallowed (asyncio.wait_for on Python 3.10/3.11 drops it): run() ends at once."""
+    bodies: list[dict[str, Any]] = []
+    waiting: asyncio.Future[Any] | None = None
+
+    async def kolors(request: web.Request) -> web.Response:
+        bodies.append(await request.json())
+        task = {"id": 7, "status": 5, "status_name": "submitted", "status_final": False}
+        return web.json_response({"status": 5, "status_name": "submitted", "task": task})
+
+    @web.middleware
+    async def cancel_after(request: web.Request, handler: Any) -> web.StreamResponse:
+        response = await handler(request)
+        assert waiting is not None
+        waiting.cancel()  # the very turn the callback wakes the waiter
+        return response
+
+    api = web.Application()
+    api.router.add_post("/v1/kling/images/kolors-elements", kolors)
+    hooks = web.Application(middlewares=[cancel_after])
+    receiver = KlingWebhookReceiver()
+    receiver.add_routes(hooks)
+    async with serve(api) as api_root, serve(hooks) as hooks_root:
+        receiver.public_url = hooks_root + receiver.path
+        async with KlingClient(
+            token=TOKEN,
+            base_url=f"{api_root}/v1/kling",
+            email="p@example.com",
+            max_jobs=1,
+            webhook=receiver,
+        ) as kling:
+            with fast_mode(1.0):  # the waiter waits for a callback (30 s) before polling
+                waiting = asyncio.ensure_future(
+                    kling.run(KolorsElements(prompt="p", subject_images=IMAGES))
+                )
+                await wait_until(lambda: 7 in receiver._changed)  # waiting for a callback
+                processing = {"id": 7, "status": 10, "status_name": "processing"}
+                async with aiohttp.ClientSession() as http:
+                    await http.post(
+                        receiver.reply_url,
+                        json={"task": processing, "status": 10, "replyRef": bodies[0]["replyRef"]},
+                    )
+                # A hang guard, not a timing assertion: a swallowed cancel waits 30 s more.
+                done, _ = await asyncio.wait({waiting}, timeout=20)
+                assert done == {waiting}
+                assert waiting.cancelled()
+            assert kling.slots.in_use("p@example.com") == 0

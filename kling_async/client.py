@@ -277,6 +277,7 @@ class KlingClient:
         self._uploads: dict[tuple[str, str], asyncio.Future[str]] = {}
         self._submit_locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._abandoned: set[asyncio.Task[Any]] = set()
         self._email_probe: asyncio.Future[Any] | None = None
 
     def __repr__(self) -> str:
@@ -682,14 +683,27 @@ class KlingClient:
         posting = asyncio.ensure_future(self._post_job(request, body, email, on_submitted))
         self._background.add(posting)
         posting.add_done_callback(self._posted)
-        return await asyncio.shield(posting)
+        try:
+            return await asyncio.shield(posting)
+        except asyncio.CancelledError:
+            if not posting.done():
+                self._abandoned.add(posting)  # its outcome now reaches nobody but the log
+            raise
 
     def _posted(self, posting: asyncio.Task[Any]) -> None:
         self._background.discard(posting)
-        if not posting.cancelled() and posting.exception() is not None:
-            # Retrieved here so an abandoned submission's failure is logged once, not
-            # reported by asyncio as "never retrieved".
-            log.debug("background submission ended with %r", posting.exception())
+        abandoned = posting in self._abandoned
+        self._abandoned.discard(posting)
+        if posting.cancelled():
+            return
+        exc = posting.exception()  # retrieved here: asyncio would report it "never retrieved"
+        if exc is None:
+            return
+        if abandoned and isinstance(exc, SubmissionUnknownError):
+            # The caller left: this log line is the only notice that a paid job may exist.
+            log.warning("abandoned submission: %s", exc)
+        else:
+            log.debug("background submission ended with %s", _describe(exc))
 
     async def _post_job(
         self,

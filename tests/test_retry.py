@@ -8,6 +8,7 @@ list shows no such task. So ``tasks_created`` always equals the number of jobs.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -533,3 +534,39 @@ async def test_a_sibling_differing_only_in_options_is_never_adopted() -> None:
             release_b.set()
             first, second = await asyncio.gather(a, b)
     assert (first.task_id, second.task_id) == (101, 100)
+
+
+async def test_an_abandoned_submission_that_may_have_created_a_job_is_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The caller of submit() left (cancelled) while the POST was out; the POST then failed
+    ambiguously and the task list could not be read: nobody is left to receive the
+    SubmissionUnknownError, so the log must say that a paid job may exist."""
+    posted, answer = asyncio.Event(), asyncio.Event()
+
+    async def kolors(request: web.Request) -> web.Response:
+        posted.set()
+        await answer.wait()
+        return web.json_response({"error": "Internal Server Error"}, status=500)
+
+    async def task_list(request: web.Request) -> web.Response:
+        return web.json_response({"error": "Internal Server Error"}, status=500)
+
+    app = web.Application()
+    app.router.add_post("/v1/kling/images/kolors-elements", kolors)
+    app.router.add_get("/v1/kling/tasks/", task_list)
+    config = ClientConfig(retry=RetryPolicy(max_tries=1))
+    async with serve(app) as root:
+        kling = KlingClient(token=TOKEN, base_url=f"{root}/v1/kling", email=EMAIL, config=config)
+        async with kling:
+            caller = asyncio.ensure_future(kling.submit(job(1)))
+            await asyncio.wait_for(posted.wait(), 10)
+            caller.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await caller
+            answer.set()
+        # aclose waited for the abandoned submission to end
+    unknown = [
+        r for r in caplog.records if r.levelno >= logging.WARNING and "may exist" in r.getMessage()
+    ]
+    assert unknown, [r.getMessage() for r in caplog.records]

@@ -302,6 +302,7 @@ class TaskWaiter:
     ) -> AsyncIterator[TaskResponse]:
         loop = asyncio.get_running_loop()
         seen: tuple[Any, ...] | None = None
+        unconfirmed: TaskResponse | None = None  # a final callback one GET did not confirm
         while True:
             if last is not None:
                 key = (last.status, last.status_name, last.is_final)
@@ -325,6 +326,11 @@ class TaskWaiter:
                 if pushed is not None and (push.trusted or not pushed.is_final):
                     last = pushed
                     continue
+                if pushed is not None and pushed is unconfirmed:
+                    # Checked already and the server did not agree yet: ask again at the
+                    # fallback pace, not in a loop paced only by the poll cap.
+                    await asyncio.sleep(delay)
+                unconfirmed = pushed
                 # No callback for a while, or a final one to confirm: one GET.
             try:
                 # The deadline holds while a poll is out too (its retries may take minutes),

@@ -16,7 +16,7 @@ from aiohttp import web
 from helpers import serve, wait_until
 from yarl import URL
 
-from kling_async import KlingClient, KolorsElements, PollPolicy, TaskStatus, cli
+from kling_async import KlingClient, KolorsElements, PollPolicy, TaskStatus, TaskTimeoutError, cli
 from kling_async.client import DEFAULT_CONFIG
 from kling_async.retry import fast_mode
 from kling_async.testing import KlingSimulator
@@ -295,3 +295,46 @@ async def test_cancelling_a_waiter_as_a_callback_wakes_it_cancels_it() -> None:
                 assert done == {waiting}
                 assert waiting.cancelled()
             assert kling.slots.in_use("p@example.com") == 0
+
+
+async def test_an_unconfirmed_final_callback_is_not_polled_in_a_loop() -> None:
+    """A final callback the server's GET does not confirm yet is checked again at the
+    fallback pace, not in a GET loop paced only by the client-wide poll cap."""
+    bodies: list[dict[str, Any]] = []
+    gets = 0
+
+    async def kolors(request: web.Request) -> web.Response:
+        bodies.append(await request.json())
+        task = {"id": 8, "status": 5, "status_name": "submitted", "status_final": False}
+        return web.json_response({"status": 5, "status_name": "submitted", "task": task})
+
+    async def get_task(request: web.Request) -> web.Response:
+        nonlocal gets
+        gets += 1
+        task = {"id": 8, "status": 10, "status_name": "processing", "status_final": False}
+        return web.json_response({"status": 10, "status_name": "processing", "task": task})
+
+    api = web.Application()
+    api.router.add_post("/v1/kling/images/kolors-elements", kolors)
+    api.router.add_get("/v1/kling/tasks/8", get_task)
+    receiver = KlingWebhookReceiver()
+    async with serve(api) as api_root:
+        async with KlingClient(
+            token=TOKEN,
+            base_url=f"{api_root}/v1/kling",
+            email="p@example.com",
+            max_jobs=1,
+            webhook=receiver,
+        ) as kling:
+            with fast_mode(1.0):  # real waits: 30 s for a callback before polling anyway
+                sub = await kling.submit(KolorsElements(prompt="p", subject_images=IMAGES))
+                final = {"id": 8, "status": 99, "status_name": "succeed", "status_final": True}
+                async with aiohttp.ClientSession() as http:
+                    await http.post(
+                        receiver.reply_url,
+                        json={**final, "task": final, "replyRef": bodies[0]["replyRef"]},
+                    )
+                with pytest.raises(TaskTimeoutError):
+                    await kling.wait(sub, timeout=0.5)
+    # One confirming GET, and the one due at the deadline; not one per poll-cap turn.
+    assert gets <= 2

@@ -516,6 +516,9 @@ class KlingClient:
                     timeout=None,
                 )
             )
+            # Retrieved here too, so a probe whose callers were all cancelled is not
+            # reported by asyncio as "exception was never retrieved".
+            self._email_probe.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
             found = await asyncio.shield(self._email_probe)
         except (KlingError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
@@ -861,7 +864,9 @@ class KlingClient:
         Pages are read newest first, each older than the last one's oldest task; reading
         stops at the first page with a match (a lost task is among the newest) or after
         enough pages to cover a busy account. When the second value is False and nothing
-        matched, the task list could not rule out that such a task exists.
+        matched, the task list could not rule out that such a task exists. A short page is
+        not taken as the end of the list (the server may cap ``pageSize``): only an empty
+        page, or a task older than ``since``, is.
         """
         found: dict[int, TaskResponse] = {}
         before: int | None = None
@@ -873,17 +878,25 @@ class KlingClient:
                 page_size=_RECOVERY_PAGE_SIZE,
                 created_before=before,
             )
+            if not page:
+                complete = True
+                break
             fresh = {t.task_id: t for t in page if t.task_id and t.task_id not in found}
             found.update(fresh)
             times = [t.task.create_time for t in page if t.task and t.task.create_time]
-            if len(page) < _RECOVERY_PAGE_SIZE or (times and min(times) <= since):
+            if times and min(times) <= since:
                 complete = True
                 break
             if any(predicate(t) for t in fresh.values()):
                 break
-            if not fresh or not times:
-                break  # no progress, or nothing to page by: the rest cannot be read
-            before = min(times) + 1  # +1: tasks of that same millisecond are not skipped
+            if not times:
+                break  # nothing to page by: the rest cannot be read
+            if fresh:
+                before = min(times) + 1  # +1: tasks of that same millisecond are not skipped
+            elif before != min(times):
+                before = min(times)  # only that millisecond's tasks again: step past them
+            else:
+                break  # no progress: the rest cannot be read
         matches = [
             t
             for t in found.values()

@@ -42,6 +42,8 @@ log = logging.getLogger("kling_async")
 
 _RANK = {TaskStatus.SUBMITTED: 1, TaskStatus.PROCESSING: 2}
 _MAX_BODY = 4 << 20
+#: Callbacks kept for submissions whose POST answer has not arrived yet (oldest dropped).
+_MAX_EARLY = 10_000
 
 
 def _rank(resp: TaskResponse) -> int:
@@ -238,6 +240,8 @@ class KlingWebhookReceiver:
         self.received += 1
         if bound is None:
             self._early[nonce] = resp  # the callback beat the POST's answer
+            while len(self._early) > _MAX_EARLY:  # late callbacks of forgotten tasks
+                del self._early[next(iter(self._early))]
         else:
             self._store(task_id, resp)
         return web.json_response({"ok": True})

@@ -514,7 +514,9 @@ async def test_a_sibling_differing_only_in_options_is_never_adopted() -> None:
 
     async def task_list(request: web.Request) -> web.Response:
         list_read.set()
-        return web.json_response({"history": [{"task": t} for t in reversed(tasks)]})
+        before = int(request.query.get("createdBefore", 2**62))
+        older = [t for t in reversed(tasks) if t["createTime"] < before]
+        return web.json_response({"history": [{"task": t} for t in older]})
 
     app = web.Application()
     app.router.add_post("/v1/kling/images/kolors-elements", kolors)
@@ -570,3 +572,51 @@ async def test_an_abandoned_submission_that_may_have_created_a_job_is_a_warning(
         r for r in caplog.records if r.levelno >= logging.WARNING and "may exist" in r.getMessage()
     ]
     assert unknown, [r.getMessage() for r in caplog.records]
+
+
+async def test_recovery_reads_past_a_short_page_when_the_server_caps_page_size() -> None:
+    """A server that caps pageSize below what was asked returns short pages that are not
+    the end of the list: the lost task, behind 15 newer ones, must be found, not paid for
+    again."""
+    tasks: list[dict[str, Any]] = []
+    clock = int(time.time() * 1000)
+    posts = 0
+
+    def create(prompt: str) -> dict[str, Any]:
+        task = {
+            "id": 500 + len(tasks),
+            "status": 5,
+            "status_name": "submitted",
+            "status_final": False,
+            "createTime": clock + len(tasks),
+            "taskInfo": {
+                "inputs": [{"name": f"subject_image_{i}", "url": u} for i, u in enumerate(IMGS)],
+                "arguments": [{"name": "prompt", "value": prompt}],
+            },
+        }
+        tasks.append(task)
+        return task
+
+    async def kolors(request: web.Request) -> web.Response:
+        nonlocal posts
+        posts += 1
+        create((await request.json())["prompt"])
+        for n in range(15):  # another process on the account is busy too
+            create(f"someone else's job {n}")
+        return web.json_response({"error": "Bad Gateway"}, status=502)
+
+    async def task_list(request: web.Request) -> web.Response:
+        before = int(request.query.get("createdBefore", 2**62))
+        older = [t for t in reversed(tasks) if t["createTime"] < before]
+        return web.json_response({"history": [{"task": t} for t in older[:10]]})  # capped
+
+    app = web.Application()
+    app.router.add_post("/v1/kling/images/kolors-elements", kolors)
+    app.router.add_get("/v1/kling/tasks/", task_list)
+    async with serve(app) as root:
+        async with KlingClient(
+            token=TOKEN, base_url=f"{root}/v1/kling", email="a@example.com", max_jobs=1
+        ) as kling:
+            answer = await kling.submit(job(0))
+    assert posts == 1  # never sent again
+    assert answer.task_id == 500

@@ -326,6 +326,14 @@ class KlingClient:
             )
 
     @property
+    def poll_time_bound(self) -> float | None:
+        """The longest one poll can take with its retries (None: unbounded)."""
+        retry = self.config.retry
+        if retry.max_time is None:
+            return None
+        return retry.max_time + self.config.request_timeout + retry.max_retry_after
+
+    @property
     def poll_policy(self) -> PollPolicy:
         """The polling policy waiters of this client use."""
         return self.config.poll

@@ -346,7 +346,9 @@ class TaskWaiter:
 
     async def _poll(self, task_id: int, email: str | None, budget: float | None) -> TaskResponse:
         """One poll, given up after ``budget`` seconds (None: no bound)."""
-        if budget is None:
+        bound = getattr(self._client, "poll_time_bound", None)
+        if budget is None or (bound is not None and budget > bound):
+            # The poll cannot outlast the budget: no need for a task of its own.
             return await self._poll_once(task_id, email)
         # Not asyncio.wait_for: on Python 3.10 and 3.11 it can swallow a cancellation that
         # arrives as the poll completes, and the waiter would then outlive its caller.

@@ -659,7 +659,8 @@ class BatchRunner:
         async with self.client.slots.acquire(self._wanted_account(job.request)) as account:
             email = account or None
             try:
-                request = await self._upload_images(job.request, email)
+                # Uploaded first, so that ``submitting`` covers the POST alone.
+                request = await self.client.upload_images(job.request, email=email)
             except _FATAL as exc:
                 self._emit(JobEvent.QUEUED, self.journal.note_error(line, str(exc)))
                 raise
@@ -675,18 +676,6 @@ class BatchRunner:
             final = await self._wait(line, response, email, hold_slot=False)
         if final is not None:  # the slot is free again: downloading needs none
             await self._download(line, final)
-
-    async def _upload_images(
-        self, request: GenerationRequest, email: str | None
-    ) -> GenerationRequest:
-        """Upload local images first, so that ``submitting`` covers the POST alone."""
-        local = {k: v for k, v in request.image_inputs().items() if not is_remote(v)}
-        if not local:
-            return request
-        urls = await asyncio.gather(
-            *(self.client.upload_asset(src, email=email) for src in local.values())
-        )
-        return request.with_image_urls(dict(zip(local, urls, strict=True)))
 
     async def _post(
         self, line: int, request: GenerationRequest, email: str | None

@@ -73,6 +73,7 @@ __all__ = [
 log = logging.getLogger("kling_async")
 
 T = TypeVar("T")
+R = TypeVar("R", bound=GenerationRequest)
 Hook = Callable[..., Any]
 
 DEFAULT_BASE_URL: Final = "https://api.useapi.net/v1/kling"
@@ -656,7 +657,9 @@ class KlingClient:
         log.debug("uploaded %d bytes (%s) as %s", len(data), content_type, asset.file_name)
         return asset.url
 
-    async def _resolve_images(self, request: GenerationRequest, email: str | None) -> Any:
+    async def upload_images(self, request: R, *, email: str | None = None) -> R:
+        """A copy of ``request`` whose local files and bytes are uploaded (`upload_asset`)
+        and replaced by their URLs; ``submit`` does this itself."""
         local = {k: v for k, v in request.image_inputs().items() if not is_remote(v)}
         if not local:
             return request
@@ -681,7 +684,7 @@ class KlingClient:
         if not isinstance(request, GenerationRequest):
             raise TypeError(f"submit() takes a request object, got {type(request).__name__}")
         email = await self._with_default_email(self._account_for(email or request.email))
-        request = await self._resolve_images(request, email)
+        request = await self.upload_images(request, email=email)
         if self.webhook is not None and request.reply_url is None:
             request = attrs.evolve(
                 request, reply_url=self.webhook.reply_url, reply_ref=self.webhook.new_ref()

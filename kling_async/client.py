@@ -215,10 +215,6 @@ def _guess_content_type(source: ImageSource, data: bytes) -> str | None:
     return None
 
 
-def _signature(body: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-
-
 class KlingClient:
     """Asyncio client for useapi.net's Kling API v1.
 
@@ -276,7 +272,7 @@ class KlingClient:
         self._waiter = TaskWaiter(self)
         self._task_email: dict[int, str | None] = {}
         self._uploads: dict[tuple[str, str], asyncio.Future[str]] = {}
-        self._submit_locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+        self._submit_locks: dict[tuple[str, str, str], tuple[asyncio.Lock, int]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._abandoned: set[asyncio.Task[Any]] = set()
         self._email_probe: asyncio.Future[Any] | None = None
@@ -730,10 +726,7 @@ class KlingClient:
         # recovered from the list after an ambiguous failure cannot be a sibling's whose
         # answer is still on its way. Recovery matches by prompt and a subset of the images
         # (not aspect ratio, count...): the prompt alone is the key.
-        key = (
-            email or "",
-            _signature({"endpoint": request.endpoint, "prompt": body.get("prompt") or None}),
-        )
+        key = (email or "", request.endpoint, str(body.get("prompt") or ""))
         lock, users = self._submit_locks.get(key, (asyncio.Lock(), 0))
         self._submit_locks[key] = (lock, users + 1)
         try:

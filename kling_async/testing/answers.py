@@ -13,20 +13,34 @@ from typing import Any, Final
 from aiohttp import web
 
 __all__ = [
+    "ACCOUNT_ERROR_REASON",
     "ASSET_CONTENT_TYPES",
     "AT_LEAST_ONE_IMAGE",
     "AT_LEAST_TWO_IMAGES",
     "BUSY",
     "MODERATION_BODY",
+    "OUT_OF_CREDITS",
     "RESOURCE_NOT_FOUND_BODY",
+    "SUBSCRIPTION_REQUIRED_BODY",
     "UNAUTHORIZED_BODY",
     "ErrorAnswer",
+    "account_error",
     "bad_request",
     "format_retry_after",
     "json_response",
+    "out_of_credits",
 ]
 
 UNAUTHORIZED_BODY: Final = {"error": "Unauthorized", "code": 401}
+SUBSCRIPTION_REQUIRED_BODY: Final = {"error": "Subscription required", "code": 402}
+# errors.md publishes the 596 text as "Account … in error state …": the simulator fills the
+# gaps with the account's email and this reason (or the one a test chooses).
+ACCOUNT_ERROR_REASON: Final = (
+    "session expired or CAPTCHA required, delete and re-add it with POST /accounts"
+)
+# 412 is documented for other useapi.net services only ("unconfirmed for Kling"), without
+# its text: this one is the simulator's.
+OUT_OF_CREDITS: Final = "Insufficient credits: the Kling account's balance is too low for this job"
 AT_LEAST_TWO_IMAGES: Final = "At least two images must be provided"
 AT_LEAST_ONE_IMAGE: Final = "At least one image (image_0, image_1, image_2 or image_3) is required"
 RESOURCE_NOT_FOUND_BODY: Final = {
@@ -61,6 +75,16 @@ class ErrorAnswer(Exception):
 def bad_request(text: str) -> ErrorAnswer:
     """400 ``{"error": text}``."""
     return ErrorAnswer(400, {"error": text})
+
+
+def account_error(email: str, reason: str) -> ErrorAnswer:
+    """596 ``{"error": "Account <email> in error state: <reason>", "code": 596}``."""
+    return ErrorAnswer(596, {"error": f"Account {email} in error state: {reason}", "code": 596})
+
+
+def out_of_credits() -> ErrorAnswer:
+    """412 ``{"error": OUT_OF_CREDITS}``: the Kling account cannot pay for the job."""
+    return ErrorAnswer(412, {"error": OUT_OF_CREDITS})
 
 
 def format_retry_after(seconds: float) -> str:

@@ -1,8 +1,9 @@
 """The aiohttp application: routes, auth, fault injection, task and account handlers.
 
 Every route is wrapped once by :meth:`SimulatorServer.route`, which counts the request,
-checks the token (except on the file "CDN"), draws the fault for the route's group and turns
-an :class:`ErrorAnswer` into its JSON answer.
+checks the token (except on the file "CDN") and the subscription (402 while it is off),
+draws the fault for the route's group and turns an :class:`ErrorAnswer` into its JSON
+answer.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from aiohttp import web
 from kling_async.testing import wire
 from kling_async.testing.answers import (
     BUSY,
+    SUBSCRIPTION_REQUIRED_BODY,
     UNAUTHORIZED_BODY,
     ErrorAnswer,
     bad_request,
@@ -69,14 +71,17 @@ class SimulatorServer:
         handler: Handler,
         *,
         auth: bool = True,
+        paid: bool = True,
         count: Callable[[web.Request], None] | None = None,
     ) -> Handler:
-        """Wrap ``handler`` with counting, auth, faults of ``group`` and error rendering."""
+        """Wrap ``handler`` with counting, auth, the subscription check (``paid``), faults
+        of ``group`` and error rendering."""
 
         async def answer(request: web.Request) -> web.StreamResponse:
             try:
                 return await handler(request)
             except ErrorAnswer as error:
+                self._count_refusal(error.status)
                 return json_response(error.body, error.status, error.headers)
 
         async def wrapped(request: web.Request) -> web.StreamResponse:
@@ -84,6 +89,9 @@ class SimulatorServer:
                 count(request)
             if auth and request.headers.get("Authorization") != self._auth:
                 return json_response(UNAUTHORIZED_BODY, 401)
+            if paid and auth and not self.state.subscription_active:
+                self._count_refusal(402)
+                return json_response(SUBSCRIPTION_REQUIRED_BODY, 402)
             injector = self.injector
             kind = None if injector is None or group is None else injector.draw(group)
             if kind is None:
@@ -121,6 +129,13 @@ class SimulatorServer:
             return response
 
         return wrapped
+
+    def _count_refusal(self, status: int) -> None:
+        counters = self.state.counters
+        if status == 596:
+            counters.account_errors += 1
+        elif status in (402, 412):
+            counters.payment_required += 1
 
     def _count_post(self, request: web.Request) -> None:
         self.state.counters.posts += 1
@@ -166,7 +181,7 @@ class SimulatorServer:
             web.get(f"{api}/scheduler", r("accounts", self.scheduler)),
             web.get(f"{api}/scheduler/", r("accounts", self.scheduler)),
             web.get(f"{api}/scheduler/available", r("accounts", self.available)),
-            web.get("/simulator/stats", r(None, self.stats)),
+            web.get("/simulator/stats", r(None, self.stats, paid=False)),
             web.get("/files/zip/{key}.zip", cdn(self.assets.zip_file)),
             web.get("/files/{task_id}/{name}", cdn(self.assets.result_file)),
             web.get("/uploads/{name}", cdn(self.assets.uploaded_file)),

@@ -10,10 +10,11 @@ from typing import Any
 
 from aiohttp import web
 
+from kling_async.testing.answers import ACCOUNT_ERROR_REASON
 from kling_async.testing.callbacks import CallbackSender
 from kling_async.testing.faults import FaultInjector, FaultPlan
 from kling_async.testing.server import SimulatorServer
-from kling_async.testing.state import JobDuration, SimState, SimTask
+from kling_async.testing.state import Account, JobDuration, SimState, SimTask
 
 __all__ = ["DEFAULT_ACCOUNTS", "KlingSimulator"]
 
@@ -153,7 +154,8 @@ class KlingSimulator:
         polls, polls_by_task {id: n}, lists, running {email: n}, peak_running {email: n},
         rate_limited (429 busy answers), faults {kind: n}, uploads, downloads,
         file_requests, file_requests_with_auth, callbacks_sent, callbacks_dropped,
-        callbacks_failed.
+        callbacks_failed, account_errors (596 answers), payment_required (402 and 412
+        answers).
         """
         return self._state.snapshot()
 
@@ -184,6 +186,42 @@ class KlingSimulator:
     def add_account(self, email: str, max_jobs: int) -> None:
         """Configure another account (or change an account's maxJobs)."""
         self._state.add_account(email, max_jobs)
+
+    def _account(self, email: str) -> Account:
+        account = self._state.accounts.get(email)
+        if account is None:
+            raise ValueError(f"unknown account {email!r} (configured: {sorted(self.accounts)})")
+        return account
+
+    def set_account_error(self, email: str, reason: str | None = ACCOUNT_ERROR_REASON) -> None:
+        """Put an account in error state (its Kling session broke), or repair it (None).
+
+        In error state, every call that uses the account's Kling session (generation
+        POSTs, ``GET /tasks/{id}``, ``GET /tasks/``, ``POST /assets``,
+        ``GET /assets/download``) answers 596
+        ``{"error": "Account <email> in error state: <reason>", "code": 596}``;
+        ``GET /accounts`` and ``/scheduler`` still answer (they are useapi.net's own data).
+        Jobs already running go on, and can be polled again once the account is repaired.
+        """
+        self._account(email).error = reason
+
+    def set_out_of_credits(self, email: str, out: bool = True) -> None:
+        """Make an account's generation POSTs answer 412 (or stop it with ``out=False``).
+
+        The body is ``{"error": answers.OUT_OF_CREDITS}``: errors.md documents 412 for
+        other useapi.net services only, without its text. The account's balance reads 0;
+        nothing is created; other calls and running jobs are unaffected.
+        """
+        self._account(email).out_of_credits = out
+
+    def set_subscription(self, active: bool) -> None:
+        """Expire (False) or renew (True) the token's useapi.net subscription.
+
+        While it is expired, every API call with a valid token answers 402
+        ``{"error": "Subscription required", "code": 402}`` before doing anything (the file
+        "CDN" and ``/simulator/stats`` are not API calls). Running jobs go on.
+        """
+        self._state.subscription_active = active
 
     def reset_stats(self) -> None:
         """Zero the counters (tasks stay; ``stats["tasks"]`` restarts empty)."""

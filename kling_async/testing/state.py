@@ -23,8 +23,10 @@ from kling_async.testing.answers import (
     MODERATION_BODY,
     RESOURCE_NOT_FOUND_BODY,
     ErrorAnswer,
+    account_error,
     bad_request,
     format_retry_after,
+    out_of_credits,
 )
 from kling_async.testing.validation import Generation
 from kling_async.testing.wire import FAILED, PROCESSING, SUBMITTED, SUCCEED
@@ -111,7 +113,12 @@ class SimTask:
 
 @attrs.define(eq=False)
 class Account:
-    """A configured Kling account and its running jobs."""
+    """A configured Kling account and its running jobs.
+
+    ``error`` is the reason of an error state (None: healthy): every call that uses the
+    account's Kling session answers 596 while it is set. ``out_of_credits`` makes its
+    generation requests answer 412. Neither stops the jobs already running.
+    """
 
     email: str
     max_jobs: int
@@ -119,6 +126,8 @@ class Account:
     running: list[tuple[float, int]] = attrs.field(factory=list)  # heap of (final_at, id)
     task_ids: list[int] = attrs.field(factory=list)  # creation order
     peak: int = 0
+    error: str | None = None
+    out_of_credits: bool = False
 
     def prune(self, now: float) -> int:
         """Drop finished jobs from the heap; the number still running."""
@@ -145,6 +154,8 @@ class Counters:
     callbacks_sent: int = 0
     callbacks_dropped: int = 0
     callbacks_failed: int = 0
+    account_errors: int = 0  # 596 answers
+    payment_required: int = 0  # 402 and 412 answers
     first_task: int = 0  # index in SimState.order of the first task since reset
 
 
@@ -179,6 +190,7 @@ class SimState:
         self.strict_assets = strict_assets
         self.busy_retry_after = busy_retry_after
         self.root_url = ""
+        self.subscription_active = True  # False: every API call answers 402
         self._durations = random.Random(f"{seed}:durations")  # noqa: S311 (seeded on purpose)
         ids = random.Random(f"{seed}:ids")  # noqa: S311 (seeded on purpose)
         self._next_id = FIRST_TASK_ID + ids.randrange(1_000_000)
@@ -197,7 +209,16 @@ class SimState:
         return account
 
     def resolve(self, email: str | None) -> Account:
-        """The account an ``email`` parameter selects (400 when missing or unknown)."""
+        """The account an ``email`` parameter selects, for a call that uses its Kling session.
+
+        400 when missing or unknown, 596 when the account is in error state.
+        """
+        account = self._select(email)
+        if account.error is not None:
+            raise account_error(account.email, account.error)
+        return account
+
+    def _select(self, email: str | None) -> Account:
         if email:
             account = self.accounts.get(email)
             if account is None:
@@ -211,7 +232,7 @@ class SimState:
 
     # submissions ------------------------------------------------------------------------
     def submit(self, gen: Generation, body: dict[str, Any]) -> SimTask:
-        """Create a task or raise the answer that refuses it (404, 429, 500)."""
+        """Create a task or raise the answer that refuses it (404, 412, 429, 500, 596)."""
         account = self.resolve(gen.email)
         if self.strict_assets:
             for _, url in gen.images:
@@ -227,6 +248,8 @@ class SimState:
                 {"error": BUSY, "retryAfter": wait},
                 headers={"Retry-After": format_retry_after(wait)},
             )
+        if account.out_of_credits:
+            raise out_of_credits()
         prompt = gen.prompt.lower()
         if any(word in prompt for word in self.moderation_words):
             raise ErrorAnswer(500, dict(MODERATION_BODY))
@@ -351,4 +374,6 @@ class SimState:
             "callbacks_sent": c.callbacks_sent,
             "callbacks_dropped": c.callbacks_dropped,
             "callbacks_failed": c.callbacks_failed,
+            "account_errors": c.account_errors,
+            "payment_required": c.payment_required,
         }

@@ -239,7 +239,11 @@ def _iso(ms: float) -> str:
 
 
 def account_model(account: Account, now_ms: float, *, balance: bool) -> dict[str, Any]:
-    """An account as GET /accounts[/email] shows it (``balance`` only for one account)."""
+    """An account as GET /accounts[/email] shows it (``balance`` only for one account).
+
+    An account out of credits shows a balance of 0; one in error state is shown as usual
+    (the configuration is useapi.net's, only the Kling session is broken).
+    """
     expire_ms = now_ms + 30 * 86_400_000
     model: dict[str, Any] = {
         "email": account.email,
@@ -252,20 +256,21 @@ def account_model(account: Account, now_ms: float, *, balance: bool) -> dict[str
         "password": PASSWORD,
     }
     if balance:
+        left = 0 if account.out_of_credits else 6600
         model["balance"] = {
             "points": [
                 {
                     "orderId": f"sim-{account.user_id}",
                     "type": "reward",
                     "amount": 6600,
-                    "balance": 6600,
+                    "balance": left,
                     "startTime": int(now_ms - 86_400_000),
                     "endTime": int(expire_ms),
                 }
             ],
             "tickets": [],
             "nextApplyTime": 0,
-            "total": 6600,
+            "total": left,
         }
     return model
 

@@ -142,29 +142,112 @@ def _tolerant_list(value: Any, _: Any) -> list[Any] | None:
     return list(value) if isinstance(value, list | tuple) else None
 
 
+#: Hooks whose common case the generated model hooks test inline, skipping the call:
+#: the value's exact class that needs no conversion.
+_INLINE_CHECKS: Final[Mapping[Callable[..., Any], type]] = {
+    _tolerant_str: str,
+    _tolerant_int: int,
+    _tolerant_float: float,
+    _tolerant_bool: bool,
+}
+
+
+#: Fields structured on first use: class -> field -> (slot keeping the wire object, type).
+_LAZY_FIELDS: Final[Mapping[type, Mapping[str, tuple[str, type]]]] = {
+    models.Task: {"task_info": ("_task_info_wire", models.TaskInfo)},
+}
+
+
+def _fast_init_ok(cls: type[Any]) -> bool:
+    """Whether instances may be built slot by slot, without calling ``__init__``."""
+    return (
+        "__slots__" in cls.__dict__
+        and not hasattr(cls, "__attrs_post_init__")
+        and not hasattr(cls, "__attrs_pre_init__")
+        and all(f.init and f.validator is None and f.converter is None for f in attrs.fields(cls))
+    )
+
+
 def _structure_model_factory(conv: cattrs.Converter) -> Callable[[type[Any]], Any]:
-    def factory(cls: type[Any]) -> Callable[[Any, type[Any]], Any]:
-        renames = {f.name: override(rename=wire_name(f)) for f in attrs.fields(cls)}
-        inner = make_dict_structure_fn(cls, conv, **renames)  # type: ignore[arg-type]
-        if all(f.default is None or f.default == () for f in attrs.fields(cls)):
-            # Every hook turns a null into None (or () for lists), which is each field's
-            # default here: nulls can go straight through, no filtered copy of the dict.
-            def structure_direct(data: Any, typ: type[Any]) -> Any:
-                if type(data) is dict or isinstance(data, Mapping):
-                    return inner(data, typ)
-                return None
+    """Structure hooks for the payload models, generated once per class.
 
-            return structure_direct
+    Each payload is structured on every poll, so the hook is one straight function: a
+    ``dict.get`` per field, the tolerant hook called only when the value is not already
+    of the field's type, and (models have no validators or converters) the instance
+    filled slot by slot. Hooks registered on the converter for a field's type are used;
+    only the package's own tolerant scalar hooks are inlined.
+    """
 
-        def structure(data: Any, typ: type[Any]) -> Any:
-            if not isinstance(data, Mapping):
-                return None
-            # Nulls become the field defaults.
-            return inner({k: v for k, v in data.items() if v is not None}, typ)
-
-        return structure
+    def factory(cls: type[Any]) -> Callable[[Any, Any], Any]:
+        attrs.resolve_types(cls)
+        fields = attrs.fields(cls)
+        if not all(f.default is None or f.default == () for f in fields):
+            return _filtered_hook(conv, cls)
+        fast = _fast_init_ok(cls)
+        names: dict[str, Any] = {"cls": cls, "Mapping": Mapping, "new": object.__new__}
+        lines = [
+            "def structure(o, _=None):",
+            "    if o.__class__ is not dict and not isinstance(o, Mapping):",
+            "        return None",
+            "    g = o.get",
+        ]
+        lazy = _LAZY_FIELDS.get(cls, {}) if fast else {}
+        for i, f in enumerate(fields):
+            hook = conv.get_structure_hook(f.type)
+            names[f"h{i}"], names[f"t{i}"] = hook, f.type
+            lines.append(f"    v{i} = g({wire_name(f)!r})")
+            if f.name in lazy:
+                continue  # kept as (hook, wire object) below, structured on first use
+            exact = _INLINE_CHECKS.get(hook)
+            if exact is not None:
+                names[f"c{i}"] = exact
+                lines.append(f"    if v{i}.__class__ is not c{i} and v{i} is not None:")
+            else:
+                lines.append(f"    if v{i} is not None:")
+            lines.append(f"        v{i} = h{i}(v{i}, t{i})")
+            if f.default == ():
+                lines.append(f"    if v{i} is None:")
+                lines.append(f"        v{i} = ()")
+        if fast:
+            lines.append("    self = new(cls)")
+            for i, f in enumerate(fields):
+                names[f"s{i}"] = cls.__dict__[f.name].__set__
+                if f.name in lazy:
+                    # A null (or absent) value is set at once; an object is kept aside.
+                    item_hook = conv.get_structure_hook(lazy[f.name][1])
+                    names[f"d{i}"] = cls.__dict__[lazy[f.name][0]].__set__
+                    names[f"ih{i}"] = item_hook
+                    lines.append(f"    if v{i} is None:")
+                    lines.append(f"        s{i}(self, None)")
+                    lines.append("    else:")
+                    lines.append(f"        d{i}(self, (ih{i}, v{i}))")
+                    continue
+                lines.append(f"    s{i}(self, v{i})")
+            lines.append("    return self")
+        else:
+            args = ", ".join(f"{f.alias}=v{i}" for i, f in enumerate(fields))
+            lines.append(f"    return cls({args})")
+        source = "\n".join(lines) + "\n"
+        code = compile(source, f"<kling_async structure {cls.__qualname__}>", "exec")
+        exec(code, names)  # noqa: S102 - generated from the model's own fields
+        made: Callable[[Any, Any], Any] = names["structure"]
+        return made
 
     return factory
+
+
+def _filtered_hook(conv: cattrs.Converter, cls: type[Any]) -> Callable[[Any, Any], Any]:
+    """cattrs' own hook for a class with other defaults: nulls dropped first."""
+    renames = {f.name: override(rename=wire_name(f)) for f in attrs.fields(cls)}
+    inner = make_dict_structure_fn(cls, conv, **renames)  # type: ignore[arg-type]
+
+    def structure(data: Any, typ: Any = None) -> Any:
+        if not isinstance(data, Mapping):
+            return None
+        # Nulls become the field defaults.
+        return inner({k: v for k, v in data.items() if v is not None}, typ)
+
+    return structure
 
 
 def _structure_tuple_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
@@ -173,10 +256,10 @@ def _structure_tuple_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
         hook = conv.get_structure_hook(item)  # looked up once, not per element
 
         def structure(data: Any, _: Any) -> tuple[Any, ...]:
-            if not isinstance(data, list | tuple):
+            if data.__class__ is not list and not isinstance(data, list | tuple):
                 return ()
-            out = (hook(x, item) for x in data)
-            return tuple(x for x in out if x is not None)
+            # An element that is not an object at all is dropped.
+            return tuple([y for y in [hook(x, item) for x in data] if y is not None])
 
         return structure
 
@@ -217,44 +300,71 @@ def _unstructure_model_factory(conv: cattrs.Converter) -> Callable[[type[Any]], 
     return factory
 
 
+_PLAIN, _TEXT, _IMAGE, _IMAGE_LIST = range(4)
+
+
+_PLANS: dict[type, tuple[tuple[str, str, int], ...]] = {}
+
+
+def _request_plan(cls: type[GenerationRequest]) -> tuple[tuple[str, str, int], ...]:
+    """(Python name, wire name, kind) of each body field of a request class, made once."""
+    known = _PLANS.get(cls)
+    if known is not None:
+        return known
+    plan = []
+    for field in attrs.fields(cls):
+        if field.name == "extra":
+            continue
+        if field.name in cls.image_fields:
+            pattern = _IMAGE_LISTS.get(field.name)
+            if pattern is None:
+                plan.append((field.name, _camel(field.name), _IMAGE))
+            else:
+                plan.append((field.name, field.name, _IMAGE_LIST))
+        else:
+            plan.append(
+                (field.name, wire_name(field), _TEXT if field.name == "duration" else _PLAIN)
+            )
+    return tuple(plan)
+
+
 def _unstructure_request(req: GenerationRequest) -> dict[str, Any]:
     body: dict[str, Any] = {}
-    for field in attrs.fields(type(req)):
-        value = getattr(req, field.name)
-        if field.name == "extra" or value is None:
+    for name, wire, kind in _request_plan(type(req)):
+        value = getattr(req, name)
+        if value is None:
             continue
-        if field.name in req.image_fields:
-            items = value if isinstance(value, tuple) else (value,)
-            for key, image in zip(_image_keys(req, field.name, len(items)), items, strict=True):
-                if not is_remote(image):
-                    raise RequestValidationError(
-                        f"{key[1]}: {_describe(image)} must be uploaded first; "
-                        "KlingClient.submit does this for you",
-                        field=key[1],
-                    )
-                body[key[0]] = image
-            continue
-        if field.name == "duration":
-            value = str(value)
-        body[wire_name(field)] = value
-    clash = sorted(body.keys() & req.extra.keys())
-    if clash:
-        # extra adds fields or replaces a value only where no keyword set it: never both.
-        raise RequestValidationError(
-            f"extra: {', '.join(clash)} also set by a keyword argument; give it once",
-            field="extra",
-        )
-    body.update(req.extra)
+        if kind == _PLAIN:
+            body[wire] = value
+        elif kind == _TEXT:
+            body[wire] = str(value)
+        elif kind == _IMAGE:
+            _check_uploaded(name, value)
+            body[wire] = value
+        else:
+            fmt, first = _IMAGE_LISTS[name]
+            for i, image in enumerate(value):
+                _check_uploaded(f"{name}[{i}]", image)
+                body[fmt.format(i + first)] = image
+    if req.extra:
+        clash = sorted(body.keys() & req.extra.keys())
+        if clash:
+            # extra adds fields or replaces a value only where no keyword set it: never both.
+            raise RequestValidationError(
+                f"extra: {', '.join(clash)} also set by a keyword argument; give it once",
+                field="extra",
+            )
+        body.update(req.extra)
     return body
 
 
-def _image_keys(req: GenerationRequest, name: str, count: int) -> list[tuple[str, str]]:
-    """(wire name, Python field path) for each image of field ``name``."""
-    pattern = _IMAGE_LISTS.get(name)
-    if pattern is None:
-        return [(_camel(name), name)]
-    fmt, first = pattern
-    return [(fmt.format(i + first), f"{name}[{i}]") for i in range(count)]
+def _check_uploaded(path: str, image: Any) -> None:
+    if not is_remote(image):
+        raise RequestValidationError(
+            f"{path}: {_describe(image)} must be uploaded first; "
+            "KlingClient.submit does this for you",
+            field=path,
+        )
 
 
 def _describe(image: Any) -> str:

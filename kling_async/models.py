@@ -10,9 +10,10 @@ them as optional and adds new ones, so structuring is tolerant.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -197,6 +198,26 @@ class Task:
     def created_at(self) -> datetime | None:
         """``create_time`` as an aware UTC datetime."""
         return _ms_to_datetime(self.create_time)
+
+    # ``task_info`` is structured on first use. It echoes the request, waiters never read
+    # it, and it is most of a payload's objects (15 of 24 in a KOLORS answer, the cost of
+    # structuring and of the garbage collector's passes over every poll's answer). The
+    # converter leaves the field unset and keeps ``(hook, wire object)`` here instead;
+    # reading the field (directly, or through eq, repr, hash, pickling) structures it.
+    @functools.cached_property
+    def _task_info_wire(self) -> tuple[Callable[[Any, Any], Any], Any] | None:
+        return None
+
+    if not TYPE_CHECKING:  # to type checkers the field is a plain attribute
+
+        def __getattr__(self, name: str) -> Any:
+            if name != "task_info":
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            deferred = self._task_info_wire
+            info = deferred[0](deferred[1], TaskInfo) if deferred is not None else None
+            object.__setattr__(self, "task_info", info)
+            object.__setattr__(self, "_task_info_wire", None)
+            return info
 
     @property
     def updated_at(self) -> datetime | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -588,3 +589,53 @@ def test_make_converter_builds_an_independent_equivalent_converter() -> None:
     wire = load("kolors_elements_200.json")
     assert conv.structure(wire, TaskResponse) == structure_task(wire)
     assert conv.unstructure(structure_task(wire)) == unstructure(structure_task(wire))
+
+
+def _eager(wire: dict[str, Any]) -> TaskResponse:
+    """The same payload built with constructors only (no converter laziness)."""
+    resp = structure_task(wire)
+    task = resp.task
+    assert task is not None
+    return attrs.evolve(resp, task=attrs.evolve(task, task_info=task.task_info))
+
+
+@pytest.mark.parametrize("name", TASK_PAYLOADS)
+def test_task_info_is_structured_on_first_use_and_behaves_as_a_field(name: str) -> None:
+    wire = load(name)
+    lazy = structure_task(wire)
+    assert lazy.task is not None
+    assert lazy.task._task_info_wire is not None  # kept aside, not structured yet
+    pickled = pickle.loads(pickle.dumps(structure_task(wire)))
+    assert repr(structure_task(wire)) == repr(_eager(wire))
+    assert structure_task(wire) == _eager(wire)
+    assert unstructure(structure_task(wire)) == unstructure(_eager(wire))
+    assert attrs.asdict(structure_task(wire)) == attrs.asdict(_eager(wire))
+    assert pickled == _eager(wire)
+    info = lazy.task.task_info
+    assert isinstance(info, TaskInfo)
+    assert lazy.task.task_info is info  # structured once
+    assert lazy.task._task_info_wire is None  # the wire object is let go
+    assert info == CONVERTER.structure(wire["task"]["taskInfo"], TaskInfo)
+    assert lazy.arguments == info.args
+
+
+@pytest.mark.parametrize("value", [None, "text", 7, [], {}])
+def test_a_task_info_that_is_null_or_not_an_object(value: Any) -> None:
+    task = structure_task({"task": {"id": 1, "taskInfo": value}}).task
+    assert task is not None
+    assert task.task_info == (TaskInfo() if value == {} else None)
+    assert task == Task(id=1, task_info=task.task_info)
+    with pytest.raises(AttributeError, match="no attribute 'task_infos'"):
+        task.task_infos  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_hooks_registered_on_a_converter_are_used_by_the_model_hooks() -> None:
+    conv = make_converter()
+    conv.register_structure_hook(str | None, lambda v, _: None if v is None else f"<{v}>")
+    resp = conv.structure(
+        {"status_name": "succeed", "task": {"taskInfo": {"type": "t"}}}, TaskResponse
+    )
+    assert resp.status_name == "<succeed>"
+    assert resp.task is not None
+    assert resp.task.task_info == TaskInfo(type="<t>")
+    assert structure_task({"status_name": "succeed"}).status_name == "succeed"  # unaffected

@@ -10,8 +10,8 @@ waits for the first slot freed on any account.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 
 from .errors import ConfigurationError
 
@@ -49,6 +49,7 @@ class JobSlots:
         self._peak: dict[str, int] = dict.fromkeys(accounts, 0)
         self._fetch = fetch_max_jobs
         self._sizing: asyncio.Lock | None = None
+        self._sized = False
         self._waiters: dict[int, tuple[asyncio.Future[str], str | None]] = {}
         self._next_key = 0
 
@@ -71,6 +72,7 @@ class JobSlots:
 
     async def _ensure_sized(self) -> None:
         if all(v is not None for v in self._limits.values()):
+            self._sized = True
             return
         if self._sizing is None:
             self._sizing = asyncio.Lock()
@@ -83,6 +85,7 @@ class JobSlots:
                 fetched = await self._fetch(email)
                 _check_max_jobs(email, fetched)
                 self._limits[email] = fetched
+            self._sized = True
 
     def _free(self, email: str) -> int:
         limit = self._limits[email]
@@ -90,31 +93,34 @@ class JobSlots:
 
     def _pick(self, email: str | None) -> str | None:
         if email is not None:
-            return email if self._free(email) > 0 else None
+            return email if (self._limits[email] or 0) > self._used[email] else None
         best = max(self._limits, key=self._free)
         return best if self._free(best) > 0 else None
 
-    @contextlib.asynccontextmanager
-    async def acquire(self, email: str | None = None) -> AsyncIterator[str]:
-        """Hold one slot for the block; yields the account's email.
+    def _any_free(self) -> bool:
+        used = self._used
+        return any((limit or 0) > used[a] for a, limit in self._limits.items())
+
+    def acquire(self, email: str | None = None) -> AbstractAsyncContextManager[str]:
+        """Hold one slot for the block (``async with slots.acquire(email) as account``).
 
         ``email`` picks the account; None takes the account with the most free slots.
-        Freed slots are handed to waiters in arrival order. Cancellation while waiting
-        takes nothing; leaving the block always frees the slot.
+        Yields the account's email. Freed slots are handed to waiters in arrival order.
+        Cancellation while waiting takes nothing; leaving the block always frees the slot.
         """
         if email is not None and email not in self._limits:
             known = ", ".join(sorted(a for a in self._limits if a)) or "none"
             raise ConfigurationError(f"unknown account {email!r} (configured: {known})")
-        await self._ensure_sized()
+        return _Held(self, email)
+
+    async def _enter(self, email: str | None) -> str:
+        if not self._sized:
+            await self._ensure_sized()
         chosen = self._pick(email)
-        if chosen is not None:
-            self._take(chosen)
-        else:
-            chosen = await self._queue(email)
-        try:
-            yield chosen
-        finally:
-            self._release(chosen)
+        if chosen is None:
+            return await self._queue(email)
+        self._take(chosen)
+        return chosen
 
     async def _queue(self, email: str | None) -> str:
         granted: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -136,10 +142,13 @@ class JobSlots:
 
     def _release(self, email: str) -> None:
         self._used[email] -= 1
+        waiters = self._waiters
+        if not waiters:
+            return
         # Hand freed slots straight to the oldest waiters that can use them (the dict keeps
         # arrival order; with one account this stops at the first waiter).
         served: list[int] = []
-        for key, (granted, wanted) in self._waiters.items():
+        for key, (granted, wanted) in waiters.items():
             if granted.done():
                 served.append(key)
                 continue
@@ -149,7 +158,29 @@ class JobSlots:
             self._take(chosen)
             granted.set_result(chosen)
             served.append(key)
-            if all(self._free(a) <= 0 for a in self._limits):
+            if not self._any_free():
                 break
         for key in served:
-            del self._waiters[key]
+            del waiters[key]
+
+
+class _Held:
+    """One slot held for an ``async with`` block (what `JobSlots.acquire` returns)."""
+
+    __slots__ = ("_account", "_email", "_slots")
+
+    def __init__(self, slots: JobSlots, email: str | None) -> None:
+        self._slots = slots
+        self._email = email
+        self._account: str | None = None
+
+    async def __aenter__(self) -> str:
+        if self._account is not None:
+            raise RuntimeError("a slot context cannot be entered twice")
+        self._account = await self._slots._enter(self._email)
+        return self._account
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        account, self._account = self._account, None
+        if account is not None:
+            self._slots._release(account)

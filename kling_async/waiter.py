@@ -25,6 +25,7 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Generator
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Final, Protocol
 
 import attrs
@@ -76,6 +77,9 @@ UNSET: Final = _Unset()
 
 #: Seconds a poll started at (or just before) the deadline may take to answer.
 _POLL_GRACE: Final = 10.0
+
+#: The in-flight bound of a limiter without one.
+_NO_LIMIT: Final = contextlib.nullcontext()
 
 #: Failures of a poll that are worth another poll before the deadline.
 _TRANSIENT = (TransportError, ServerError, RateLimitError, PayloadError)
@@ -130,14 +134,9 @@ class PollLimiter:
         self._next = 0.0
         self._in_flight = asyncio.Semaphore(in_flight) if in_flight else None
 
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one of the in-flight places for the duration of a poll."""
-        if self._in_flight is None:
-            yield
-            return
-        async with self._in_flight:
-            yield
+    def slot(self) -> AbstractAsyncContextManager[Any]:
+        """Hold one of the in-flight places for the duration of a poll (``async with``)."""
+        return self._in_flight if self._in_flight is not None else _NO_LIMIT
 
     async def turn(self) -> None:
         """Wait for this caller's turn to poll."""
@@ -191,10 +190,22 @@ def default_timeout(response: TaskResponse | None) -> float:
     return DEFAULT_IMAGE_TIMEOUT if kind else DEFAULT_VIDEO_TIMEOUT
 
 
-def _grown_delays(policy: PollPolicy) -> Generator[float, Any, None]:
-    delays = backoff.expo(base=policy.growth, factor=policy.interval, max_value=policy.max_interval)
-    next(delays)  # backoff's generators are primed with a first next()
-    return delays
+class _Delays:
+    """The grown delays of one wait (a `backoff.expo` generator), made on first use:
+    a task whose answers carry an ETA never needs them."""
+
+    __slots__ = ("_gen", "_policy")
+
+    def __init__(self, policy: PollPolicy) -> None:
+        self._policy = policy
+        self._gen: Generator[float, Any, None] | None = None
+
+    def next(self) -> float:
+        if self._gen is None:
+            p = self._policy
+            self._gen = backoff.expo(base=p.growth, factor=p.interval, max_value=p.max_interval)
+            next(self._gen)  # backoff's generators are primed with a first next()
+        return next(self._gen)
 
 
 class TaskWaiter:
@@ -241,9 +252,9 @@ class TaskWaiter:
         state but ``succeed``, `TaskTimeoutError` at the deadline.
         """
         last: TaskResponse | None = None
-        async for update in self.watch(task, email=email, timeout=timeout):
+        async for update in self._updates(task, email, timeout):
             last = update
-        assert last is not None  # watch ends only after yielding a final state
+        assert last is not None  # the updates end only after a final state
         if not last.succeeded:
             raise TaskFailedError(
                 f"task {last.task_id} {last.status_name or 'failed'}: {last.failure_reason}",
@@ -251,7 +262,7 @@ class TaskWaiter:
             )
         return last
 
-    async def watch(
+    def watch(
         self,
         task: int | TaskResponse,
         *,
@@ -263,6 +274,66 @@ class TaskWaiter:
         Ends after yielding the final state. A `TaskResponse` given as ``task`` (say, the
         submission's answer) is the starting point and is yielded first.
         """
+        return self._updates(task, email, timeout)
+
+    async def _updates(
+        self, task: int | TaskResponse, email: str | None, timeout: float | _Unset | None
+    ) -> AsyncIterator[TaskResponse]:
+        task_id, last, deadline, push, delays = self._start(task, timeout)
+        loop = asyncio.get_running_loop()
+        seen: tuple[Any, ...] | None = None
+        unconfirmed: TaskResponse | None = None  # a final callback one GET did not confirm
+        try:
+            while True:
+                if last is not None:
+                    key = (last.status, last.status_name, last.is_final)
+                    if key != seen:
+                        seen = key
+                        yield last
+                    if last.is_final:
+                        return
+                # Seconds of real waiting: policy delays are scaled by the test mode, the
+                # service's ETA is not (it is the service's own clock).
+                delay = (
+                    scaled(delays.next()) if push is not None else self._next_delay(last, delays)
+                )
+                if deadline is not None:
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        raise self._timed_out(task_id, timeout, last)
+                    delay = min(delay, left)
+                if push is None:
+                    await asyncio.sleep(delay)
+                else:
+                    pushed = await push.next_update(task_id, last, delay)
+                    if pushed is not None and (push.trusted or not pushed.is_final):
+                        last = pushed
+                        continue
+                    if pushed is not None and pushed is unconfirmed:
+                        # Checked already and the server did not agree yet: ask again at the
+                        # fallback pace, not in a loop paced only by the poll cap.
+                        await asyncio.sleep(delay)
+                    unconfirmed = pushed
+                    # No callback for a while, or a final one to confirm: one GET.
+                try:
+                    # The deadline holds while a poll is out too (its retries may take
+                    # minutes), but the poll due at the deadline gets a moment to answer.
+                    budget = None if deadline is None else max(deadline - loop.time(), _POLL_GRACE)
+                    last = await self._poll(task_id, email, budget)
+                except (NotFoundError, PaymentRequiredError):
+                    raise
+                except _TRANSIENT as exc:
+                    log.info("poll of task %s failed (%s); polling again", task_id, exc)
+                except _PollTimeout:
+                    raise self._timed_out(task_id, timeout, last) from None
+        finally:
+            if push is not None:
+                push.forget(task_id)
+
+    def _start(
+        self, task: int | TaskResponse, timeout: float | _Unset | None
+    ) -> tuple[int, TaskResponse | None, float | None, PushSource | None, _Delays]:
+        """A wait's starting point: task id, last state, deadline, push source, delays."""
         last = task if isinstance(task, TaskResponse) else None
         task_id = last.task_id if last is not None else task
         if not isinstance(task_id, int):
@@ -271,78 +342,10 @@ class TaskWaiter:
         push = self._client.push
         if push is not None and not push.tracks(task_id):
             push = None  # submitted without our replyUrl: no callback will come
-        delays = _grown_delays(self.policy)
+        policy = self.policy
         if push is not None:
-            delays = _grown_delays(attrs.evolve(self.policy, interval=self.policy.push_fallback))
-        try:
-            async for update in self._follow(
-                task_id,
-                email=email,
-                last=last,
-                deadline=deadline,
-                timeout=timeout,
-                delays=delays,
-                push=push,
-            ):
-                yield update
-        finally:
-            if push is not None:
-                push.forget(task_id)
-
-    async def _follow(
-        self,
-        task_id: int,
-        *,
-        email: str | None,
-        last: TaskResponse | None,
-        deadline: float | None,
-        timeout: float | _Unset | None,
-        delays: Generator[float, Any, None],
-        push: PushSource | None,
-    ) -> AsyncIterator[TaskResponse]:
-        loop = asyncio.get_running_loop()
-        seen: tuple[Any, ...] | None = None
-        unconfirmed: TaskResponse | None = None  # a final callback one GET did not confirm
-        while True:
-            if last is not None:
-                key = (last.status, last.status_name, last.is_final)
-                if key != seen:
-                    seen = key
-                    yield last
-                if last.is_final:
-                    return
-            # Seconds of real waiting: policy delays are scaled by the test mode, the
-            # service's ETA is not (it is the service's own clock).
-            delay = scaled(next(delays)) if push is not None else self._next_delay(last, delays)
-            if deadline is not None:
-                left = deadline - loop.time()
-                if left <= 0:
-                    raise self._timed_out(task_id, timeout, last)
-                delay = min(delay, left)
-            if push is None:
-                await asyncio.sleep(delay)
-            else:
-                pushed = await push.next_update(task_id, last, delay)
-                if pushed is not None and (push.trusted or not pushed.is_final):
-                    last = pushed
-                    continue
-                if pushed is not None and pushed is unconfirmed:
-                    # Checked already and the server did not agree yet: ask again at the
-                    # fallback pace, not in a loop paced only by the poll cap.
-                    await asyncio.sleep(delay)
-                unconfirmed = pushed
-                # No callback for a while, or a final one to confirm: one GET.
-            try:
-                # The deadline holds while a poll is out too (its retries may take minutes),
-                # but the poll due at the deadline gets a moment to answer.
-                budget = None if deadline is None else max(deadline - loop.time(), _POLL_GRACE)
-                last = await self._poll(task_id, email, budget)
-            except (NotFoundError, PaymentRequiredError):
-                raise
-            except _TRANSIENT as exc:
-                log.info("poll of task %s failed (%s); polling again", task_id, exc)
-            except _PollTimeout:
-                raise self._timed_out(task_id, timeout, last) from None
+            policy = attrs.evolve(policy, interval=policy.push_fallback)
+        return task_id, last, deadline, push, _Delays(policy)
 
     async def _poll(self, task_id: int, email: str | None, budget: float | None) -> TaskResponse:
         """One poll, given up after ``budget`` seconds (None: no bound)."""
@@ -367,7 +370,8 @@ class TaskWaiter:
 
     async def _poll_once(self, task_id: int, email: str | None) -> TaskResponse:
         limiter = self._client.poll_limiter
-        await limiter.turn()
+        if limiter.rate is not None:
+            await limiter.turn()
         async with limiter.slot():
             return await self._client.get_task(task_id, email)
 
@@ -395,12 +399,12 @@ class TaskWaiter:
         seconds = default_timeout(last) if isinstance(chosen, _Unset) else chosen
         return f"{seconds:g} s"
 
-    def _next_delay(self, last: TaskResponse | None, delays: Generator[float, Any, None]) -> float:
+    def _next_delay(self, last: TaskResponse | None, delays: _Delays) -> float:
         policy = self.policy
         eta = last.eta_seconds if last is not None else None
         if eta and not (last is not None and last.eta_time_over_sla):
             return eta * (1 + policy.eta_margin) + scaled(policy.eta_slack)
-        delay = next(delays)
+        delay = delays.next()
         if policy.jitter:
             delay *= random.uniform(1 - policy.jitter, 1 + policy.jitter)  # noqa: S311
         return scaled(delay)

@@ -301,8 +301,6 @@ def _unstructure_model_factory(conv: cattrs.Converter) -> Callable[[type[Any]], 
 
 
 _PLAIN, _TEXT, _IMAGE, _IMAGE_LIST = range(4)
-
-
 _PLANS: dict[type, tuple[tuple[str, str, int], ...]] = {}
 
 
@@ -325,7 +323,8 @@ def _request_plan(cls: type[GenerationRequest]) -> tuple[tuple[str, str, int], .
             plan.append(
                 (field.name, wire_name(field), _TEXT if field.name == "duration" else _PLAIN)
             )
-    return tuple(plan)
+    _PLANS[cls] = made = tuple(plan)
+    return made
 
 
 def _unstructure_request(req: GenerationRequest) -> dict[str, Any]:

@@ -40,6 +40,7 @@ import attrs
 from ._version import __version__
 from .convert import PayloadError, request_body, structure, structure_task
 from .errors import (
+    AccountError,
     ConfigurationError,
     KlingError,
     RequestValidationError,
@@ -984,17 +985,40 @@ class KlingClient:
         """
         email = self._account_for(request.email)
         deadline = request.default_timeout if isinstance(timeout, _Unset) else timeout
-        # No email (or none configured): the slots pick the account with a free slot.
-        async with self.slots.acquire(email if email in self._accounts else None) as account:
-            email = account or email
-            resp = await self.submit(request, email=email, on_submitted=on_submitted)
-            try:
-                return await self._waiter.wait(resp, email=email, timeout=deadline)
-            except asyncio.CancelledError:
-                log.warning(
-                    "stopped waiting for task %s (cancelled); the job goes on", resp.task_id
-                )
-                raise
+        while True:
+            # No email (or none configured): the slots pick the account with a free slot.
+            async with self.slots.acquire(email if email in self._accounts else None) as account:
+                chosen = account or email
+                try:
+                    resp = await self.submit(request, email=chosen, on_submitted=on_submitted)
+                except AccountError as exc:
+                    # Nothing was created (the account cannot take jobs): with another
+                    # account to go to, set this one aside and take a slot elsewhere.
+                    if not self._set_aside(chosen, exc) or email in self._accounts:
+                        raise
+                    if len(self.slots.disabled()) == len(self._accounts):
+                        raise  # no account left: the server's own answer says why
+                    continue
+                try:
+                    return await self._waiter.wait(resp, email=chosen, timeout=deadline)
+                except AccountError as exc:
+                    self._set_aside(chosen, exc)  # the task stays; wait on it once repaired
+                    raise
+                except asyncio.CancelledError:
+                    log.warning(
+                        "stopped waiting for task %s (cancelled); the job goes on", resp.task_id
+                    )
+                    raise
+
+    def _set_aside(self, email: str | None, error: AccountError) -> bool:
+        """Stop giving jobs to an account in error state (api/errors.md: with several
+        accounts, stop using that one). True when it was set aside."""
+        if not email or len(self._accounts) < 2 or email not in self._accounts:
+            return False
+        if email not in self.slots.disabled():
+            log.warning("account %s is in error state (%s); no more jobs go to it", email, error)
+            self.slots.disable(email, error)
+        return True
 
     async def kolors_elements(self, **fields: Any) -> TaskResponse:
         """Run a KOLORS-elements image job (see `KolorsElements` for the fields)."""

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 
-from .errors import ConfigurationError
+from .errors import AccountError, ConfigurationError, KlingError
 
 __all__ = ["JobSlots"]
 
@@ -52,6 +52,7 @@ class JobSlots:
         self._sized = False
         self._waiters: dict[int, tuple[asyncio.Future[str], str | None]] = {}
         self._next_key = 0
+        self._out: dict[str, KlingError] = {}  # accounts set aside, with the reason
 
     @property
     def accounts(self) -> list[str]:
@@ -69,6 +70,48 @@ class JobSlots:
     def peak(self, email: str) -> int:
         """The most slots of an account ever held at once."""
         return self._peak[email]
+
+    def disabled(self) -> dict[str, KlingError]:
+        """The accounts set aside by `disable`, with the error that made them so."""
+        return dict(self._out)
+
+    def disable(self, email: str, reason: KlingError) -> None:
+        """Give no more slots of ``email`` (an account in error state, say).
+
+        Jobs that asked for that account by name, queued or to come, fail with an
+        `AccountError` saying why; jobs that take any account go to the others, and fail
+        the same way only when every account is set aside. Slots held now stay held.
+        """
+        self._check_known(email)
+        self._out[email] = reason
+        usable = any(a not in self._out for a in self._limits)
+        for granted, wanted in self._waiters.values():
+            if not granted.done() and (wanted == email or (wanted is None and not usable)):
+                granted.set_exception(self._refusal(wanted or email))
+
+    def enable(self, email: str) -> None:
+        """Use ``email`` again (after the account was repaired, e.g. re-added)."""
+        self._check_known(email)
+        if self._out.pop(email, None) is not None:
+            self._dispatch()
+
+    def _refusal(self, email: str) -> AccountError:
+        reason = self._out.get(email)
+        if reason is None or all(a in self._out for a in self._limits):
+            reason = reason or next(iter(self._out.values()))
+            what = "every account is set aside"
+        else:
+            what = f"account {email} is set aside"
+        return AccountError(
+            f"{what} (after: {reason}); no request was sent. Repair the account, then "
+            "call slots.enable(email)",
+            status=getattr(reason, "status", 596),
+        )
+
+    def _check_known(self, email: str) -> None:
+        if email not in self._limits:
+            known = ", ".join(sorted(a for a in self._limits if a)) or "none"
+            raise ConfigurationError(f"unknown account {email!r} (configured: {known})")
 
     async def _ensure_sized(self) -> None:
         if all(v is not None for v in self._limits.values()):
@@ -88,6 +131,8 @@ class JobSlots:
             self._sized = True
 
     def _free(self, email: str) -> int:
+        if email in self._out:
+            return 0
         limit = self._limits[email]
         return (limit or 0) - self._used[email]
 
@@ -98,8 +143,8 @@ class JobSlots:
         return best if self._free(best) > 0 else None
 
     def _any_free(self) -> bool:
-        used = self._used
-        return any((limit or 0) > used[a] for a, limit in self._limits.items())
+        used, out = self._used, self._out
+        return any((limit or 0) > used[a] and a not in out for a, limit in self._limits.items())
 
     def acquire(self, email: str | None = None) -> AbstractAsyncContextManager[str]:
         """Hold one slot for the block (``async with slots.acquire(email) as account``).
@@ -108,14 +153,15 @@ class JobSlots:
         Yields the account's email. Freed slots are handed to waiters in arrival order.
         Cancellation while waiting takes nothing; leaving the block always frees the slot.
         """
-        if email is not None and email not in self._limits:
-            known = ", ".join(sorted(a for a in self._limits if a)) or "none"
-            raise ConfigurationError(f"unknown account {email!r} (configured: {known})")
+        if email is not None:
+            self._check_known(email)
         return _Held(self, email)
 
     async def _enter(self, email: str | None) -> str:
         if not self._sized:
             await self._ensure_sized()
+        if self._out and (email in self._out or all(a in self._out for a in self._limits)):
+            raise self._refusal(email or next(iter(self._out)))
         chosen = self._pick(email)
         if chosen is None:
             return await self._queue(email)
@@ -142,6 +188,9 @@ class JobSlots:
 
     def _release(self, email: str) -> None:
         self._used[email] -= 1
+        self._dispatch()
+
+    def _dispatch(self) -> None:
         waiters = self._waiters
         if not waiters:
             return

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from kling_async import (
+    AccountError,
     ConfigurationError,
     JobSlots,
     KlingClient,
@@ -484,3 +485,49 @@ async def test_job_slots_fetch_sizes_once() -> None:
     with pytest.raises(ConfigurationError, match="unknown account"):
         async with slots.acquire("c@example.com"):
             pass
+
+
+async def test_job_slots_disable_and_enable_an_account() -> None:
+    slots = JobSlots({EMAIL: 1, OTHER: 1})
+    reason = AccountError("Account b in error state", status=596, method="POST", path="x")
+    held_a, held_b = slots.acquire(), slots.acquire()
+    assert {await held_a.__aenter__(), await held_b.__aenter__()} == {EMAIL, OTHER}
+
+    async def take(email: str | None) -> str:
+        async with slots.acquire(email) as account:
+            return account
+
+    for_b = asyncio.ensure_future(take(OTHER))
+    for_any = asyncio.ensure_future(take(None))
+    await asyncio.sleep(0)  # both queued: every slot is held
+    slots.disable(OTHER, reason)
+    with pytest.raises(AccountError) as info:
+        await for_b  # asked for b by name: told why, not left waiting
+    assert str(info.value) == (
+        f"596: account {OTHER} is set aside (after: 596 from POST x: Account b in error "
+        "state); no request was sent. Repair the account, then call slots.enable(email)"
+    )
+    assert not for_any.done()  # any account will do: it waits for a's slot
+    await held_b.__aexit__(None, None, None)  # b's slot comes back: not for new jobs
+    await asyncio.sleep(0)
+    assert not for_any.done()
+    await held_a.__aexit__(None, None, None)
+    assert await for_any == EMAIL
+    assert slots.disabled() == {OTHER: reason}
+    slots.enable(OTHER)
+    assert await take(OTHER) == OTHER
+    assert slots.disabled() == {}
+    with pytest.raises(ConfigurationError, match="unknown account"):
+        slots.disable("c@example.com", reason)
+
+
+async def test_job_slots_with_every_account_disabled_refuse_at_once() -> None:
+    slots = JobSlots({EMAIL: 1, OTHER: 1})
+    reason = AccountError("broken", status=596)
+    slots.disable(EMAIL, reason)
+    slots.disable(OTHER, reason)
+    for email in (None, EMAIL):
+        with pytest.raises(AccountError, match=r"^596: every account is set aside"):
+            async with slots.acquire(email):
+                pass
+    assert slots.in_use(EMAIL) == slots.in_use(OTHER) == 0

@@ -51,7 +51,14 @@ from .errors import (
 )
 from .models import Account, AssetUpload, TaskResponse, Work
 from .requests import GenerationRequest, Image2VideoElements, ImageSource, KolorsElements, is_remote
-from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retries, sleep_scaled
+from .retry import (
+    _RETRIED,
+    DEFAULT_RETRY,
+    RetryPolicy,
+    call_with_retries,
+    is_retryable,
+    sleep_scaled,
+)
 from .slots import JobSlots
 from .waiter import (
     DEFAULT_POLL,
@@ -436,27 +443,44 @@ class KlingClient:
         creates_job: bool = False,
         timeout: aiohttp.ClientTimeout | None = None,
     ) -> Any:
-        async def attempt() -> Any:
-            return await self._once(
-                method,
-                path,
-                params=params,
-                json_body=json_body,
-                data=data,
-                content_type=content_type,
-                timeout=timeout,
-            )
-
-        async def on_retry(exc: BaseException, tries: int, wait: float) -> None:
-            await _call_hook(self.on_retry, exc, tries, wait)
-
         try:
+            try:
+                # The first attempt straight away: most calls need nothing more.
+                return await self._once(
+                    method,
+                    path,
+                    params=params,
+                    json_body=json_body,
+                    data=data,
+                    content_type=content_type,
+                    timeout=timeout,
+                )
+            except _RETRIED as exc:
+                if not is_retryable(exc, creates_job=creates_job):
+                    raise
+                first = exc
+
+            async def attempt() -> Any:
+                return await self._once(
+                    method,
+                    path,
+                    params=params,
+                    json_body=json_body,
+                    data=data,
+                    content_type=content_type,
+                    timeout=timeout,
+                )
+
+            async def on_retry(exc: BaseException, tries: int, wait: float) -> None:
+                await _call_hook(self.on_retry, exc, tries, wait)
+
             return await call_with_retries(
                 attempt,
                 policy=self.config.retry,
                 creates_job=creates_job,
                 describe=f"{method} {path}",
                 on_retry=on_retry,
+                first_failure=first,
             )
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             what = type(exc).__name__ if isinstance(exc, asyncio.TimeoutError) else _describe(exc)

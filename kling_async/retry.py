@@ -166,6 +166,7 @@ async def call_with_retries(
     creates_job: bool,
     describe: str,
     on_retry: Callable[[BaseException, int, float], Awaitable[None]] | None = None,
+    first_failure: BaseException | None = None,
 ) -> T:
     """Await ``attempt()`` until it succeeds or a failure may not (or no longer) be retried.
 
@@ -173,14 +174,19 @@ async def call_with_retries(
     own types. ``on_retry(exc, tries, wait)`` runs before each wait; ``wait`` is in
     seconds as the policy chose it (a Retry-After as the server sent it, up to the cap),
     not shrunk by `fast_mode`, so hooks and logs say what production would wait.
+    ``first_failure``: the retryable failure of a first attempt the caller made itself.
     """
-    # Fast path: most calls succeed at once and never need backoff's machinery.
-    try:
-        return await attempt()
-    except _RETRIED as exc:
-        if not is_retryable(exc, creates_job=creates_job):
-            raise
-        first: BaseException = exc
+    first: BaseException
+    if first_failure is not None:
+        first = first_failure
+    else:
+        # Fast path: most calls succeed at once and never need backoff's machinery.
+        try:
+            return await attempt()
+        except _RETRIED as exc:
+            if not is_retryable(exc, creates_job=creates_job):
+                raise
+            first = exc
     replayed = False
 
     async def again() -> T:

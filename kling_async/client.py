@@ -112,6 +112,10 @@ _CHUNK = 1 << 16
 #: newest first, back to the recovery window; past the last page the task cannot be ruled
 #: out (a busy account creates more than a page of tasks while one POST times out).
 _RECOVERY_PAGE_SIZE: Final = 100
+#: Tasks whose account (and "claimed" mark, for recovery) the client remembers: a long-
+#: running client forgets the oldest. A recovery only considers tasks created since its
+#: POST, and waiting on a forgotten task uses the default account (or ``email=``).
+_TASKS_REMEMBERED: Final = 100_000
 _RECOVERY_MAX_PAGES: Final = 20
 
 
@@ -780,7 +784,7 @@ class KlingClient:
                 del self._submit_locks[key]
         task_id = resp.task_id
         assert task_id is not None  # checked by _post_with_recovery
-        self._task_email[task_id] = email
+        self._remember(task_id, email)
         if (
             self.webhook is not None
             and request.reply_ref
@@ -978,14 +982,21 @@ class KlingClient:
         """
         task_id = task.task_id if isinstance(task, TaskResponse) else task
         email = email or (self._task_email.get(task_id) if task_id else None) or self.email
-        if task_id:
+        if task_id and task_id not in self._task_email:
             # Remember the account (downloads ask it for the clean copy) and count the
             # task as claimed, so an ambiguous-POST recovery never adopts it.
-            self._task_email.setdefault(task_id, email)
+            self._remember(task_id, email)
         if not hold_slot:
             return await self._waiter.wait(task, email=email, timeout=timeout)
         async with self.slots.acquire(email if email in self._accounts else None) as account:
             return await self._waiter.wait(task, email=account or email, timeout=timeout)
+
+    def _remember(self, task_id: int, email: str | None) -> None:
+        """Note a task's account; the oldest notes go past `_TASKS_REMEMBERED` tasks."""
+        known = self._task_email
+        known[task_id] = email
+        if len(known) > _TASKS_REMEMBERED:
+            del known[next(iter(known))]
 
     def watch(
         self, task: int | TaskResponse, *, email: str | None = None

@@ -37,6 +37,7 @@ from kling_async import (
     ServerError,
     TaskResponse,
 )
+from kling_async import client as client_module
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 from kling_async.testing.media import png
 
@@ -782,3 +783,14 @@ async def test_the_tokens_only_account_is_sent_as_email() -> None:
             await kling.get_task(5)
             assert kling.email == "only@example.com"
     assert seen == [{"email": "only@example.com"}] * 2
+
+
+async def test_the_task_notes_are_bounded(
+    client: KlingClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long-running client forgets the oldest tasks' accounts instead of growing."""
+    monkeypatch.setattr(client_module, "_TASKS_REMEMBERED", 3)
+    ids = [(await client.run(kolors(f"job {i}"))).task_id for i in range(5)]
+    assert list(client._task_email) == ids[2:]
+    await client.wait(ids[0] or 0)  # forgotten: the default account still finds it
+    assert list(client._task_email) == [*ids[3:], ids[0]]

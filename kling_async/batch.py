@@ -48,7 +48,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -591,6 +591,12 @@ class BatchRunner:
     ``out_dir`` receives each job's files (in ``line-NNNN/`` subfolders, or directly when
     ``subfolders`` is False). ``observer`` gets the events. See the module docstring for
     what a re-run does, and ``resubmit_unknown``.
+
+    A run that is cancelled (or stopped by an error) waits, up to the client's
+    ``request_timeout``, for the POSTs it has out, so that their task ids reach the journal;
+    ``on_settle(n)`` is called when that wait for ``n`` POSTs begins (the command line says
+    so on Ctrl-C). Cancelling the run again stops the wait: those rows stay ``submitting``
+    and a re-run looks them up.
     """
 
     def __init__(
@@ -602,6 +608,7 @@ class BatchRunner:
         observer: BatchObserver | None = None,
         resubmit_unknown: bool = False,
         subfolders: bool = True,
+        on_settle: Callable[[int], object] | None = None,
     ) -> None:
         self.client = client
         self.journal = journal
@@ -609,6 +616,7 @@ class BatchRunner:
         self.observer: BatchObserver = observer or _NullObserver()
         self.resubmit_unknown = resubmit_unknown
         self.subfolders = subfolders
+        self.on_settle = on_settle
         self._responses: dict[int, TaskResponse] = {}
         # POSTs still out: a cancelled run waits for them, so that the task ids they return
         # reach the journal before the caller closes it.
@@ -719,6 +727,11 @@ class BatchRunner:
         """Wait (bounded) for POSTs a cancelled run left out; their hooks write the journal."""
         if not self._posting:
             return
+        if self.on_settle is not None:
+            try:
+                self.on_settle(len(self._posting))
+            except Exception:  # a display hook must not cost a task id
+                log.exception("on_settle hook %r raised", self.on_settle)
         done, _ = await asyncio.wait(self._posting, timeout=self.client.config.request_timeout)
         for posting in done:
             if not posting.cancelled():

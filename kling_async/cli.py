@@ -15,6 +15,13 @@ Global options (before or after the command): ``--token`` (default ``$USEAPI_TOK
 failed, 2 bad arguments or input (nothing was sent), 130 interrupted. Progress bars and
 tables need rich (``pip install "kling-async[cli]"``); without it, or when stdout is not a
 terminal, output is plain lines. The token is never printed.
+
+Ctrl-C stops a command and says how to resume it. Submissions already sent get up to
+`INTERRUPT_GRACE` seconds to answer, so that their task ids reach the journal (the wait is
+announced); a second Ctrl-C stops at once, and a re-run looks those up in the account's
+task list. A program started with SIGINT ignored (a background job of a non-interactive
+shell) keeps ignoring it, as Unix programs do: stop it with SIGTERM (or SIGKILL); the
+journal is resumable either way.
 """
 
 from __future__ import annotations
@@ -25,12 +32,15 @@ import json
 import logging
 import os
 import shlex
+import signal
 import struct
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -65,11 +75,101 @@ EXIT_INTERRUPTED: Final = 130
 
 DEMO_ACCOUNT: Final = "demo@example.com"
 DEMO_JOB_SECONDS: Final = 1.5
+#: Seconds a Ctrl-C'd command gives the submissions it has out to answer.
+INTERRUPT_GRACE: Final = 10.0
 _TABLE_ROWS: Final = 40  # longer batches get counts and the failed lines only
 
 
 class UsageError(Exception):
     """Bad arguments or input: reported with exit status 2, nothing was sent."""
+
+
+class _Interrupted(Exception):
+    """The command was stopped by Ctrl-C; ``unanswered`` POSTs were left without answer."""
+
+    def __init__(self, unanswered: int) -> None:
+        super().__init__(unanswered)
+        self.unanswered = unanswered
+
+
+class _CtrlC:
+    """Ctrl-C (SIGINT) while a command runs, handled on the event loop.
+
+    The first press cancels the command, whose cleanup runs: a batch waits for the POSTs it
+    has out (`INTERRUPT_GRACE` s at most; `announce` says so) so that their task ids reach
+    the journal. A second press, or the grace running out, stops at once: every other task
+    is cancelled, and the rows of unanswered POSTs stay ``submitting`` (a re-run looks them
+    up). From then on SIGINT is Python's default again (KeyboardInterrupt wherever the
+    program is), so a command that still does not end can be stopped.
+
+    Being a loop signal handler, it wakes an idle loop at once whichever thread the signal
+    reached, and runs between callbacks, never in the middle of one. Before `install`,
+    ``asyncio.run``'s handler cancels the command; after `uninstall`, Ctrl-C raises
+    KeyboardInterrupt.
+    """
+
+    def __init__(self) -> None:
+        self.presses = 0
+        self.unanswered = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._main: asyncio.Task[Any] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._stopped = False
+
+    def install(self) -> None:
+        """Handle SIGINT on the running loop for the current task (the command)."""
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGINT, self._pressed)
+        except (NotImplementedError, RuntimeError, ValueError):  # Windows; not main thread
+            return
+        self._loop, self._main = loop, asyncio.current_task()
+
+    def uninstall(self) -> None:
+        """Give SIGINT back to Python's default handler (idempotent)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        loop, self._loop = self._loop, None
+        if loop is not None and not loop.is_closed():
+            loop.remove_signal_handler(signal.SIGINT)
+
+    def _pressed(self) -> None:
+        self.presses += 1
+        if self.presses > 1:
+            self.stop_now()
+        elif self._main is not None and self._loop is not None:
+            self._main.cancel()
+            self._timer = self._loop.call_later(INTERRUPT_GRACE, self.stop_now)
+
+    def stop_now(self) -> None:
+        """Stop waiting for anything: cancel every task but the command's own."""
+        if self._stopped:
+            return
+        self._stopped = True
+        loop = self._loop
+        self.uninstall()
+        if loop is None:
+            return
+        for task in asyncio.all_tasks(loop):
+            if task is not self._main:
+                task.cancel()
+
+    def announce(self, posts: int) -> None:
+        """A batch stopped by the first press waits for ``posts`` POSTs: say so."""
+        if self.presses != 1 or self._stopped or not posts:
+            return
+        what = "1 submission" if posts == 1 else f"{posts} submissions"
+        print(
+            f"interrupted: waiting up to {INTERRUPT_GRACE:g} s for the answer to {what} "
+            "already sent, so that no task id is lost; press Ctrl-C again to stop at once "
+            "(a re-run then looks them up in the account's task list)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+#: The Ctrl-C handling of the running command (None: Python's default).
+_CTRL_C: ContextVar[_CtrlC | None] = ContextVar("kling_async_ctrl_c", default=None)
 
 
 # --------------------------------------------------------------------------- output
@@ -436,17 +536,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_from_args(args)
     _setup_logging(args.verbose)
     display = Display()
+    # Like asyncio.run: Ctrl-C is handled only where SIGINT has Python's default handler
+    # (not when the program was started with SIGINT ignored, as a background job).
+    ctrl_c = (
+        _CtrlC()
+        if threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        else None
+    )
     try:
-        return asyncio.run(_dispatch(args, display))
+        return asyncio.run(_dispatch(args, display, ctrl_c))
     except UsageError as exc:
         print(f"kling-async {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except _Interrupted as exc:
+        print(_interrupted_text(args, args_list, exc.unanswered), file=sys.stderr)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print(_interrupted_text(args, args_list), file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
-async def _dispatch(args: argparse.Namespace, display: Display) -> int:
+async def _dispatch(args: argparse.Namespace, display: Display, ctrl_c: _CtrlC | None) -> int:
+    if ctrl_c is not None:
+        ctrl_c.install()
+        _CTRL_C.set(ctrl_c)
+    try:
+        return await _run_command(args, display)
+    except asyncio.CancelledError:
+        if ctrl_c is None or not ctrl_c.presses:
+            raise
+        raise _Interrupted(ctrl_c.unanswered) from None
+    finally:
+        if ctrl_c is not None:
+            ctrl_c.uninstall()
+
+
+async def _run_command(args: argparse.Namespace, display: Display) -> int:
     commands = {
         "demo": _cmd_demo,
         "image": _cmd_generate,
@@ -474,13 +600,25 @@ def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-def _interrupted_text(args: argparse.Namespace, argv: Sequence[str]) -> str:
+def _interrupted_text(args: argparse.Namespace, argv: Sequence[str], unanswered: int = 0) -> str:
     if args.command != "batch":
+        if unanswered:
+            return (
+                "interrupted before the submission answered: a task may have been created; "
+                "look for it in the account's tasks"
+            )
         return "interrupted; a submitted task goes on: see it with 'kling-async task ID'"
-    return (
-        f"interrupted; every task id is kept in {args.out / JOURNAL_NAME}.\n"
-        f"Resume with the same command:\n  {_resume_command(argv)}"
-    )
+    journal = args.out / JOURNAL_NAME
+    if unanswered:
+        what = "1 submission" if unanswered == 1 else f"{unanswered} submissions"
+        kept = (
+            f"interrupted; the task ids received are kept in {journal}; {what} had not "
+            "answered: a re-run looks them up in the account's task list before sending "
+            "anything again."
+        )
+    else:
+        kept = f"interrupted; every task id is kept in {journal}."
+    return f"{kept}\nResume with the same command:\n  {_resume_command(argv)}"
 
 
 def _resume_command(argv: Sequence[str]) -> str:
@@ -600,6 +738,7 @@ async def _run_jobs(
     retry_failed: bool = False,
     resubmit_unknown: bool = False,
 ) -> BatchSummary:
+    ctrl_c = _CTRL_C.get()
     with Journal(journal_path or ":memory:") as journal:
         title = "batch" if len(jobs) > 1 else jobs[0].kind
         with display.batch_progress(len(jobs), title) as observer:
@@ -612,8 +751,15 @@ async def _run_jobs(
                 observer=observer,
                 resubmit_unknown=resubmit_unknown,
                 subfolders=subfolders,
+                on_settle=ctrl_c.announce if ctrl_c is not None else None,
             )
-            return await runner.run(jobs, retry_failed=retry_failed)
+            try:
+                return await runner.run(jobs, retry_failed=retry_failed)
+            except asyncio.CancelledError:
+                if ctrl_c is not None:  # for the resume hint: POSTs left without answer
+                    states = [r.state for r in journal.records()]
+                    ctrl_c.unanswered = states.count(JobState.SUBMITTING)
+                raise
 
 
 def _stderr_line(text: str) -> None:

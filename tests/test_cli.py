@@ -7,6 +7,7 @@ The simulator runs on its own event loop in a thread, so `cli.main` (which runs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -23,7 +24,7 @@ from helpers import Durations, run_command, wait_until_blocking
 
 from kling_async import cli
 from kling_async.batch import JOURNAL_NAME
-from kling_async.testing import KlingSimulator
+from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 
 T = TypeVar("T")
 ACCOUNT = "a@example.com"
@@ -388,16 +389,57 @@ def journal_rows(out: Path) -> list[tuple[Any, ...]]:
         return []
 
 
-def batch_process(sim: SimThread, jobs: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
+@contextlib.contextmanager
+def sigint_action(action: Any) -> Iterator[None]:
+    """SIGINT's action in this process for the block: ``signal.default_int_handler`` (as
+    started from a terminal) or ``signal.SIG_IGN`` (as a background job of a script)."""
+    previous = signal.signal(signal.SIGINT, action)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def ctrl_c_reaches_children() -> Iterator[None]:
+    """Children started in the block get SIGINT's default action, as a command started from
+    a terminal does, even when this process ignores SIGINT.
+
+    A test run launched as a background job of a non-interactive shell (``pytest ... &`` in
+    a script, a CI runner) ignores SIGINT, and so does every child it starts: the child's
+    Python then never sees the test's Ctrl-C. A handler (not SIG_IGN) set here is reset to
+    the default action by exec.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    with sigint_action(signal.default_int_handler):
+        yield
+
+
+@pytest.fixture(params=["foreground", "background job"])
+def launched_as(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The test as in a suite started from a terminal, then as in one started as a
+    background job of a non-interactive shell, which leaves SIGINT ignored."""
+    foreground = request.param == "foreground"
+    with sigint_action(signal.default_int_handler if foreground else signal.SIG_IGN):
+        yield request.param
+
+
+def batch_process(
+    sim: SimThread, jobs: Path, out: Path, *extra: str, stderr: Any = subprocess.PIPE
+) -> subprocess.Popen[str]:
     env = {**os.environ, "USEAPI_TOKEN": TOKEN}
     command = [sys.executable, "-m", "kling_async.cli", "--base-url", sim.base_url, "batch"]
-    return subprocess.Popen(
-        [*command, str(jobs), "--out", str(out), *extra],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    with ctrl_c_reaches_children():
+        return subprocess.Popen(
+            [*command, str(jobs), "--out", str(out), *extra],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
 
 
 def interrupt_mid_run(
@@ -453,7 +495,7 @@ def test_batch_resumes_after_sigkill(
 
 
 def test_batch_ctrl_c_says_how_to_resume(
-    sim: SimThread, durations: Durations, images: Path, tmp_path: Path
+    sim: SimThread, durations: Durations, images: Path, tmp_path: Path, launched_as: str
 ) -> None:
     jobs = write_batch(images, 4)
     out = tmp_path / "out"
@@ -471,3 +513,86 @@ def test_batch_ctrl_c_says_how_to_resume(
     assert again.returncode == 0, stderr
     assert TOKEN not in stdout + stderr
     assert_each_job_once_with_files(sim, out, 4)
+
+
+def hold_submissions(sim: SimThread) -> None:
+    """From now on the simulator creates each task but holds the POST's answer."""
+    plan = FaultPlan(rules={"submit": FaultRates(delay=1.0)}, delay_seconds=3600.0)
+    sim.call(lambda: sim.sim.set_fault_plan(plan))
+
+
+def resume_and_check(sim: SimThread, durations: Durations, jobs: Path, out: Path) -> None:
+    """Re-run the batch on a normal simulator: the held submissions are found, not resent."""
+    sim.call(lambda: sim.sim.set_fault_plan(None))
+    durations.seconds = 0.05
+    sim.call(sim.sim.finish_all)
+    again = batch_process(sim, jobs, out, "--account", ACCOUNT)
+    stdout, stderr = again.communicate(timeout=120)
+    assert again.returncode == 0, stderr
+    assert stdout.count("of an interrupted submission") == 2
+    assert_each_job_once_with_files(sim, out, 4)
+
+
+def test_batch_second_ctrl_c_stops_at_once(
+    sim: SimThread, durations: Durations, images: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C while POSTs are out: the wait is announced at once; Ctrl-C again ends it."""
+    jobs = write_batch(images, 4)
+    out = tmp_path / "out"
+    errors = tmp_path / "stderr.txt"
+    durations.seconds = 3600.0
+    hold_submissions(sim)
+    with errors.open("w") as sink:
+        proc = batch_process(sim, jobs, out, "--account", f"{ACCOUNT}:2", stderr=sink)
+        try:
+            wait_until_blocking(lambda: sim.stats["tasks_created"] == 2)  # both POSTs held
+            proc.send_signal(signal.SIGINT)
+            wait_until_blocking(lambda: "press Ctrl-C again" in errors.read_text())
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    stderr = errors.read_text()
+    assert proc.returncode == 130, stderr
+    waiting = f"waiting up to {cli.INTERRUPT_GRACE:g} s for the answer to 2 submissions"
+    assert waiting in stderr
+    assert "2 submissions had not answered" in stderr
+    assert f"batch {jobs} --out {out} --account {ACCOUNT}:2\n" in stderr
+    assert sorted(r[1] for r in journal_rows(out)) == ["pending"] * 2 + ["submitting"] * 2
+    resume_and_check(sim, durations, jobs, out)
+
+
+def test_batch_ctrl_c_gives_unanswered_posts_a_grace(
+    sim: SimThread,
+    durations: Durations,
+    images: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+) -> None:
+    """One Ctrl-C ends the command even when the server never answers its POSTs."""
+    monkeypatch.setattr(cli, "INTERRUPT_GRACE", 0.05)
+    jobs = write_batch(images, 4)
+    out = tmp_path / "out"
+    durations.seconds = 3600.0
+    hold_submissions(sim)
+
+    def press_ctrl_c() -> None:  # the command runs in process, in the main thread
+        wait_until_blocking(lambda: sim.stats["tasks_created"] == 2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=press_ctrl_c)
+    with sigint_action(signal.default_int_handler):
+        presser.start()
+        try:
+            code = run(sim, "batch", str(jobs), "--out", str(out), "--account", f"{ACCOUNT}:2")
+        finally:
+            presser.join(timeout=60)
+    stderr = capsys.readouterr().err
+    assert code == 130, stderr
+    assert "waiting up to 0.05 s" in stderr
+    assert "2 submissions had not answered" in stderr
+    assert sorted(r[1] for r in journal_rows(out)) == ["pending"] * 2 + ["submitting"] * 2
+    resume_and_check(sim, durations, jobs, out)

@@ -316,13 +316,19 @@ class KlingClient:
         if self._closed:
             return
         self._closed = True
-        if self._background:
-            # Let interrupted submissions finish so their task ids get reported.
-            await asyncio.wait(self._background, timeout=self.config.request_timeout)
-        if self.webhook is not None and self._started_webhook:
-            await self.webhook.stop()
-        if self._session is not None and self._owns_session:
-            await self._session.close()
+        try:
+            if self._background:
+                # Let interrupted submissions finish so their task ids get reported.
+                await asyncio.wait(self._background, timeout=self.config.request_timeout)
+        except asyncio.CancelledError:
+            for posting in list(self._background):
+                posting.cancel()  # given up on; each is logged as abandoned
+            raise
+        finally:
+            if self.webhook is not None and self._started_webhook:
+                await self.webhook.stop()
+            if self._session is not None and self._owns_session:
+                await self._session.close()
             await asyncio.sleep(0)  # let the transports finish closing
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
@@ -729,7 +735,7 @@ class KlingClient:
         posting = loop.create_task(self._post_job(request, body, email, on_submitted))
         answer: asyncio.Future[TaskResponse] = loop.create_future()
         self._background.add(posting)
-        posting.add_done_callback(functools.partial(self._posted, answer))
+        posting.add_done_callback(functools.partial(self._posted, answer, request, email))
         try:
             return await answer
         except asyncio.CancelledError:
@@ -737,13 +743,25 @@ class KlingClient:
                 self._abandoned.add(posting)  # its outcome now reaches nobody but the log
             raise
 
-    def _posted(self, answer: asyncio.Future[TaskResponse], posting: asyncio.Task[Any]) -> None:
+    def _posted(
+        self,
+        answer: asyncio.Future[TaskResponse],
+        request: GenerationRequest,
+        email: str | None,
+        posting: asyncio.Task[Any],
+    ) -> None:
         self._background.discard(posting)
         abandoned = posting in self._abandoned
         self._abandoned.discard(posting)
-        if posting.cancelled():
+        if posting.cancelled():  # only aclose() cancels a submission: the client is closing
             if not answer.done():
                 answer.cancel()
+            log.warning(
+                "a submission to %s on %s was cancelled while its POST was out (the client "
+                "closed): the job may exist; look for it with find_tasks()",
+                request.endpoint,
+                email or "the default account",
+            )
             return
         exc = posting.exception()  # retrieved here: asyncio would report it "never retrieved"
         if not answer.done():  # not done: the caller still waits for it

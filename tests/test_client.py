@@ -14,7 +14,7 @@ import aiohttp
 import attrs
 import pytest
 from aiohttp import web
-from helpers import serve
+from helpers import serve, wait_until
 from yarl import URL
 
 from kling_async import (
@@ -794,3 +794,41 @@ async def test_the_task_notes_are_bounded(
     assert list(client._task_email) == ids[2:]
     await client.wait(ids[0] or 0)  # forgotten: the default account still finds it
     assert list(client._task_email) == [*ids[3:], ids[0]]
+
+
+async def test_aclose_cancelled_while_a_post_is_out_still_closes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """aclose() waits for POSTs still out; cancelling that wait (a second Ctrl-C) gives them
+    up with a warning each and still closes the session."""
+    posted = asyncio.Event()
+    never = asyncio.Event()
+
+    async def post(request: web.Request) -> web.Response:
+        posted.set()
+        await never.wait()
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/v1/kling/images/kolors-elements", post)
+    async with serve(app) as root:
+        try:
+            kling = KlingClient(token=TOKEN, base_url=f"{root}/v1/kling", email=EMAIL, max_jobs=1)
+            submitting = asyncio.ensure_future(kling.submit(kolors()))
+            await asyncio.wait_for(posted.wait(), 10)
+            submitting.cancel()  # the caller leaves; the POST goes on
+            with pytest.raises(asyncio.CancelledError):
+                await submitting
+            closing = asyncio.ensure_future(kling.aclose())
+            await wait_until(lambda: kling._closed)
+            closing.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await closing
+            assert kling._session is not None
+            assert kling._session.closed
+        finally:
+            never.set()
+    assert (
+        f"a submission to {KolorsElements.endpoint} on {EMAIL} was cancelled while its POST "
+        "was out (the client closed): the job may exist; look for it with find_tasks()"
+    ) in caplog.text

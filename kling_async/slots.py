@@ -137,6 +137,10 @@ class JobSlots:
         return (limit or 0) - self._used[email]
 
     def _pick(self, email: str | None) -> str | None:
+        if email is None and len(self._limits) == 1:
+            email = next(iter(self._limits))
+            if email in self._out:
+                return None
         if email is not None:
             return email if (self._limits[email] or 0) > self._used[email] else None
         best = max(self._limits, key=self._free)
@@ -157,16 +161,9 @@ class JobSlots:
             self._check_known(email)
         return _Held(self, email)
 
-    async def _enter(self, email: str | None) -> str:
-        if not self._sized:
-            await self._ensure_sized()
-        if self._out and (email in self._out or all(a in self._out for a in self._limits)):
+    def _check_out(self, email: str | None) -> None:
+        if email in self._out or all(a in self._out for a in self._limits):
             raise self._refusal(email or next(iter(self._out)))
-        chosen = self._pick(email)
-        if chosen is None:
-            return await self._queue(email)
-        self._take(chosen)
-        return chosen
 
     async def _queue(self, email: str | None) -> str:
         granted: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -226,8 +223,18 @@ class _Held:
     async def __aenter__(self) -> str:
         if self._account is not None:
             raise RuntimeError("a slot context cannot be entered twice")
-        self._account = await self._slots._enter(self._email)
-        return self._account
+        slots, email = self._slots, self._email
+        if not slots._sized:
+            await slots._ensure_sized()
+        if slots._out:
+            slots._check_out(email)
+        chosen = slots._pick(email)
+        if chosen is None:
+            chosen = await slots._queue(email)
+        else:
+            slots._take(chosen)
+        self._account = chosen
+        return chosen
 
     async def __aexit__(self, *exc_info: object) -> None:
         account, self._account = self._account, None

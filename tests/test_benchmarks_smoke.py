@@ -36,6 +36,7 @@ KEYS = [
     "rss_kb_per_waiter",
     "loop_lag_p99_ms",
     "structure_us",
+    "structure_with_task_info_us",
 ]
 
 

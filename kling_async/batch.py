@@ -35,6 +35,11 @@ the job is submitted again. When the list cannot be read, or cannot be read back
 (a very busy account), the job is marked ``unknown`` and left alone:
 check the account's tasks, then re-run with ``resubmit_unknown=True``
 (``kling-async batch --resubmit-unknown``) to send it again.
+
+Accounts in error state (596, see `BatchRunner`): with several accounts the broken one is
+set aside and the batch goes on with the others; what it holds (jobs that name it, tasks
+it runs, lost POSTs in its task list) is left for a run after its repair. The batch stops
+only when no account is left, or, with a single account, at once.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import hashlib
 import json
 import logging
@@ -50,7 +56,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import aiohttp
 import attrs
@@ -562,6 +568,8 @@ class BatchSummary:
 
     records: tuple[JobRecord, ...]
     responses: Mapping[int, TaskResponse] = attrs.field(factory=dict)
+    #: Accounts in error state (596) that got no more jobs, with the answer that said so.
+    accounts_set_aside: Mapping[str, str] = attrs.field(factory=dict)
 
     def count(self, state: JobState) -> int:
         """How many jobs are in ``state``."""
@@ -579,10 +587,24 @@ class BatchSummary:
 
 
 # Errors after which nothing can succeed in this run: stop and leave the journal resumable.
-_FATAL: Final = (AuthenticationError, PaymentRequiredError, AccountError, ConfigurationError)
+# (A broken account, 596 `AccountError`, stops the run only when no other account is left;
+# see `BatchRunner`.)
+_FATAL: Final = (AuthenticationError, PaymentRequiredError, ConfigurationError)
 # Answers to a POST that mean the server refused the job: it exists nowhere, retrying as is
 # cannot help.
 _REFUSED: Final = (BadRequestError, NotFoundError, ModerationError, RequestValidationError)
+
+
+def _repair(them: str = "it") -> str:
+    """What to do about an account in error state (api/errors.md), in the journal's words."""
+    return f"repair {them} (delete {them} and add {them} again with POST /accounts), then re-run"
+
+
+_E = TypeVar("_E", bound=KlingError)
+
+
+class _Resend(Exception):
+    """The job's account refused it (596, nothing created): take a slot on another one."""
 
 
 class BatchRunner:
@@ -596,7 +618,17 @@ class BatchRunner:
     ``request_timeout``, for the POSTs it has out, so that their task ids reach the journal;
     ``on_settle(n)`` is called when that wait for ``n`` POSTs begins (the command line says
     so on Ctrl-C). Cancelling the run again stops the wait: those rows stay ``submitting``
-    and a re-run looks them up.
+    and a re-run looks them up. A POST's answer is journaled when it comes, whether or not
+    its job is still running: a refused POST (nothing created) is never left ``submitting``.
+
+    An account in error state (596, api/errors.md: "with several accounts, stop using that
+    one") is set aside as `KlingClient.run` does it (``client.slots.disable``) and the batch
+    goes on with the other accounts: a job whose upload or POST it refused (nothing was
+    created) goes back to ``pending`` and to another account; a job that names it stays
+    ``pending``; a job whose task it holds (a refused poll) stays ``submitted``; a lost POST
+    that cannot be looked up in its task list stays ``submitting``. A later run, once the
+    account is repaired, takes them up. The run stops (raising `AccountError`, the journal
+    resumable) only when every account is set aside, or at once with a single account.
     """
 
     def __init__(
@@ -621,13 +653,17 @@ class BatchRunner:
         # POSTs still out: a cancelled run waits for them, so that the task ids they return
         # reach the journal before the caller closes it.
         self._posting: set[asyncio.Future[TaskResponse]] = set()
+        # The error that stops the run, once one was raised: a job handed a slot meanwhile
+        # (by the stopping job, leaving it) sends nothing.
+        self._halted: KlingError | None = None
 
     async def run(self, jobs: Sequence[Job], *, retry_failed: bool = False) -> BatchSummary:
         """Bring every job to a final state (or as far as possible); return the summary.
 
         Raises `JournalConflictError` (nothing sent) when lines were edited after being
-        sent, and re-raises an error that stops every job (401, 402, a broken account)
-        after the other jobs were stopped; the journal stays resumable.
+        sent, and re-raises an error that stops every job (401, 402, no account left that
+        is not in error state) after the other jobs were stopped; the journal stays
+        resumable.
         """
         self.journal.sync(jobs, retry_failed=retry_failed)
         by_line = {job.line: job for job in jobs}
@@ -640,13 +676,20 @@ class BatchRunner:
             elif rec.state is JobState.PENDING:
                 self._emit(JobEvent.QUEUED, rec)
                 work.append(self._submit(by_line[rec.line]))
+            elif rec.state is JobState.SUBMITTING:  # left for a later run by _recover_lost
+                self._emit(JobEvent.INCOMPLETE, rec)
             else:
                 self._emit(JobEvent.SKIPPED, rec)
         try:
             await _run_all(work)
         finally:
             await self._settle_posts()
-        return BatchSummary(records=tuple(self.journal.records()), responses=self._responses)
+        aside = {email: str(why) for email, why in self.client.slots.disabled().items()}
+        return BatchSummary(
+            records=tuple(self.journal.records()),
+            responses=self._responses,
+            accounts_set_aside=aside,
+        )
 
     def _emit(self, event: JobEvent, rec: JobRecord) -> None:
         self.observer.job_event(event, rec)
@@ -663,32 +706,67 @@ class BatchRunner:
         return default if default in self.client.slots.accounts else None
 
     async def _submit(self, job: Job) -> None:
-        line = job.line
-        async with self.client.slots.acquire(self._wanted_account(job.request)) as account:
-            email = account or None
+        wanted = self._wanted_account(job.request)
+        final: TaskResponse | None = None
+        while True:
+            holding = False
             try:
-                # Uploaded first, so that ``submitting`` covers the POST alone.
-                request = await self.client.upload_images(job.request, email=email)
-            except _FATAL as exc:
-                self._emit(JobEvent.QUEUED, self.journal.note_error(line, str(exc)))
-                raise
-            except _REFUSED as exc:
-                self._emit(JobEvent.FAILED, self.journal.mark_failed(line, f"upload: {exc}"))
+                async with self.client.slots.acquire(wanted) as account:
+                    holding = True
+                    final = await self._send(job, account or None, named=wanted is not None)
+            except _Resend:
+                continue  # its account was set aside: another one takes it
+            except AccountError as exc:
+                if holding:
+                    raise  # the batch stops: no account left
+                self._not_sent(job.line, wanted, exc)  # no slot: its account is set aside
                 return
-            except KlingError as exc:  # network trouble: nothing was sent, a re-run sends it
-                self._emit(JobEvent.INCOMPLETE, self.journal.note_error(line, f"upload: {exc}"))
-                return
-            response = await self._post(line, request, email)
-            if response is None:
-                return
-            final = await self._wait(line, response, email, hold_slot=False)
+            break
         if final is not None:  # the slot is free again: downloading needs none
-            await self._download(line, final)
+            await self._download(job.line, final)
+
+    async def _send(self, job: Job, email: str | None, *, named: bool) -> TaskResponse | None:
+        """Upload, POST and wait, on a slot of ``email``; the final response of a task that
+        succeeded, or None after journaling any other end."""
+        line = job.line
+        if self._halted is not None:
+            return None  # the run is stopping: the job stays pending
+        try:
+            # Uploaded first, so that ``submitting`` covers the POST alone.
+            request = await self.client.upload_images(job.request, email=email)
+        except AccountError as exc:  # nothing was uploaded, nothing sent
+            self._account_refused(line, email, exc, named=named)
+            return None
+        except _FATAL as exc:
+            self._emit(JobEvent.QUEUED, self.journal.note_error(line, str(exc)))
+            self._halt(exc)
+            raise
+        except _REFUSED as exc:
+            self._emit(JobEvent.FAILED, self.journal.mark_failed(line, f"upload: {exc}"))
+            return None
+        except KlingError as exc:  # network trouble: nothing was sent, a re-run sends it
+            self._emit(JobEvent.INCOMPLETE, self.journal.note_error(line, f"upload: {exc}"))
+            return None
+        if self._halted is not None:
+            return None
+        try:
+            response = await self._post(line, request, email)
+        except AccountError as exc:  # refused: nothing was created
+            self._account_refused(line, email, exc, named=named)
+            return None
+        except _FATAL as exc:
+            self._halt(exc)
+            raise
+        if response is None:
+            return None
+        return await self._wait(line, response, email, hold_slot=False)
 
     async def _post(
         self, line: int, request: GenerationRequest, email: str | None
     ) -> TaskResponse | None:
-        """POST the job; the task id is committed by the hook before this returns."""
+        """POST the job; its outcome is journaled (by `_posted`) before this returns, even
+        when the job is cancelled meanwhile. None when it created no task to wait on;
+        raises what stops the job's account or the batch (401, 402, 596)."""
 
         def submitted(resp: TaskResponse) -> None:
             if resp.task_id is not None:
@@ -699,29 +777,47 @@ class BatchRunner:
         posting = asyncio.ensure_future(
             self.client.submit(request, email=email, on_submitted=submitted)
         )
+        # Added first, so that it runs before the job's own code learns the outcome.
+        posting.add_done_callback(functools.partial(self._posted, line, email))
         self._posting.add(posting)
         posting.add_done_callback(self._posting.discard)
         try:
             return await asyncio.shield(posting)
-        except SubmissionUnknownError as exc:
+        except (AccountError, *_FATAL):
+            raise  # journaled pending: nothing was created
+        except KlingError:
+            return None  # journaled by _posted
+
+    def _posted(self, line: int, email: str | None, posting: asyncio.Future[TaskResponse]) -> None:
+        """Journal a failed POST's outcome (a task id was journaled by the hook)."""
+        if posting.cancelled():  # the client closed: the job may exist, a re-run looks
+            return
+        exc = posting.exception()
+        if not isinstance(exc, KlingError):
+            return  # succeeded, or a bug: the row stays ``submitting``, a re-run looks
+        try:
+            self._journal_post_error(line, email, exc)
+        except Exception:  # a callback's error would reach no one but the loop's handler
+            log.exception("line %d: the outcome of its POST (%s) was not journaled", line, exc)
+
+    def _journal_post_error(self, line: int, email: str | None, exc: KlingError) -> None:
+        if isinstance(exc, SubmissionUnknownError):
             self._emit(JobEvent.UNKNOWN, self.journal.mark_unknown(line, _unknown_text(exc)))
-        except _FATAL as exc:  # refused before anything was created
+        elif isinstance(exc, (AccountError, *_FATAL)):  # refused before anything was created
             self._emit(JobEvent.QUEUED, self.journal.mark_pending(line, str(exc)))
-            raise
-        except (RateLimitError, *_REFUSED) as exc:
-            if isinstance(exc, RateLimitError):  # busy past the retry budget: nothing created
-                self._emit(JobEvent.INCOMPLETE, self.journal.mark_pending(line, str(exc)))
-            else:
-                self._emit(JobEvent.FAILED, self.journal.mark_failed(line, str(exc)))
-        except TransportError as exc:
-            if isinstance(exc.__cause__, aiohttp.ClientConnectorError):  # never connected
-                self._emit(JobEvent.INCOMPLETE, self.journal.mark_pending(line, str(exc)))
-            else:
-                self._emit(JobEvent.UNKNOWN, self.journal.mark_unknown(line, str(exc)))
-        except KlingError as exc:
+            if isinstance(exc, AccountError):
+                self._set_aside(email, exc)  # at once: queued jobs must not get its slots
+        elif isinstance(exc, RateLimitError):  # busy past the retry budget: nothing created
+            self._emit(JobEvent.INCOMPLETE, self.journal.mark_pending(line, str(exc)))
+        elif isinstance(exc, _REFUSED):
+            self._emit(JobEvent.FAILED, self.journal.mark_failed(line, str(exc)))
+        elif isinstance(exc, TransportError) and isinstance(
+            exc.__cause__, aiohttp.ClientConnectorError
+        ):  # never connected
+            self._emit(JobEvent.INCOMPLETE, self.journal.mark_pending(line, str(exc)))
+        else:
             # Whatever else the client raises here it could not rule out a created job.
             self._emit(JobEvent.UNKNOWN, self.journal.mark_unknown(line, str(exc)))
-        return None
 
     async def _settle_posts(self) -> None:
         """Wait (bounded) for POSTs a cancelled run left out; their hooks write the journal."""
@@ -736,6 +832,71 @@ class BatchRunner:
         for posting in done:
             if not posting.cancelled():
                 posting.exception()  # retrieved: the job's own code reported it, or will not
+
+    # -- accounts in error state -----------------------------------------------------------
+
+    def _set_aside(self, email: str | None, exc: AccountError) -> bool:
+        """Give ``email`` no more jobs, as the client does; False with a single account."""
+        return self.client._set_aside(email, exc)
+
+    def _account_refused(
+        self, line: int, email: str | None, exc: AccountError, *, named: bool
+    ) -> None:
+        """596 to the job's upload or POST (nothing was created): back to pending, and to
+        another account (raises `_Resend`) unless the job names this one; raises the
+        batch's stop when no account is left."""
+        self.journal.mark_pending(line, str(exc))
+        if not self._set_aside(email, exc):
+            raise self._stopped(email, exc) from exc
+        self._stop_if_no_account_left(exc)
+        if not named:
+            raise _Resend
+        note = (
+            f"{self._in_error(email, exc)}; nothing was created. The job names that account: "
+            f"{_repair()} to send it"
+        )
+        self._emit(JobEvent.INCOMPLETE, self.journal.note_error(line, note))
+
+    def _not_sent(self, line: int, wanted: str | None, exc: AccountError) -> None:
+        """No slot for the job: its account (or every account) is set aside."""
+        self._stop_if_no_account_left(exc)
+        if wanted is None:
+            raise exc  # not expected: a job for any account is refused only when none is left
+        note = f"{self._in_error(wanted, exc)}; not sent. The job names that account: {_repair()}"
+        self._emit(JobEvent.INCOMPLETE, self.journal.note_error(line, f"{note} to send it"))
+
+    def _in_error(self, email: str | None, exc: KlingError) -> str:
+        """``account X is in error state (<the server's 596 answer>)``."""
+        reason = self.client.slots.disabled().get(email or "", exc)
+        return f"account {email or '(default)'} is in error state ({reason})"
+
+    def _stop_if_no_account_left(self, exc: KlingError) -> None:
+        slots = self.client.slots
+        if len(slots.disabled()) == len(slots.accounts):
+            raise self._stopped(None, exc) from exc
+
+    def _stopped(self, email: str | None, exc: KlingError) -> AccountError:
+        """The error that stops the batch: its only account, or every one, is in error state."""
+        out = self.client.slots.disabled()
+        if len(out) > 1 and len(out) == len(self.client.slots.accounts):
+            reasons = "; ".join(f"{account}: {why}" for account, why in out.items())
+            what, them = f"every account is in error state ({reasons})", "them"
+        else:
+            what, them = self._in_error(email or next(iter(out), None), exc), "it"
+        return self._halt(
+            AccountError(
+                f"{what}: the batch stopped, no job can be sent. The journal keeps every job; "
+                f"{_repair(them)} the same batch to resume",
+                status=596,
+                code=596,
+            )
+        )
+
+    def _halt(self, exc: _E) -> _E:
+        """Note that ``exc`` stops the run (before the slot of the job raising it is free)."""
+        if self._halted is None:
+            self._halted = exc
+        return exc
 
     # -- waiting and results ---------------------------------------------------------------
 
@@ -762,8 +923,18 @@ class BatchRunner:
         except NotFoundError as exc:  # deleted, moderated, or out of credits
             self._emit(JobEvent.FAILED, self.journal.mark_failed(line, str(exc)))
             return None
+        except AccountError as exc:
+            # A refused poll (or, resuming, no slot of a set-aside account): the task goes
+            # on at Kling; the row keeps its task id for a run after the repair.
+            note = f"{self._in_error(email, exc)}; its task goes on: {_repair()} to wait for it"
+            self._emit(JobEvent.INCOMPLETE, self.journal.note_error(line, note))
+            if not self._set_aside(email, exc):
+                raise self._stopped(email, exc) from exc
+            self._stop_if_no_account_left(exc)
+            return None
         except _FATAL as exc:
             self._emit(JobEvent.INCOMPLETE, self.journal.note_error(line, str(exc)))
+            self._halt(exc)
             raise
         except TaskTimeoutError as exc:
             note = f"{exc} (re-run to keep waiting)"
@@ -796,8 +967,18 @@ class BatchRunner:
             r for r in self.journal.records() if r.state in (JobState.SUBMITTING, JobState.UNKNOWN)
         ]
         for rec in lost:
+            reason = self.client.slots.disabled().get(rec.email or "")
+            if reason is not None:  # set aside by an earlier lookup: no request
+                self._leave_lost(rec, reason)
+                continue
             try:
                 task_id = await self._lookup(rec)
+            except AccountError as exc:  # the account's task list answers 596
+                if not self._set_aside(rec.email, exc):
+                    self.journal.note_error(rec.line, str(exc))
+                    raise self._stopped(rec.email, exc) from exc
+                self._leave_lost(rec, exc)
+                continue
             except _FATAL:
                 raise
             except _LookupIncomplete as exc:
@@ -813,6 +994,18 @@ class BatchRunner:
             else:
                 log.warning("line %d: the interrupted POST created no task; sending it", rec.line)
                 self.journal.mark_pending(rec.line, "the interrupted POST created no task")
+        slots = self.client.slots
+        if lost and slots.disabled() and len(slots.disabled()) == len(slots.accounts):
+            raise self._stopped(None, next(iter(slots.disabled().values())))
+
+    def _leave_lost(self, rec: JobRecord, exc: KlingError) -> None:
+        """Keep a lost POST's row as it is: its account cannot be asked now."""
+        note = (
+            f"{self._in_error(rec.email, exc)}; its task list cannot be read to look up the "
+            f"interrupted POST, which is left for a later run (never sent blindly): {_repair()}"
+        )
+        log.warning("line %d: %s", rec.line, note)
+        self.journal.note_error(rec.line, note)
 
     def _settle_unknown(self, rec: JobRecord, why: str) -> None:
         if self.resubmit_unknown:

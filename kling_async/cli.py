@@ -248,6 +248,8 @@ class Display:
             f"{summary.count(state)} {state.value}" for state in JobState if summary.count(state)
         )
         self.line(f"{len(records)} job(s): {counts}")
+        for email, why in summary.accounts_set_aside.items():
+            self.line(f"account {email} was set aside, it is in error state: {why}")
         for rec in summary.problems:
             self.line(f"line {rec.line}: {rec.state.value}: {rec.error or 'not finished'}")
         if out_dir is not None and summary.count(JobState.SUCCEEDED):

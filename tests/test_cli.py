@@ -383,7 +383,9 @@ def journal_rows(out: Path) -> list[tuple[Any, ...]]:
     if not path.exists():
         return []
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+        # closing(): a connection's own `with` only ends a transaction, and an unclosed
+        # connection is a ResourceWarning (an error here) from Python 3.13 on.
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
             return db.execute("SELECT line, state, task_id FROM jobs").fetchall()
     except sqlite3.OperationalError:  # created but not yet initialised
         return []

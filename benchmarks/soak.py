@@ -263,7 +263,7 @@ async def run_soak(
                     outcomes[index] = CANCELLED
                 except TaskTimeoutError as exc:  # the client's own deadline: an outcome
                     outcomes[index] = exc
-                except TimeoutError as exc:  # wait_for's: the job hung
+                except asyncio.TimeoutError as exc:  # wait_for's (3.10: not TimeoutError)
                     expired = True
                     outcomes[index] = exc
                 except Exception as exc:

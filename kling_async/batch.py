@@ -366,13 +366,18 @@ class Journal:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # Autocommit: each statement is its own durable transaction.
         self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        if self.path != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_DDL)
-        self._db.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(_SCHEMA_VERSION),)
-        )
+        try:
+            if self.path != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_DDL)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
+                (str(_SCHEMA_VERSION),),
+            )
+        except BaseException:
+            self._db.close()  # not a journal (or unwritable): no connection left open
+            raise
 
     def close(self) -> None:
         """Close the database (idempotent)."""

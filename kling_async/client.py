@@ -410,7 +410,7 @@ class KlingClient:
                 headers=headers,
                 # The API does not redirect; following one could carry the token elsewhere.
                 allow_redirects=False,
-                **({"timeout": timeout} if timeout is not None else {}),
+                timeout=timeout if timeout is not None else session.timeout,
             ) as resp:
                 status = resp.status
                 body = await resp.read()

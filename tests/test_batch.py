@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import sqlite3
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -307,3 +310,14 @@ async def test_cancelled_run_journals_the_task_id_of_a_post_in_flight(tmp_path: 
     with Journal(path) as journal:
         rec = journal.record(1)
     assert (rec.state, rec.task_id) == (JobState.SUBMITTED, 4242)
+
+
+def test_a_file_that_is_not_a_journal_is_refused_and_left_closed(tmp_path: Path) -> None:
+    not_a_journal = tmp_path / "jobs.db"
+    not_a_journal.write_text("these are my notes, not a database\n" * 200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)  # 3.13+: an unclosed connection
+        with pytest.raises(sqlite3.DatabaseError):
+            Journal(not_a_journal)
+        gc.collect()
+    assert not_a_journal.read_text().startswith("these are my notes")

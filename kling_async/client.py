@@ -453,33 +453,23 @@ class KlingClient:
         creates_job: bool = False,
         timeout: aiohttp.ClientTimeout | None = None,
     ) -> Any:
+        attempt = functools.partial(
+            self._once,
+            method,
+            path,
+            params=params,
+            json_body=json_body,
+            data=data,
+            content_type=content_type,
+            timeout=timeout,
+        )
         try:
             try:
-                # The first attempt straight away: most calls need nothing more.
-                return await self._once(
-                    method,
-                    path,
-                    params=params,
-                    json_body=json_body,
-                    data=data,
-                    content_type=content_type,
-                    timeout=timeout,
-                )
+                return await attempt()  # at once: most calls need nothing more
             except _RETRIED as exc:
                 if not is_retryable(exc, creates_job=creates_job):
                     raise
                 first = exc
-
-            async def attempt() -> Any:
-                return await self._once(
-                    method,
-                    path,
-                    params=params,
-                    json_body=json_body,
-                    data=data,
-                    content_type=content_type,
-                    timeout=timeout,
-                )
 
             async def on_retry(exc: BaseException, tries: int, wait: float) -> None:
                 await _call_hook(self.on_retry, exc, tries, wait)

@@ -19,7 +19,7 @@ from typing import Any, Final, TypeVar
 
 import attrs
 import cattrs
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.gen import make_dict_unstructure_fn, override
 
 from . import models
 from .errors import KlingError, RequestValidationError
@@ -181,8 +181,6 @@ def _structure_model_factory(conv: cattrs.Converter) -> Callable[[type[Any]], An
     def factory(cls: type[Any]) -> Callable[[Any, Any], Any]:
         attrs.resolve_types(cls)
         fields = attrs.fields(cls)
-        if not all(f.default is None or f.default == () for f in fields):
-            return _filtered_hook(conv, cls)
         fast = _fast_init_ok(cls)
         names: dict[str, Any] = {"cls": cls, "Mapping": Mapping, "new": object.__new__}
         lines = [
@@ -205,9 +203,7 @@ def _structure_model_factory(conv: cattrs.Converter) -> Callable[[type[Any]], An
             else:
                 lines.append(f"    if v{i} is not None:")
             lines.append(f"        v{i} = h{i}(v{i}, t{i})")
-            if f.default == ():
-                lines.append(f"    if v{i} is None:")
-                lines.append(f"        v{i} = ()")
+            lines.extend(_default_lines(f, i, names))
         if fast:
             lines.append("    self = new(cls)")
             for i, f in enumerate(fields):
@@ -236,18 +232,20 @@ def _structure_model_factory(conv: cattrs.Converter) -> Callable[[type[Any]], An
     return factory
 
 
-def _filtered_hook(conv: cattrs.Converter, cls: type[Any]) -> Callable[[Any, Any], Any]:
-    """cattrs' own hook for a class with other defaults: nulls dropped first."""
-    renames = {f.name: override(rename=wire_name(f)) for f in attrs.fields(cls)}
-    inner = make_dict_structure_fn(cls, conv, **renames)  # type: ignore[arg-type]
-
-    def structure(data: Any, typ: Any = None) -> Any:
-        if not isinstance(data, Mapping):
-            return None
-        # Nulls become the field defaults.
-        return inner({k: v for k, v in data.items() if v is not None}, typ)
-
-    return structure
+def _default_lines(field: attrs.Attribute[Any], i: int, names: dict[str, Any]) -> list[str]:
+    """Generated lines that turn a null (or absent) value ``v{i}`` into the default."""
+    default = field.default
+    if default is None:
+        return []
+    if default is attrs.NOTHING or (
+        isinstance(default, attrs.Factory) and default.takes_self  # type: ignore[arg-type]
+    ):
+        raise TypeError(f"{field.name}: payload model fields need a default (nulls become it)")
+    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        names[f"f{i}"] = default.factory
+        return [f"    if v{i} is None:", f"        v{i} = f{i}()"]
+    names[f"z{i}"] = default
+    return [f"    if v{i} is None:", f"        v{i} = z{i}"]
 
 
 def _structure_tuple_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:

@@ -29,7 +29,13 @@ from kling_async import (
     Work,
     make_converter,
 )
-from kling_async.convert import CONVERTER, structure, structure_task, unstructure
+from kling_async.convert import (
+    CONVERTER,
+    _structure_model_factory,
+    structure,
+    structure_task,
+    unstructure,
+)
 
 PAYLOADS = Path(__file__).parent / "payloads"
 TASK_PAYLOADS = (
@@ -639,3 +645,24 @@ def test_hooks_registered_on_a_converter_are_used_by_the_model_hooks() -> None:
     assert resp.task is not None
     assert resp.task.task_info == TaskInfo(type="<t>")
     assert structure_task({"status_name": "succeed"}).status_name == "succeed"  # unaffected
+
+
+def test_generated_hooks_turn_nulls_into_any_default() -> None:
+    @attrs.frozen(kw_only=True)
+    class Sample:
+        count: int | None = 3
+        tags: tuple[str, ...] = ()
+        extra: dict[str, Any] | None = attrs.field(factory=dict)
+        name: str | None = None
+
+    hook = _structure_model_factory(make_converter())(Sample)
+    assert hook({"count": None, "extra": None}, Sample) == Sample()
+    assert hook({"count": "7", "name": 5}, Sample) == Sample(count=7, name="5")
+    assert hook({}, Sample).extra is not hook({}, Sample).extra  # a fresh dict each time
+
+    @attrs.frozen(kw_only=True)
+    class Required:
+        id: int
+
+    with pytest.raises(TypeError, match="id: payload model fields need a default"):
+        _structure_model_factory(make_converter())(Required)

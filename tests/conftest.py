@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from helpers import Durations
 
@@ -52,3 +54,11 @@ def images(tmp_path: Path) -> Path:
     for name, rgb in (("a.png", (200, 0, 0)), ("b.png", (0, 200, 0))):
         (folder / name).write_bytes(png(320, 320, rgb))
     return folder
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A raw aiohttp session sending the simulator's token (tests of the simulator itself)."""
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as session:
+        yield session
+    await asyncio.sleep(0)

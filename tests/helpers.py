@@ -13,7 +13,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
+
+from kling_async.testing import KlingSimulator
 
 
 async def wait_until(condition: Callable[[], object], timeout: float = 10.0) -> None:
@@ -77,3 +80,11 @@ class Durations:
 
     def __call__(self, endpoint: str, body: dict[str, Any], rng: Any) -> float:
         return self.seconds
+
+
+async def call(
+    http: aiohttp.ClientSession, sim: KlingSimulator, method: str, path: str, **kwargs: Any
+) -> tuple[int, Any]:
+    """One raw request to the simulator's API: (status, JSON body or None)."""
+    async with http.request(method, f"{sim.base_url}/{path}", **kwargs) as response:
+        return response.status, await response.json(content_type=None)

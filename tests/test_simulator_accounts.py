@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import struct
 import zipfile
@@ -12,12 +11,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from helpers import call
 
 from kling_async.testing import KlingSimulator
 from kling_async.testing.media import CLEAN_MP4_PAYLOAD, CLEAN_RGB, png
 
 TOKEN = "test-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 KOLORS = "images/kolors-elements"
 VIDEO = "videos/image2video-elements"
 IMG = "https://example.com/a.jpg"
@@ -41,20 +40,6 @@ async def sim() -> AsyncIterator[KlingSimulator]:
         token=TOKEN, accounts={A: 2, B: 3}, job_seconds=30, duration_sigma=0
     ) as simulator:
         yield simulator
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(headers=AUTH) as session:
-        yield session
-    await asyncio.sleep(0)
-
-
-async def call(
-    http: aiohttp.ClientSession, sim: KlingSimulator, method: str, path: str, **kwargs: Any
-) -> tuple[int, Any]:
-    async with http.request(method, f"{sim.base_url}/{path}", **kwargs) as response:
-        return response.status, await response.json(content_type=None)
 
 
 async def submit(

@@ -15,19 +15,11 @@ from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 from kling_async.testing.state import SimState
 
 TOKEN = "test-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 KOLORS = "images/kolors-elements"
 IMG = "https://example.com/a.jpg"
 KOLORS_OK = {"subjectImage1": IMG, "subjectImage2": IMG}
 BUSY = "All configured accounts are currently busy executing jobs, please retry later"
 DISCONNECTED = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(headers=AUTH) as session:
-        yield session
-    await asyncio.sleep(0)
 
 
 def plan(group: str, seed: int = 0, **rates: float) -> FaultPlan:

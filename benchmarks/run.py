@@ -192,6 +192,11 @@ class SimProcess:
             self._proc.terminate()
             self._proc.join()
 
+    @property
+    def pid(self) -> int | None:
+        """The simulator process's id."""
+        return self._proc.pid
+
     async def table(self, session: aiohttp.ClientSession) -> dict[int, list[float]]:
         """task id -> [created_at, final_at, duration, polls] for every task."""
         async with session.get(f"{self.side_url}/tasks") as resp:
@@ -330,7 +335,7 @@ def mixed_requests(n: int, scale: float, seed: int) -> list[tuple[GenerationRequ
     rng = random.Random(seed)
     kinds: list[dict[str, Any]] = [{}, {}, {}]  # three images per video on average
     kinds += [{"duration": d, "mode": m} for d in (5, 10) for m in ("std", "pro")]
-    out = []
+    out: list[tuple[GenerationRequest, float]] = []
     for i in range(n):
         kind = kinds[i % len(kinds)] if i < len(kinds) else rng.choice(kinds)
         noise = math.exp(rng.gauss(0.0, 0.25) - 0.25**2 / 2)
@@ -494,8 +499,36 @@ async def _overhead_client(kling: KlingClient, n: int, start: int) -> float:
     return time.process_time() - cpu
 
 
+@contextlib.contextmanager
+def _cores_apart(sim: SimProcess) -> Iterator[bool]:
+    """Pin this process and the simulator to different cores (Linux, 2+ cores): CPU time
+    measured while the two share or swap cores varied 1.0-1.6 in the ratio, the raw side
+    most. Yields whether pinned; the previous affinities come back after."""
+    setter = getattr(os, "sched_setaffinity", None)
+    cores = sorted(os.sched_getaffinity(0)) if setter is not None else []
+    if setter is None or len(cores) < 2 or sim.pid is None:
+        yield False
+        return
+    before = os.sched_getaffinity(sim.pid)
+    try:
+        setter(0, {cores[0]})
+        setter(sim.pid, {cores[1]})
+        yield True
+    finally:
+        setter(0, set(cores))
+        with contextlib.suppress(OSError):
+            setter(sim.pid, before)
+
+
 async def bench_overhead(sim: SimProcess, mode: Mode) -> dict[str, Any]:
     """Client CPU per job (submit + poll to final + structure) over raw aiohttp's."""
+    with _cores_apart(sim) as pinned:
+        figures = await _bench_overhead(sim, mode)
+    figures["overhead_cores_pinned"] = pinned
+    return figures
+
+
+async def _bench_overhead(sim: SimProcess, mode: Mode) -> dict[str, Any]:
     n, concurrency = mode.overhead_jobs, 20
     # A first poll 1 ms after the submission: jobs last 0 s, so one poll finds each final.
     policy = attrs.evolve(DEFAULT_POLL, interval=0.001, jitter=0.0, max_polls_per_second=None)

@@ -587,7 +587,7 @@ class KlingClient:
         email = email or self._task_email.get(task_id) or self.email
         if not email:
             email = await self._with_default_email(email)
-        data = await self._call("GET", f"tasks/{task_id}", params={"email": email} if email else {})
+        data = await self._call("GET", f"tasks/{task_id}", params=self._params(email))
         return structure_task(data)
 
     async def list_tasks(

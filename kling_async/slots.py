@@ -84,9 +84,9 @@ class JobSlots:
         """
         self._check_known(email)
         self._out[email] = reason
-        usable = any(a not in self._out for a in self._limits)
+        none_left = self._all_out()
         for granted, wanted in self._waiters.values():
-            if not granted.done() and (wanted == email or (wanted is None and not usable)):
+            if not granted.done() and (wanted == email or (wanted is None and none_left)):
                 granted.set_exception(self._refusal(wanted or email))
 
     def enable(self, email: str) -> None:
@@ -97,7 +97,7 @@ class JobSlots:
 
     def _refusal(self, email: str) -> AccountError:
         reason = self._out.get(email)
-        if reason is None or all(a in self._out for a in self._limits):
+        if reason is None or self._all_out():
             reason = reason or next(iter(self._out.values()))
             what = "every account is set aside"
         else:
@@ -162,8 +162,12 @@ class JobSlots:
         return _Held(self, email)
 
     def _check_out(self, email: str | None) -> None:
-        if email in self._out or all(a in self._out for a in self._limits):
+        if email in self._out or self._all_out():
             raise self._refusal(email or next(iter(self._out)))
+
+    def _all_out(self) -> bool:
+        """Whether every account is set aside."""
+        return all(a in self._out for a in self._limits)
 
     async def _queue(self, email: str | None) -> str:
         granted: asyncio.Future[str] = asyncio.get_running_loop().create_future()

@@ -152,12 +152,6 @@ _INLINE_CHECKS: Final[Mapping[Callable[..., Any], type]] = {
 }
 
 
-#: Fields structured on first use: class -> field -> (slot keeping the wire object, type).
-_LAZY_FIELDS: Final[Mapping[type, Mapping[str, tuple[str, type]]]] = {
-    models.Task: {"task_info": ("_task_info_wire", models.TaskInfo)},
-}
-
-
 def _fast_init_ok(cls: type[Any]) -> bool:
     """Whether instances may be built slot by slot, without calling ``__init__``."""
     return (
@@ -189,7 +183,7 @@ def _structure_model_factory(conv: cattrs.Converter) -> Callable[[type[Any]], An
             "        return None",
             "    g = o.get",
         ]
-        lazy = _LAZY_FIELDS.get(cls, {}) if fast else {}
+        lazy = models.DEFERRED_FIELDS.get(cls, {}) if fast else {}
         for i, f in enumerate(fields):
             hook = conv.get_structure_hook(f.type)
             names[f"h{i}"], names[f"t{i}"] = hook, f.type

@@ -50,6 +50,32 @@ def _ms_to_datetime(ms: int | None) -> datetime | None:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
+#: What the converter keeps in a deferred field's side slot: (structure hook, wire object).
+Deferred = tuple[Callable[[Any, Any], Any], Any]
+
+
+def _nothing_deferred(self: Any) -> Deferred | None:
+    return None
+
+
+def _structure_on_first_read(self: Any, name: str) -> Any:
+    """``__getattr__`` of the models with deferred fields (`DEFERRED_FIELDS`).
+
+    The converter leaves such a field unset and keeps ``(hook, wire object)`` in a side
+    slot; the first read of the field (directly, or through eq, repr, hash, pickling,
+    ``attrs.asdict``) structures it and lets the wire object go.
+    """
+    spec = DEFERRED_FIELDS.get(type(self), {}).get(name)
+    if spec is None:
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    slot, cls = spec
+    deferred = getattr(self, slot)
+    value = deferred[0](deferred[1], cls) if deferred is not None else None
+    object.__setattr__(self, name, value)
+    object.__setattr__(self, slot, None)
+    return value
+
+
 class TaskStatus(enum.Enum):
     """A task's state, from ``status`` / ``status_name``.
 
@@ -199,25 +225,13 @@ class Task:
         """``create_time`` as an aware UTC datetime."""
         return _ms_to_datetime(self.create_time)
 
-    # ``task_info`` is structured on first use. It echoes the request, waiters never read
-    # it, and it is most of a payload's objects (15 of 24 in a KOLORS answer, the cost of
-    # structuring and of the garbage collector's passes over every poll's answer). The
-    # converter leaves the field unset and keeps ``(hook, wire object)`` here instead;
-    # reading the field (directly, or through eq, repr, hash, pickling) structures it.
-    @functools.cached_property
-    def _task_info_wire(self) -> tuple[Callable[[Any, Any], Any], Any] | None:
-        return None
+    # ``task_info`` is structured on first read (see `DEFERRED_FIELDS`). It echoes the
+    # request, waiters never read it, and it is most of a payload's objects (15 of 24 in a
+    # KOLORS answer: the cost of structuring and of the garbage collector's passes).
+    _task_info_wire = functools.cached_property(_nothing_deferred)
 
     if not TYPE_CHECKING:  # to type checkers the field is a plain attribute
-
-        def __getattr__(self, name: str) -> Any:
-            if name != "task_info":
-                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-            deferred = self._task_info_wire
-            info = deferred[0](deferred[1], TaskInfo) if deferred is not None else None
-            object.__setattr__(self, "task_info", info)
-            object.__setattr__(self, "_task_info_wire", None)
-            return info
+        __getattr__ = _structure_on_first_read
 
     @property
     def updated_at(self) -> datetime | None:
@@ -300,6 +314,15 @@ class TaskResponse:
     user_tickets: UserTickets | None = None
     edit_project: Any = None
     reply_ref: str | None = None
+
+    # The account's quota and balances ride along with every answer and are rarely read:
+    # structured on first read (see `DEFERRED_FIELDS`).
+    _limitation_wire = functools.cached_property(_nothing_deferred)
+    _user_points_wire = functools.cached_property(_nothing_deferred)
+    _user_tickets_wire = functools.cached_property(_nothing_deferred)
+
+    if not TYPE_CHECKING:  # to type checkers the fields are plain attributes
+        __getattr__ = _structure_on_first_read
 
     @property
     def task_id(self) -> int | None:
@@ -388,3 +411,15 @@ class Account:
     max_jobs: int | None = None
     session: dict[str, Any] | None = None
     balance: dict[str, Any] | None = None
+
+
+#: Fields the converter structures on first read, by model: field -> (side slot, type).
+#: They are kept as wire objects until read; no reader can tell the difference.
+DEFERRED_FIELDS: Final[Mapping[type, Mapping[str, tuple[str, type]]]] = {
+    Task: {"task_info": ("_task_info_wire", TaskInfo)},
+    TaskResponse: {
+        "limitation": ("_limitation_wire", Limitation),
+        "user_points": ("_user_points_wire", UserPoints),
+        "user_tickets": ("_user_tickets_wire", UserTickets),
+    },
+}

@@ -53,7 +53,11 @@ R = TypeVar("R", bound="GenerationRequest")
 
 def is_remote(image: ImageSource) -> bool:
     """Whether an image is a URL the API can fetch (as opposed to a local file or bytes)."""
-    return isinstance(image, str) and image.lower().startswith(("https://", "http://"))
+    if not isinstance(image, str):
+        return False
+    return image.startswith(("https://", "http://")) or image[:8].lower().startswith(
+        ("https://", "http://")
+    )
 
 
 def _is_url(value: object) -> bool:
@@ -179,6 +183,17 @@ class GenerationRequest:
             elif value is not None:
                 found[name] = value
         return found
+
+    def has_local_images(self) -> bool:
+        """Whether any image is a local file or bytes (uploaded before the POST)."""
+        for name in self.image_fields:
+            value = getattr(self, name)
+            if isinstance(value, tuple):
+                if not all(is_remote(v) for v in value):
+                    return True
+            elif value is not None and not is_remote(value):
+                return True
+        return False
 
     def with_image_urls(self: R, urls: Mapping[str, str]) -> R:
         """A copy with some images (by field path, as in `image_inputs`) replaced by URLs."""

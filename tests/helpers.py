@@ -88,3 +88,8 @@ async def call(
     """One raw request to the simulator's API: (status, JSON body or None)."""
     async with http.request(method, f"{sim.base_url}/{path}", **kwargs) as response:
         return response.status, await response.json(content_type=None)
+
+
+def files_under(folder: Path) -> list[Path]:
+    """Every file under ``folder`` (hidden ones too), sorted."""
+    return sorted(p for p in folder.rglob("*") if p.is_file())

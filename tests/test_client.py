@@ -14,7 +14,7 @@ import aiohttp
 import attrs
 import pytest
 from aiohttp import web
-from helpers import serve, wait_until
+from helpers import files_under, serve, wait_until
 from yarl import URL
 
 from kling_async import (
@@ -97,10 +97,6 @@ def drop(holder: list[Any]) -> None:
     """Drop the last reference to what ``holder`` holds and collect it."""
     holder.clear()
     gc.collect()
-
-
-def files_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
 async def test_dropped_unclosed_client_warns(sim: KlingSimulator) -> None:

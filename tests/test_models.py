@@ -602,7 +602,13 @@ def _eager(wire: dict[str, Any]) -> TaskResponse:
     resp = structure_task(wire)
     task = resp.task
     assert task is not None
-    return attrs.evolve(resp, task=attrs.evolve(task, task_info=task.task_info))
+    return attrs.evolve(
+        resp,
+        task=attrs.evolve(task, task_info=task.task_info),
+        limitation=resp.limitation,
+        user_points=resp.user_points,
+        user_tickets=resp.user_tickets,
+    )
 
 
 @pytest.mark.parametrize("name", TASK_PAYLOADS)
@@ -623,6 +629,38 @@ def test_task_info_is_structured_on_first_use_and_behaves_as_a_field(name: str) 
     assert lazy.task._task_info_wire is None  # the wire object is let go
     assert info == CONVERTER.structure(wire["task"]["taskInfo"], TaskInfo)
     assert lazy.arguments == info.args
+
+
+@pytest.mark.parametrize("name", TASK_PAYLOADS)
+@pytest.mark.parametrize(
+    ("field", "wire_name", "cls"),
+    [
+        ("limitation", "limitation", Limitation),
+        ("user_points", "userPoints", UserPoints),
+        ("user_tickets", "userTickets", UserTickets),
+    ],
+)
+def test_balances_are_structured_on_first_read(
+    name: str, field: str, wire_name: str, cls: type[Any]
+) -> None:
+    wire = load(name)
+    lazy = structure_task(wire)
+    slot = f"_{field}_wire"
+    if wire.get(wire_name) is None:
+        assert getattr(lazy, slot) is None
+        assert getattr(lazy, field) is None
+        return
+    assert getattr(lazy, slot) is not None  # kept aside, not structured yet
+    assert structure_task(wire) == _eager(wire)
+    assert repr(structure_task(wire)) == repr(_eager(wire))
+    assert pickle.loads(pickle.dumps(structure_task(wire))) == _eager(wire)
+    value = getattr(lazy, field)
+    assert isinstance(value, cls)
+    assert getattr(lazy, field) is value  # structured once
+    assert getattr(lazy, slot) is None  # the wire object is let go
+    assert value == CONVERTER.structure(wire[wire_name], cls)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        setattr(lazy, field, None)
 
 
 @pytest.mark.parametrize("value", [None, "text", 7, [], {}])

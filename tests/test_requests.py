@@ -297,6 +297,18 @@ def test_is_remote() -> None:
     assert not is_remote("x/y.png")
     assert not is_remote(b"https://x")
     assert not is_remote(Path("https:/x"))
+    assert is_remote("Https://x/y")
+    assert not is_remote("https:/x/y")
+
+
+def test_has_local_images(tmp_path: Path) -> None:
+    local = tmp_path / "a.png"
+    local.write_bytes(b"\x89PNG\r\n\x1a\n")
+    assert not KolorsElements(subject_images=[A, B], scene_image=A).has_local_images()
+    assert KolorsElements(subject_images=[A, b"png"]).has_local_images()
+    assert KolorsElements(subject_images=[A, B], style_image=str(local)).has_local_images()
+    assert not video(images=[A]).has_local_images()
+    assert video(images=[local]).has_local_images()
 
 
 # --- image2video --------------------------------------------------------------------------

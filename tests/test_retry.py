@@ -11,12 +11,13 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
-from helpers import serve, wait_until
+from helpers import files_under, serve, wait_until
 
 from kling_async import (
     ClientConfig,
@@ -24,11 +25,13 @@ from kling_async import (
     KolorsElements,
     RateLimitError,
     RequestInfo,
+    Resource,
     RetryPolicy,
     ServerError,
     SubmissionUnknownError,
     TaskResponse,
     TransportError,
+    Work,
 )
 from kling_async.convert import PayloadError
 from kling_async.errors import (
@@ -178,13 +181,54 @@ async def test_get_retried_on_timeouts(sim: KlingSimulator, make_client: MakeCli
     assert (await kling2.get_task(submitted.task_id or 0)).task_id == submitted.task_id
 
 
-async def test_sock_read_timeout_is_retried(sim: KlingSimulator, make_client: MakeClient) -> None:
+async def test_read_timeout_does_not_cut_api_answers(
+    sim: KlingSimulator, make_client: MakeClient
+) -> None:
+    """A slow API answer is bounded by request_timeout as a whole, not by read_timeout."""
     rec = Recorder()
-    kling = make_client(rec, retry=RetryPolicy(max_tries=2), read_timeout=0.1)
-    sim.set_fault_plan(plan("accounts", delay=1.0))
-    with pytest.raises(TransportError):
-        await kling.get_account(EMAIL)
-    assert len(rec.retries) == 1
+    kling = make_client(rec, retry=RetryPolicy(max_tries=2), read_timeout=0.05)
+    sim.set_fault_plan(
+        FaultPlan(seed=1, rules={"accounts": FaultRates(delay=1.0)}, delay_seconds=0.3)
+    )
+    assert (await kling.get_account(EMAIL)).email == EMAIL
+    assert rec.retries == []
+    assert sim.stats["faults"] == {"delay": 1}
+
+
+async def test_read_timeout_ends_a_stalled_download(tmp_path: Path) -> None:
+    """A download whose bytes stop coming fails after read_timeout, each try, named."""
+    tries = 0
+    never = asyncio.Event()
+
+    async def stalled(request: web.Request) -> web.StreamResponse:
+        nonlocal tries
+        tries += 1
+        resp = web.StreamResponse()
+        resp.content_length = 1 << 20
+        await resp.prepare(request)
+        await resp.write(b"\x89PNG\r\n\x1a\n")
+        await never.wait()  # the rest never comes
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/stalled.png", stalled)
+    config = ClientConfig(read_timeout=0.05, retry=RetryPolicy(max_tries=2))
+    async with serve(app) as root:
+        try:
+            async with KlingClient(
+                token=TOKEN, base_url="https://api.invalid/v1/kling", config=config
+            ) as kling:
+                work = Work(resource=Resource(resource=f"{root}/stalled.png"))
+                final = TaskResponse(status_final=True, status_name="succeed", works=(work,))
+                with pytest.raises(TransportError) as caught:
+                    await kling.download(final, tmp_path, clean=False)
+        finally:
+            never.set()  # lets the handlers end, so the server can shut down
+    assert str(caught.value) == (
+        "download of 0-0 failed: SocketTimeoutError: Timeout on reading data from socket"
+    )
+    assert tries == 2
+    assert files_under(tmp_path) == []  # no stray .part file
 
 
 async def test_connect_failures_are_retried_for_every_request() -> None:

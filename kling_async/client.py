@@ -431,7 +431,7 @@ class KlingClient:
                 await self._report(method, path, status, loop.time() - start, error)
         if status >= 300:
             raise error_from_response(status, body, resp_headers, method=method, path=path)
-        if not body.strip():
+        if not body or body.isspace():
             return {}
         try:
             return json.loads(body)
@@ -787,7 +787,8 @@ class KlingClient:
         # answer is still on its way. Recovery matches by prompt and a subset of the images
         # (not aspect ratio, count...): the prompt alone is the key.
         key = (email or "", request.endpoint, str(body.get("prompt") or ""))
-        lock, users = self._submit_locks.get(key, (asyncio.Lock(), 0))
+        held = self._submit_locks.get(key)
+        lock, users = held if held is not None else (asyncio.Lock(), 0)
         self._submit_locks[key] = (lock, users + 1)
         try:
             async with lock:

@@ -189,7 +189,7 @@ def _structure_model_factory(conv: cattrs.Converter) -> Callable[[type[Any]], An
             names[f"h{i}"], names[f"t{i}"] = hook, f.type
             lines.append(f"    v{i} = g({wire_name(f)!r})")
             if f.name in lazy:
-                continue  # kept as (hook, wire object) below, structured on first use
+                continue  # kept aside below, structured on first read
             exact = _INLINE_CHECKS.get(hook)
             if exact is not None:
                 names[f"c{i}"] = exact
@@ -203,14 +203,18 @@ def _structure_model_factory(conv: cattrs.Converter) -> Callable[[type[Any]], An
             for i, f in enumerate(fields):
                 names[f"s{i}"] = cls.__dict__[f.name].__set__
                 if f.name in lazy:
-                    # A null (or absent) value is set at once; an object is kept aside.
-                    item_hook = conv.get_structure_hook(lazy[f.name][1])
+                    # A null (or absent) value is set at once; an object is kept aside,
+                    # bare for the package's converter, else with this converter's hook.
                     names[f"d{i}"] = cls.__dict__[lazy[f.name][0]].__set__
-                    names[f"ih{i}"] = item_hook
                     lines.append(f"    if v{i} is None:")
                     lines.append(f"        s{i}(self, None)")
                     lines.append("    else:")
-                    lines.append(f"        d{i}(self, (ih{i}, v{i}))")
+                    if conv is globals().get("CONVERTER"):
+                        lines.append(f"        d{i}(self, v{i})")
+                    else:
+                        names[f"D{i}"] = models.Deferred
+                        names[f"ih{i}"] = conv.get_structure_hook(lazy[f.name][1])
+                        lines.append(f"        d{i}(self, D{i}(ih{i}, v{i}))")
                     continue
                 lines.append(f"    s{i}(self, v{i})")
             lines.append("    return self")

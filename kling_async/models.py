@@ -50,27 +50,42 @@ def _ms_to_datetime(ms: int | None) -> datetime | None:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
-#: What the converter keeps in a deferred field's side slot: (structure hook, wire object).
-Deferred = tuple[Callable[[Any, Any], Any], Any]
+class Deferred:
+    """A deferred field's wire object with the structure hook of the converter that read
+    it. The package's own converter keeps the bare wire object instead: a JSON object of
+    plain values is then not even tracked by the garbage collector."""
+
+    __slots__ = ("hook", "wire")
+
+    def __init__(self, hook: Callable[[Any, Any], Any], wire: Any) -> None:
+        self.hook = hook
+        self.wire = wire
 
 
-def _nothing_deferred(self: Any) -> Deferred | None:
+def _nothing_deferred(self: Any) -> Any:
     return None
 
 
 def _structure_on_first_read(self: Any, name: str) -> Any:
     """``__getattr__`` of the models with deferred fields (`DEFERRED_FIELDS`).
 
-    The converter leaves such a field unset and keeps ``(hook, wire object)`` in a side
-    slot; the first read of the field (directly, or through eq, repr, hash, pickling,
-    ``attrs.asdict``) structures it and lets the wire object go.
+    The converter leaves such a field unset and keeps its wire object (or a `Deferred`)
+    in a side slot; the first read of the field (directly, or through eq, repr, hash,
+    pickling, ``attrs.asdict``) structures it and lets the wire object go.
     """
     spec = DEFERRED_FIELDS.get(type(self), {}).get(name)
     if spec is None:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
     slot, cls = spec
     deferred = getattr(self, slot)
-    value = deferred[0](deferred[1], cls) if deferred is not None else None
+    if deferred is None:
+        value = None
+    elif deferred.__class__ is Deferred:
+        value = deferred.hook(deferred.wire, cls)
+    else:
+        from .convert import CONVERTER  # imported here: convert imports this module
+
+        value = CONVERTER.structure(deferred, cls)
     object.__setattr__(self, name, value)
     object.__setattr__(self, slot, None)
     return value

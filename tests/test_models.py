@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import pickle
 from datetime import datetime, timezone
@@ -36,6 +37,7 @@ from kling_async.convert import (
     structure_task,
     unstructure,
 )
+from kling_async.models import Deferred
 
 PAYLOADS = Path(__file__).parent / "payloads"
 TASK_PAYLOADS = (
@@ -671,6 +673,20 @@ def test_a_task_info_that_is_null_or_not_an_object(value: Any) -> None:
     assert task == Task(id=1, task_info=task.task_info)
     with pytest.raises(AttributeError, match="no attribute 'task_infos'"):
         task.task_infos  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_deferred_fields_keep_the_bare_wire_object_with_the_packages_converter() -> None:
+    """The package's converter keeps no per-field wrapper: a quota object of plain values
+    costs the garbage collector nothing while it waits to be read."""
+    wire = load("kolors_elements_200.json")
+    resp = structure_task(wire)
+    assert resp._limitation_wire is wire["limitation"]
+    assert not gc.is_tracked(resp._limitation_wire)
+    other = make_converter().structure(wire, TaskResponse)
+    assert isinstance(other._limitation_wire, Deferred)  # another converter's hook rides along
+    assert (
+        other.limitation == resp.limitation == CONVERTER.structure(wire["limitation"], Limitation)
+    )
 
 
 def test_hooks_registered_on_a_converter_are_used_by_the_model_hooks() -> None:

@@ -212,7 +212,7 @@ def _structure_model_factory(conv: cattrs.Converter) -> Callable[[type[Any]], An
                     if conv is globals().get("CONVERTER"):
                         lines.append(f"        d{i}(self, v{i})")
                     else:
-                        names[f"D{i}"] = models.Deferred
+                        names[f"D{i}"] = models._Deferred
                         names[f"ih{i}"] = conv.get_structure_hook(lazy[f.name][1])
                         lines.append(f"        d{i}(self, D{i}(ih{i}, v{i}))")
                     continue

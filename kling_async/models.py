@@ -50,7 +50,7 @@ def _ms_to_datetime(ms: int | None) -> datetime | None:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
-class Deferred:
+class _Deferred:
     """A deferred field's wire object with the structure hook of the converter that read
     it. The package's own converter keeps the bare wire object instead: a JSON object of
     plain values is then not even tracked by the garbage collector."""
@@ -69,7 +69,7 @@ def _nothing_deferred(self: Any) -> Any:
 def _structure_on_first_read(self: Any, name: str) -> Any:
     """``__getattr__`` of the models with deferred fields (`DEFERRED_FIELDS`).
 
-    The converter leaves such a field unset and keeps its wire object (or a `Deferred`)
+    The converter leaves such a field unset and keeps its wire object (or a `_Deferred`)
     in a side slot; the first read of the field (directly, or through eq, repr, hash,
     pickling, ``attrs.asdict``) structures it and lets the wire object go.
     """
@@ -80,7 +80,7 @@ def _structure_on_first_read(self: Any, name: str) -> Any:
     deferred = getattr(self, slot)
     if deferred is None:
         value = None
-    elif deferred.__class__ is Deferred:
+    elif deferred.__class__ is _Deferred:
         value = deferred.hook(deferred.wire, cls)
     else:
         from .convert import CONVERTER  # imported here: convert imports this module

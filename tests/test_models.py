@@ -37,7 +37,7 @@ from kling_async.convert import (
     structure_task,
     unstructure,
 )
-from kling_async.models import Deferred
+from kling_async.models import _Deferred
 
 PAYLOADS = Path(__file__).parent / "payloads"
 TASK_PAYLOADS = (
@@ -683,7 +683,7 @@ def test_deferred_fields_keep_the_bare_wire_object_with_the_packages_converter()
     assert resp._limitation_wire is wire["limitation"]
     assert not gc.is_tracked(resp._limitation_wire)
     other = make_converter().structure(wire, TaskResponse)
-    assert isinstance(other._limitation_wire, Deferred)  # another converter's hook rides along
+    assert isinstance(other._limitation_wire, _Deferred)  # another converter's hook rides along
     assert (
         other.limitation == resp.limitation == CONVERTER.structure(wire["limitation"], Limitation)
     )

@@ -49,7 +49,7 @@ from .models import (
 )
 from .requests import GenerationRequest, Image2VideoElements, KolorsElements
 from .retry import DEFAULT_RETRY, RetryPolicy, fast_mode, set_time_scale
-from .slots import JobSlots
+from .slots import JobSlots, SlotHold
 from .waiter import DEFAULT_POLL, PollPolicy, TaskWaiter
 from .webhooks import KlingWebhookReceiver
 
@@ -90,6 +90,7 @@ __all__ = [
     "Resource",
     "RetryPolicy",
     "ServerError",
+    "SlotHold",
     "SubmissionUnknownError",
     "Task",
     "TaskArgument",

@@ -46,6 +46,8 @@ from .errors import (
     RequestValidationError,
     ServerError,
     SubmissionUnknownError,
+    TaskFailedError,
+    TaskTimeoutError,
     TransportError,
     error_from_response,
 )
@@ -59,7 +61,7 @@ from .retry import (
     is_retryable,
     sleep_scaled,
 )
-from .slots import JobSlots
+from .slots import JobSlots, SlotHold
 from .waiter import (
     DEFAULT_POLL,
     UNSET,
@@ -68,6 +70,7 @@ from .waiter import (
     PushSource,
     TaskWaiter,
     _Unset,
+    default_timeout,
 )
 
 __all__ = [
@@ -291,6 +294,7 @@ class KlingClient:
         self._submit_locks: dict[tuple[str, str, str], tuple[asyncio.Lock, int]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._abandoned: set[asyncio.Task[Any]] = set()
+        self._following: set[asyncio.Task[None]] = set()  # jobs nobody waits for, slot held
         self._email_probe: asyncio.Future[Any] | None = None
 
     def __repr__(self) -> str:
@@ -320,6 +324,14 @@ class KlingClient:
             return
         self._closed = True
         try:
+            if self._following:
+                log.info(
+                    "closing: %d jobs nobody waits for still run on the server; no longer followed",
+                    len(self._following),
+                )
+                for follow in self._following:
+                    follow.cancel()
+                await asyncio.wait(self._following)
             if self._background:
                 # Let interrupted submissions finish so their task ids get reported.
                 await asyncio.wait(self._background, timeout=self.config.request_timeout)
@@ -713,6 +725,14 @@ class KlingClient:
         account (else the request's, else the client's). The POST is never retried when
         the server may have created the job; see the module docstring.
         """
+        posting = await self._start_submission(request, email, on_submitted)
+        return await self._answer_of(posting)
+
+    async def _start_submission(
+        self, request: GenerationRequest, email: str | None, on_submitted: Hook | None
+    ) -> asyncio.Task[TaskResponse]:
+        """Check, upload, and send the POST in a task of its own (its answer, the task id,
+        must outlive a caller's cancellation: it is logged and handed to the hooks)."""
         if not isinstance(request, GenerationRequest):
             raise TypeError(f"submit() takes a request object, got {type(request).__name__}")
         email = self._account_for(email or request.email)
@@ -726,14 +746,17 @@ class KlingClient:
         body = request_body(request)
         if email:
             body["email"] = email
-        # Shielded: once the POST is out, its answer (the task id) must not be lost to a
-        # caller's cancellation; it is still logged and handed to the hooks. (The relay
-        # future does what asyncio.shield does, at half the cost per job.)
-        loop = asyncio.get_running_loop()
-        posting = loop.create_task(self._post_job(request, body, email, on_submitted))
-        answer: asyncio.Future[TaskResponse] = loop.create_future()
+        posting = asyncio.get_running_loop().create_task(
+            self._post_job(request, body, email, on_submitted)
+        )
         self._background.add(posting)
-        posting.add_done_callback(functools.partial(self._posted, answer, request, email))
+        return posting
+
+    async def _answer_of(self, posting: asyncio.Task[TaskResponse]) -> TaskResponse:
+        """The answer of a submission's POST; cancelling this leaves the POST running.
+        (The relay future does what asyncio.shield does, at half the cost per job.)"""
+        answer: asyncio.Future[TaskResponse] = asyncio.get_running_loop().create_future()
+        posting.add_done_callback(functools.partial(self._posted, answer))
         try:
             return await answer
         except asyncio.CancelledError:
@@ -741,26 +764,14 @@ class KlingClient:
                 self._abandoned.add(posting)  # its outcome now reaches nobody but the log
             raise
 
-    def _posted(
-        self,
-        answer: asyncio.Future[TaskResponse],
-        request: GenerationRequest,
-        email: str | None,
-        posting: asyncio.Task[Any],
-    ) -> None:
+    def _posted(self, answer: asyncio.Future[TaskResponse], posting: asyncio.Task[Any]) -> None:
         self._background.discard(posting)
         abandoned = posting in self._abandoned
         self._abandoned.discard(posting)
         if posting.cancelled():  # only aclose() cancels a submission: the client is closing
             if not answer.done():
                 answer.cancel()
-            log.warning(
-                "a submission to %s on %s was cancelled while its POST was out (the client "
-                "closed): the job may exist; look for it with find_tasks()",
-                request.endpoint,
-                email or "the default account",
-            )
-            return
+            return  # logged by _post_job
         exc = posting.exception()  # retrieved here: asyncio would report it "never retrieved"
         if not answer.done():  # not done: the caller still waits for it
             if exc is None:
@@ -793,6 +804,14 @@ class KlingClient:
         try:
             async with lock:
                 resp = await self._post_with_recovery(request, body, email)
+        except asyncio.CancelledError:  # only aclose() cancels a submission
+            log.warning(
+                "a submission to %s on %s was cancelled while its POST was out (the client "
+                "closed): the job may exist; look for it with find_tasks()",
+                request.endpoint,
+                email or "the default account",
+            )
+            raise
         finally:
             lock, users = self._submit_locks[key]
             if users > 1:
@@ -995,7 +1014,8 @@ class KlingClient:
         """Poll a task until final; return it or raise `TaskFailedError`/`TaskTimeoutError`.
 
         ``hold_slot`` takes one of the account's job slots while waiting (for resuming a
-        job started elsewhere, so new submissions still respect maxJobs).
+        job started elsewhere, so new submissions still respect maxJobs); as with `run`,
+        the slot stays taken until the job ends when the wait is cancelled or times out.
         """
         task_id = task.task_id if isinstance(task, TaskResponse) else task
         email = email or (self._task_email.get(task_id) if task_id else None) or self.email
@@ -1005,8 +1025,13 @@ class KlingClient:
             self._remember(task_id, email)
         if not hold_slot:
             return await self._waiter.wait(task, email=email, timeout=timeout)
-        async with self.slots.acquire(email if email in self._accounts else None) as account:
-            return await self._waiter.wait(task, email=account or email, timeout=timeout)
+        hold = self.slots.acquire(email if email in self._accounts else None)
+        async with hold as account:
+            try:
+                return await self._waiter.wait(task, email=account or email, timeout=timeout)
+            except (asyncio.CancelledError, TaskTimeoutError):
+                self._hold_until_final(hold.detach(), task, account or email)  # still runs
+                raise
 
     def _remember(self, task_id: int, email: str | None) -> None:
         """Note a task's account; the oldest notes go past `_TASKS_REMEMBERED` tasks."""
@@ -1032,17 +1057,24 @@ class KlingClient:
     ) -> TaskResponse:
         """Hold a job slot, submit, wait for the final state; return it.
 
-        Raises `TaskFailedError` when the task failed. Cancelling frees the slot at once;
-        a submitted task's id has been logged and passed to ``on_submitted`` by then.
+        Raises `TaskFailedError` when the task failed. The slot stays held until the job
+        is final on the server: when the caller is cancelled or the deadline passes
+        (`TaskTimeoutError`) after the POST went out, the client keeps polling the task in
+        the background and frees the slot when it ends (or after its kind's default
+        deadline), so new jobs never find the account over its maxJobs. A submitted
+        task's id has been logged and passed to ``on_submitted`` by then.
         """
         email = self._account_for(request.email)
         deadline = request.default_timeout if isinstance(timeout, _Unset) else timeout
         while True:
             # No email (or none configured): the slots pick the account with a free slot.
-            async with self.slots.acquire(email if email in self._accounts else None) as account:
+            hold = self.slots.acquire(email if email in self._accounts else None)
+            async with hold as account:
                 chosen = account or email
+                posting: asyncio.Task[TaskResponse] | None = None
                 try:
-                    resp = await self.submit(request, email=chosen, on_submitted=on_submitted)
+                    posting = await self._start_submission(request, chosen, on_submitted)
+                    resp = await self._answer_of(posting)
                 except AccountError as exc:
                     # Nothing was created (the account cannot take jobs): with another
                     # account to go to, set this one aside and take a slot elsewhere.
@@ -1051,16 +1083,66 @@ class KlingClient:
                     if len(self.slots.disabled()) == len(self._accounts):
                         raise  # no account left: the server's own answer says why
                     continue
+                except asyncio.CancelledError:
+                    if posting is not None:  # the POST goes on: its job may hold the slot
+                        self._hold_until_final(hold.detach(), posting, chosen)
+                    raise
                 try:
                     return await self._waiter.wait(resp, email=chosen, timeout=deadline)
                 except AccountError as exc:
                     self._set_aside(chosen, exc)  # the task stays; wait on it once repaired
                     raise
-                except asyncio.CancelledError:
+                except (asyncio.CancelledError, TaskTimeoutError) as exc:
+                    why = "cancelled" if isinstance(exc, asyncio.CancelledError) else "timed out"
                     log.warning(
-                        "stopped waiting for task %s (cancelled); the job goes on", resp.task_id
+                        "stopped waiting for task %s (%s); the job goes on", resp.task_id, why
                     )
+                    self._hold_until_final(hold.detach(), resp, chosen)
                     raise
+
+    def _hold_until_final(
+        self,
+        hold: SlotHold,
+        submission: int | TaskResponse | asyncio.Task[TaskResponse],
+        email: str | None,
+    ) -> None:
+        """Keep a job's slot in the background until the job is final on the server."""
+        follow = asyncio.get_running_loop().create_task(self._follow(submission, email))
+        self._following.add(follow)
+        follow.add_done_callback(self._following.discard)
+        # A callback, not a finally: a task cancelled before its first step runs no code.
+        follow.add_done_callback(lambda _: hold.release())
+
+    async def _follow(
+        self, submission: int | TaskResponse | asyncio.Task[TaskResponse], email: str | None
+    ) -> None:
+        """Wait for a job nobody waits for (its caller's slot is held meanwhile), at most
+        its kind's default deadline (a task id alone: the longest, a video's)."""
+        task: int | TaskResponse
+        if isinstance(submission, asyncio.Task):
+            await asyncio.wait({submission})
+            if submission.cancelled() or submission.exception() is not None:
+                return  # reported by _posted; no job to wait for
+            task = submission.result()
+        else:
+            task = submission
+        resp = task if isinstance(task, TaskResponse) else None
+        task_id = resp.task_id if resp is not None else task
+        log.info(
+            "task %s: nobody waits for it any more; its job slot on %s stays taken until it ends",
+            task_id,
+            email or "the default account",
+        )
+        try:
+            await self._waiter.wait(task, email=email, timeout=default_timeout(resp))
+        except TaskFailedError:
+            pass
+        except KlingError as exc:
+            log.warning(
+                "task %s: no longer followed (%s); its job slot is free again",
+                task_id,
+                _describe(exc),
+            )
 
     def _set_aside(self, email: str | None, error: AccountError) -> bool:
         """Stop giving jobs to an account in error state (api/errors.md: with several

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
 
 from .errors import AccountError, ConfigurationError, KlingError
 
-__all__ = ["JobSlots"]
+__all__ = ["JobSlots", "SlotHold"]
 
 #: The API's bounds for maxJobs.
 MAX_JOBS_RANGE = (1, 50)
@@ -150,16 +149,17 @@ class JobSlots:
         used, out = self._used, self._out
         return any((limit or 0) > used[a] and a not in out for a, limit in self._limits.items())
 
-    def acquire(self, email: str | None = None) -> AbstractAsyncContextManager[str]:
+    def acquire(self, email: str | None = None) -> SlotHold:
         """Hold one slot for the block (``async with slots.acquire(email) as account``).
 
         ``email`` picks the account; None takes the account with the most free slots.
         Yields the account's email. Freed slots are handed to waiters in arrival order.
-        Cancellation while waiting takes nothing; leaving the block always frees the slot.
+        Cancellation while waiting takes nothing; leaving the block frees the slot, unless
+        it was handed on with `SlotHold.detach`.
         """
         if email is not None:
             self._check_known(email)
-        return _Held(self, email)
+        return SlotHold(self, email)
 
     def _check_out(self, email: str | None) -> None:
         if email in self._out or self._all_out():
@@ -214,8 +214,13 @@ class JobSlots:
             del waiters[key]
 
 
-class _Held:
-    """One slot held for an ``async with`` block (what `JobSlots.acquire` returns)."""
+class SlotHold:
+    """One slot held for an ``async with`` block (what `JobSlots.acquire` returns).
+
+    `detach` hands the slot on to whoever must keep it past the block (a job that still
+    runs on the server after its caller stopped waiting): the block's end then frees
+    nothing, and the returned hold's `release` frees the slot.
+    """
 
     __slots__ = ("_account", "_email", "_slots")
 
@@ -223,6 +228,11 @@ class _Held:
         self._slots = slots
         self._email = email
         self._account: str | None = None
+
+    @property
+    def account(self) -> str | None:
+        """The account whose slot is held (None when none is held)."""
+        return self._account
 
     async def __aenter__(self) -> str:
         if self._account is not None:
@@ -241,6 +251,19 @@ class _Held:
         return chosen
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Free the slot now (once; later calls do nothing)."""
         account, self._account = self._account, None
         if account is not None:
             self._slots._release(account)
+
+    def detach(self) -> SlotHold:
+        """Move the held slot to a new hold, which frees it on `release`; this one then
+        holds nothing."""
+        if self._account is None:
+            raise RuntimeError("no slot is held")
+        moved = SlotHold(self._slots, self._email)
+        moved._account, self._account = self._account, None
+        return moved

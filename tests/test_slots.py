@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from helpers import wait_until
 
 from kling_async import (
     AccountError,
@@ -18,6 +19,7 @@ from kling_async import (
     KolorsElements,
     ModerationError,
     RateLimitError,
+    RequestInfo,
     RequestValidationError,
     TaskFailedError,
     TaskResponse,
@@ -201,7 +203,7 @@ async def test_moderated_job_frees_its_slot(
     assert (await slow_client.run(job("after"))).succeeded
 
 
-async def test_timed_out_job_frees_its_slot_and_can_be_waited_on_again(
+async def test_timed_out_job_keeps_its_slot_until_it_ends_and_can_be_waited_on_again(
     slow_sim: KlingSimulator, slow_client: KlingClient
 ) -> None:
     with pytest.raises(TaskTimeoutError) as caught:
@@ -212,16 +214,19 @@ async def test_timed_out_job_frees_its_slot_and_can_be_waited_on_again(
     assert error.last is not None
     assert error.last.task_id == error.task_id
     assert not error.last.is_final
-    assert slow_client.slots.in_use(EMAIL) == 0
-    assert (await slow_client.run(job("after"))).succeeded  # a later job runs
+    # The job still runs on the server, so it still counts against maxJobs here.
+    assert slow_client.slots.in_use(EMAIL) == 1
+    assert (await slow_client.run(job("after"))).succeeded  # a later job runs beside it
     assert slow_sim.stats["running"] == {EMAIL: 1}  # the slow one still runs on the server
     slow_sim.finish(error.task_id or 0)
     assert (await slow_client.wait(error.task_id or 0)).succeeded
+    await wait_until(lambda: slow_client.slots.in_use(EMAIL) == 0)  # given back once final
 
 
-async def test_cancelled_waiting_job_frees_its_slot_at_once(
-    slow_sim: KlingSimulator, slow_client: KlingClient
+async def test_cancelled_waiting_job_keeps_its_slot_until_the_job_ends(
+    slow_sim: KlingSimulator, slow_client: KlingClient, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="kling_async")
     submitted: list[TaskResponse] = []
     reported = asyncio.Event()
 
@@ -237,11 +242,57 @@ async def test_cancelled_waiting_job_frees_its_slot_at_once(
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
-    assert slow_client.slots.in_use(EMAIL) == 0
-    assert submitted[0].task_id in slow_sim.tasks
+    task_id = submitted[0].task_id
+    assert task_id in slow_sim.tasks
     assert slow_sim.stats["running"] == {EMAIL: 1}  # the job goes on without a waiter
+    assert slow_client.slots.in_use(EMAIL) == 1  # and keeps its slot meanwhile
+    assert f"stopped waiting for task {task_id} (cancelled); the job goes on" in caplog.text
+    await wait_until(lambda: "nobody waits for it any more" in caplog.text)
     slow_sim.finish_all()
+    await wait_until(lambda: slow_client.slots.in_use(EMAIL) == 0)
     await asyncio.gather(*(slow_client.run(job(f"after {n}")) for n in range(3)))
+
+
+async def test_a_followed_job_that_vanishes_frees_its_slot(
+    slow_sim: KlingSimulator, slow_client: KlingClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(TaskTimeoutError) as caught:
+        await slow_client.run(job("slow and then deleted"), timeout=0.05)
+    assert slow_client.slots.in_use(EMAIL) == 1
+    del slow_sim.tasks[caught.value.task_id or 0]  # the server forgets it: GET answers 404
+    await wait_until(lambda: slow_client.slots.in_use(EMAIL) == 0)
+    assert f"task {caught.value.task_id}: no longer followed (NotFoundError: " in caplog.text
+    assert "its job slot is free again" in caplog.text
+
+
+async def test_a_slot_held_while_waiting_stays_held_past_the_deadline(
+    slow_sim: KlingSimulator,
+) -> None:
+    """wait(hold_slot=True) (resuming a job started elsewhere) keeps the slot as run() does."""
+    async with KlingClient(
+        token=TOKEN, base_url=slow_sim.base_url, email=EMAIL, max_jobs=3
+    ) as starter:
+        started = await starter.submit(job("slow, started elsewhere"))
+    task_id = started.task_id or 0
+    async with KlingClient(
+        token=TOKEN, base_url=slow_sim.base_url, email=EMAIL, max_jobs=3
+    ) as kling:
+        with pytest.raises(TaskTimeoutError):
+            await kling.wait(task_id, hold_slot=True, timeout=0.05)
+        assert kling.slots.in_use(EMAIL) == 1  # the job runs on: its slot stays taken
+        slow_sim.finish(task_id)
+        await wait_until(lambda: kling.slots.in_use(EMAIL) == 0)
+
+
+async def test_closing_the_client_lets_followed_jobs_go(slow_sim: KlingSimulator) -> None:
+    kling = KlingClient(token=TOKEN, base_url=slow_sim.base_url, email=EMAIL)
+    async with kling:
+        with pytest.raises(TaskTimeoutError):
+            await kling.run(job("slow, then the client closes"), timeout=0.05)
+        assert kling.slots.in_use(EMAIL) == 1
+        assert len(kling._following) == 1
+    assert kling._following == set()
+    assert kling.slots.in_use(EMAIL) == 0
 
 
 async def test_cancelled_while_queued_for_a_slot_takes_nothing(
@@ -295,12 +346,42 @@ async def test_cancel_while_the_post_is_in_flight_still_reports_the_task(
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
             await running
-        assert kling.slots.in_use(EMAIL) == 0  # freed at once, before the answer came
+        assert kling.slots.in_use(EMAIL) == 1  # the job may exist: its slot stays taken
         assert not reported.is_set()
         await soon(reported.wait())
         (task_id,) = ids
         assert task_id == sim.stats["tasks"][0]["id"]
+        await wait_until(lambda: "nobody waits for it any more" in caplog.text)
+        assert kling.slots.in_use(EMAIL) == 1  # the job runs: followed, slot held
+        sim.finish(task_id or 0)
+        await wait_until(lambda: kling.slots.in_use(EMAIL) == 0)
     assert f"submitted task {task_id}" in caplog.text
+
+
+async def test_cancel_while_a_refused_post_is_in_flight_frees_the_slot_on_its_answer() -> None:
+    plan = FaultPlan(rules={"submit": FaultRates(delay=1.0)}, delay_seconds=0.3)
+    refused = asyncio.Event()
+
+    def on_request(info: RequestInfo) -> None:
+        if info.method == "POST" and info.status == 500:
+            refused.set()
+
+    async with (
+        KlingSimulator(token=TOKEN, accounts={EMAIL: 3}, fault_plan=plan) as sim,
+        KlingClient(
+            token=TOKEN, base_url=sim.base_url, email=EMAIL, max_jobs=3, on_request=on_request
+        ) as kling,
+    ):
+        running = asyncio.ensure_future(kling.run(job("nsfw in flight")))
+        await wait_until(lambda: sim.stats["posts"] == 1)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        assert kling.slots.in_use(EMAIL) == 1  # the answer is not in yet
+        await soon(refused.wait())  # moderation: nothing was created
+        await wait_until(lambda: kling.slots.in_use(EMAIL) == 0)
+        assert sim.stats["tasks_created"] == 0
+        assert kling._following == set()
 
 
 # -- several accounts --------------------------------------------------------------------------
@@ -409,7 +490,7 @@ async def test_gather_return_exceptions_keeps_jobs_independent(
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.TaskGroup is 3.11+")
-async def test_task_group_failure_cancels_siblings_and_frees_every_slot(
+async def test_task_group_failure_cancels_siblings_whose_jobs_keep_their_slots_till_they_end(
     slow_sim: KlingSimulator, slow_client: KlingClient
 ) -> None:
     submitted: list[int | None] = []
@@ -422,10 +503,12 @@ async def test_task_group_failure_cancels_siblings_and_frees_every_slot(
     failures = caught.value.exceptions
     assert len(failures) == 1
     assert isinstance(failures[0], TaskFailedError)
-    assert slow_client.slots.in_use(EMAIL) == 0
     assert len(submitted) == 3  # the cancelled siblings' task ids were reported
     assert set(submitted) == set(slow_sim.tasks)
-    slow_sim.finish_all()  # the cancelled siblings' jobs went on running on the server
+    # The cancelled siblings' jobs go on running on the server, holding their slots.
+    assert slow_client.slots.in_use(EMAIL) == 2
+    slow_sim.finish_all()
+    await wait_until(lambda: slow_client.slots.in_use(EMAIL) == 0)
     async with asyncio.TaskGroup() as group:  # and the client works on
         tasks = [group.create_task(slow_client.run(job(f"next {n}"))) for n in range(2)]
     assert all(t.result().succeeded for t in tasks)

@@ -79,6 +79,7 @@ from .errors import (
 )
 from .models import TaskResponse
 from .requests import GenerationRequest, Image2VideoElements, KolorsElements, is_remote
+from .slots import SlotHold
 
 if TYPE_CHECKING:
     from .client import KlingClient
@@ -716,9 +717,10 @@ class BatchRunner:
         while True:
             holding = False
             try:
-                async with self.client.slots.acquire(wanted) as account:
+                hold = self.client.slots.acquire(wanted)
+                async with hold as account:
                     holding = True
-                    final = await self._send(job, account or None, named=wanted is not None)
+                    final = await self._send(job, account or None, hold, named=wanted is not None)
             except _Resend:
                 continue  # its account was set aside: another one takes it
             except AccountError as exc:
@@ -730,9 +732,11 @@ class BatchRunner:
         if final is not None:  # the slot is free again: downloading needs none
             await self._download(job.line, final)
 
-    async def _send(self, job: Job, email: str | None, *, named: bool) -> TaskResponse | None:
-        """Upload, POST and wait, on a slot of ``email``; the final response of a task that
-        succeeded, or None after journaling any other end."""
+    async def _send(
+        self, job: Job, email: str | None, hold: SlotHold, *, named: bool
+    ) -> TaskResponse | None:
+        """Upload, POST and wait, on a slot of ``email`` (``hold``); the final response of a
+        task that succeeded, or None after journaling any other end."""
         line = job.line
         if self._halted is not None:
             return None  # the run is stopping: the job stays pending
@@ -764,7 +768,7 @@ class BatchRunner:
             raise
         if response is None:
             return None
-        return await self._wait(line, response, email, hold_slot=False)
+        return await self._wait(line, response, email, hold_slot=False, hold=hold)
 
     async def _post(
         self, line: int, request: GenerationRequest, email: str | None
@@ -912,9 +916,17 @@ class BatchRunner:
             await self._download(rec.line, final)
 
     async def _wait(
-        self, line: int, task: int | TaskResponse, email: str | None, *, hold_slot: bool
+        self,
+        line: int,
+        task: int | TaskResponse,
+        email: str | None,
+        *,
+        hold_slot: bool,
+        hold: SlotHold | None = None,
     ) -> TaskResponse | None:
-        """The final response of a task that succeeded; None after journaling any other end."""
+        """The final response of a task that succeeded; None after journaling any other end.
+        A task that outlives its deadline keeps ``hold``'s slot until it ends (the client
+        follows it), as `KlingClient.run` does."""
         try:
             final = await self.client.wait(task, email=email, hold_slot=hold_slot)
         except TaskFailedError as exc:
@@ -942,6 +954,8 @@ class BatchRunner:
             self._halt(exc)
             raise
         except TaskTimeoutError as exc:
+            if hold is not None:
+                self.client._hold_until_final(hold.detach(), task, email)  # it runs on
             note = f"{exc} (re-run to keep waiting)"
             self._emit(JobEvent.INCOMPLETE, self.journal.note_error(line, note))
             return None

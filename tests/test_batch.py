@@ -312,6 +312,41 @@ async def test_cancelled_run_journals_the_task_id_of_a_post_in_flight(tmp_path: 
     assert (rec.state, rec.task_id) == (JobState.SUBMITTED, 4242)
 
 
+async def test_a_job_past_its_deadline_keeps_its_slot_until_it_ends(
+    durations: Durations, images: Path, tmp_path: Path
+) -> None:
+    """The batch does as run(): a task that outlives its deadline still runs on the server,
+    so its slot is not given to the next job until it ends."""
+    durations.seconds = 3600.0  # until the test finishes them
+    jobs = parse_jobs_file(write_jobs(images, [image_line(f"job {i}") for i in range(3)]))
+    recorder = Recorder()
+    async with (
+        # No ETA: the followers poll at the (test-scaled) policy pace, not in an hour.
+        KlingSimulator(
+            token=TOKEN, accounts={ACCOUNT: 2}, job_duration=durations, eta=False
+        ) as sim,
+        client(sim) as kling,
+    ):
+        kling._waiter.timeout = 0.05  # the deadline of every wait (15 min by default)
+        with Journal(tmp_path / ".journal") as journal:
+            runner = BatchRunner(kling, journal, tmp_path, observer=recorder)
+            running = asyncio.ensure_future(runner.run(jobs))
+            incomplete = {(JobEvent.INCOMPLETE, 1), (JobEvent.INCOMPLETE, 2)}
+            await wait_until(lambda: incomplete <= set(recorder.events))
+            assert kling.slots.in_use(ACCOUNT) == 2  # both jobs run on: the third waits
+            assert sim.stats["tasks_created"] == 2
+            durations.seconds = 0.05
+            kling._waiter.timeout = 60.0  # the third job's wait: no race with its 50 ms run
+            sim.finish_all()
+            summary = await running
+    first, second, third = summary.records
+    assert first.state is second.state is JobState.SUBMITTED  # a re-run waits for them
+    assert "re-run to keep waiting" in (first.error or "")
+    assert third.state is JobState.SUCCEEDED
+    assert sim.stats["tasks_created"] == 3
+    assert max(sim.stats["peak_running"].values()) <= 2
+
+
 def test_a_file_that_is_not_a_journal_is_refused_and_left_closed(tmp_path: Path) -> None:
     not_a_journal = tmp_path / "jobs.db"
     not_a_journal.write_text("these are my notes, not a database\n" * 200)

@@ -238,11 +238,12 @@ async def test_cancelled_waiting_job_keeps_its_slot_until_the_job_ends(
         slow_client.run(job("slow cancelled"), on_submitted=on_submitted)
     )
     await soon(reported.wait())
+    task_id = submitted[0].task_id
+    await wait_until(lambda: slow_sim.stats["polls_by_task"].get(task_id or 0, 0) >= 1)
     assert slow_client.slots.in_use(EMAIL) == 1
-    running.cancel()
+    running.cancel()  # while it waits (it polled once)
     with pytest.raises(asyncio.CancelledError):
         await running
-    task_id = submitted[0].task_id
     assert task_id in slow_sim.tasks
     assert slow_sim.stats["running"] == {EMAIL: 1}  # the job goes on without a waiter
     assert slow_client.slots.in_use(EMAIL) == 1  # and keeps its slot meanwhile
@@ -334,8 +335,9 @@ async def test_cancel_while_the_post_is_in_flight_still_reports_the_task(
         reported.set()
 
     async with (
+        # No ETA: the follower polls at the (test-scaled) policy pace, not in a minute.
         KlingSimulator(
-            token=TOKEN, accounts={EMAIL: 3}, fault_plan=plan, job_duration=durations
+            token=TOKEN, accounts={EMAIL: 3}, fault_plan=plan, job_duration=durations, eta=False
         ) as sim,
         KlingClient(
             token=TOKEN, base_url=sim.base_url, email=EMAIL, max_jobs=3, on_submitted=on_submitted

@@ -428,6 +428,15 @@ class Account:
     balance: dict[str, Any] | None = None
 
 
+def structure_deferred(response: TaskResponse) -> None:
+    """Structure every deferred field of an answer now (see `DEFERRED_FIELDS`): one kept
+    for a while takes less memory structured than as its wire objects."""
+    for name in DEFERRED_FIELDS[TaskResponse]:
+        getattr(response, name)
+    if response.task is not None:
+        response.task.task_info  # noqa: B018
+
+
 #: Fields the converter structures on first read, by model: field -> (side slot, type).
 #: They are kept as wire objects until read; no reader can tell the difference.
 DEFERRED_FIELDS: Final[Mapping[type, Mapping[str, tuple[str, type]]]] = {

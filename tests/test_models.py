@@ -37,7 +37,7 @@ from kling_async.convert import (
     structure_task,
     unstructure,
 )
-from kling_async.models import _Deferred
+from kling_async.models import _Deferred, structure_deferred
 
 PAYLOADS = Path(__file__).parent / "payloads"
 TASK_PAYLOADS = (
@@ -673,6 +673,19 @@ def test_a_task_info_that_is_null_or_not_an_object(value: Any) -> None:
     assert task == Task(id=1, task_info=task.task_info)
     with pytest.raises(AttributeError, match="no attribute 'task_infos'"):
         task.task_infos  # type: ignore[attr-defined]  # noqa: B018
+
+
+@pytest.mark.parametrize("name", TASK_PAYLOADS)
+def test_structure_deferred_structures_every_deferred_field_now(name: str) -> None:
+    """What a waiter does to an answer it keeps for a while (less memory structured)."""
+    wire = load(name)
+    resp = structure_task(wire)
+    structure_deferred(resp)
+    slots = ("_limitation_wire", "_user_points_wire", "_user_tickets_wire")
+    assert [getattr(resp, slot) for slot in slots] == [None, None, None]
+    assert resp.task is not None
+    assert resp.task._task_info_wire is None
+    assert resp == _eager(wire)
 
 
 def test_deferred_fields_keep_the_bare_wire_object_with_the_packages_converter() -> None:

@@ -102,8 +102,8 @@ class JobSlots:
         else:
             what = f"account {email} is set aside"
         return AccountError(
-            f"{what} (after: {reason}); no request was sent. Repair the account, then "
-            "call slots.enable(email)",
+            f"{what} (after: {reason}); no request was sent. Repair the account (re-add it "
+            "with POST /accounts), then call enable(email) on the client's slots",
             status=getattr(reason, "status", 596),
         )
 

@@ -298,8 +298,8 @@ async def two(two_sim: KlingSimulator) -> AsyncIterator[KlingClient]:
 
 SET_ASIDE = (
     f"596: account {B} is set aside (after: 596 from POST {KOLORS}: Account {B} in error "
-    f"state: {ACCOUNT_ERROR_REASON}); no request was sent. Repair the account, then call "
-    "slots.enable(email)"
+    f"state: {ACCOUNT_ERROR_REASON}); no request was sent. Repair the account (re-add it with "
+    "POST /accounts), then call enable(email) on the client's slots"
 )
 
 

@@ -590,7 +590,8 @@ async def test_job_slots_disable_and_enable_an_account() -> None:
         await for_b  # asked for b by name: told why, not left waiting
     assert str(info.value) == (
         f"596: account {OTHER} is set aside (after: 596 from POST x: Account b in error "
-        "state); no request was sent. Repair the account, then call slots.enable(email)"
+        "state); no request was sent. Repair the account (re-add it with POST /accounts), "
+        "then call enable(email) on the client's slots"
     )
     assert not for_any.done()  # any account will do: it waits for a's slot
     await held_b.__aexit__(None, None, None)  # b's slot comes back: not for new jobs

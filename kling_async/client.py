@@ -1107,6 +1107,9 @@ class KlingClient:
         email: str | None,
     ) -> None:
         """Keep a job's slot in the background until the job is final on the server."""
+        if self._closed:  # closing: no one will submit again, and no poll could go out
+            hold.release()
+            return
         follow = asyncio.get_running_loop().create_task(self._follow(submission, email))
         self._following.add(follow)
         follow.add_done_callback(self._following.discard)
@@ -1143,6 +1146,8 @@ class KlingClient:
                 task_id,
                 _describe(exc),
             )
+        except Exception:  # nobody awaits this task: its error would only reach the loop
+            log.exception("task %s: following it failed; its job slot is free again", task_id)
 
     def _set_aside(self, email: str | None, error: AccountError) -> bool:
         """Stop giving jobs to an account in error state (api/errors.md: with several

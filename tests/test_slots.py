@@ -285,6 +285,44 @@ async def test_a_slot_held_while_waiting_stays_held_past_the_deadline(
         await wait_until(lambda: kling.slots.in_use(EMAIL) == 0)
 
 
+async def test_a_follower_that_breaks_frees_the_slot_and_says_so(
+    slow_sim: KlingSimulator,
+    slow_client: KlingClient,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(TaskTimeoutError) as caught:
+        await slow_client.run(job("slow, and its follower breaks"), timeout=0.05)
+
+    async def broken(*args: Any, **kwargs: Any) -> TaskResponse:
+        raise RuntimeError("a bug")
+
+    # The follower has not taken its first step yet: it meets the broken waiter.
+    monkeypatch.setattr(slow_client._waiter, "wait", broken)
+    await wait_until(lambda: slow_client.slots.in_use(EMAIL) == 0)
+    task_id = caught.value.task_id
+    assert f"task {task_id}: following it failed; its job slot is free again" in caplog.text
+    assert "RuntimeError: a bug" in caplog.text
+
+
+async def test_a_job_cancelled_while_the_client_closes_is_not_followed(
+    slow_sim: KlingSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    kling = KlingClient(token=TOKEN, base_url=slow_sim.base_url, email=EMAIL)
+    await kling.__aenter__()
+    running = asyncio.ensure_future(kling.run(job("slow, then the client closes")))
+    await wait_until(lambda: slow_sim.stats["polls"] >= 1)  # it waits
+    closing = asyncio.ensure_future(kling.aclose())
+    await asyncio.sleep(0)  # aclose() has begun: the client is closed to new work
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert kling._following == set()  # no poll could go out any more
+    assert kling.slots.in_use(EMAIL) == 0
+    await closing
+    assert "no longer followed" not in caplog.text
+
+
 async def test_closing_the_client_lets_followed_jobs_go(slow_sim: KlingSimulator) -> None:
     kling = KlingClient(token=TOKEN, base_url=slow_sim.base_url, email=EMAIL)
     async with kling:

@@ -723,7 +723,8 @@ class KlingClient:
 
         Local files and bytes in image fields are uploaded first. ``email`` picks the
         account (else the request's, else the client's). The POST is never retried when
-        the server may have created the job; see the module docstring.
+        the server may have created the job; see the module docstring. No job slot is
+        taken: to keep an account at its maxJobs, use `run` (submit and wait on a slot).
         """
         posting = await self._start_submission(request, email, on_submitted)
         return await self._answer_of(posting)

@@ -401,11 +401,10 @@ class KlingClient:
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    async def _once(
+    async def _once(  # noqa: PLR0917 - positional: every API call's hot path, no kwargs dict
         self,
         method: str,
         path: str,
-        *,
         params: Mapping[str, Any] | None,
         json_body: Any,
         data: bytes | None,
@@ -416,8 +415,8 @@ class KlingClient:
         headers = self._auth()
         if content_type:
             headers = {**headers, "Content-Type": content_type}
-        loop = asyncio.get_running_loop()
-        start = loop.time()
+        report = self.on_request is not None or log.isEnabledFor(logging.DEBUG)
+        start = time.monotonic() if report else 0.0
         status: int | None = None
         error: str | None = None
         try:
@@ -439,8 +438,8 @@ class KlingClient:
             error = _describe(exc)
             raise
         finally:
-            if self.on_request is not None or log.isEnabledFor(logging.DEBUG):
-                await self._report(method, path, status, loop.time() - start, error)
+            if report:
+                await self._report(method, path, status, time.monotonic() - start, error)
         if status >= 300:
             raise error_from_response(status, body, resp_headers, method=method, path=path)
         if not body or body.isspace():
@@ -473,19 +472,10 @@ class KlingClient:
         creates_job: bool = False,
         timeout: aiohttp.ClientTimeout | None = None,
     ) -> Any:
-        attempt = functools.partial(
-            self._once,
-            method,
-            path,
-            params=params,
-            json_body=json_body,
-            data=data,
-            content_type=content_type,
-            timeout=timeout,
-        )
+        args = (method, path, params, json_body, data, content_type, timeout)
         try:
             try:
-                return await attempt()  # at once: most calls need nothing more
+                return await self._once(*args)  # at once: most calls need nothing more
             except _RETRIED as exc:
                 if not is_retryable(exc, creates_job=creates_job):
                     raise
@@ -495,7 +485,7 @@ class KlingClient:
                 await _call_hook(self.on_retry, exc, tries, wait)
 
             return await call_with_retries(
-                attempt,
+                functools.partial(self._once, *args),
                 policy=self.config.retry,
                 creates_job=creates_job,
                 describe=f"{method} {path}",
@@ -607,7 +597,8 @@ class KlingClient:
         email = email or self._task_email.get(task_id) or self.email
         if not email:
             email = await self._with_default_email(email)
-        data = await self._call("GET", f"tasks/{task_id}", params=self._params(email))
+        params = {"email": email} if email else None  # the poll: no _params() call
+        data = await self._call("GET", f"tasks/{task_id}", params=params)
         return structure_task(data)
 
     async def list_tasks(
@@ -739,7 +730,8 @@ class KlingClient:
         email = self._account_for(email or request.email)
         if not email:
             email = await self._with_default_email(email)
-        request = await self.upload_images(request, email=email)
+        if request.has_local_images():
+            request = await self.upload_images(request, email=email)
         if self.webhook is not None and request.reply_url is None:
             request = attrs.evolve(
                 request, reply_url=self.webhook.reply_url, reply_ref=self.webhook.new_ref()

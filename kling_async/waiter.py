@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Awaitable, Generator
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final, Protocol
 
@@ -355,12 +355,17 @@ class TaskWaiter:
             policy = attrs.evolve(policy, interval=policy.push_fallback)
         return task_id, last, deadline, push, _Delays(policy)
 
-    async def _poll(self, task_id: int, email: str | None, budget: float | None) -> TaskResponse:
+    def _poll(
+        self, task_id: int, email: str | None, budget: float | None
+    ) -> Awaitable[TaskResponse]:
         """One poll, given up after ``budget`` seconds (None: no bound)."""
         bound = getattr(self._client, "poll_time_bound", None)
         if budget is None or (bound is not None and budget > bound):
             # The poll cannot outlast the budget: no need for a task of its own.
-            return await self._poll_once(task_id, email)
+            return self._poll_once(task_id, email)
+        return self._poll_bounded(task_id, email, budget)
+
+    async def _poll_bounded(self, task_id: int, email: str | None, budget: float) -> TaskResponse:
         # Not asyncio.wait_for: on Python 3.10 and 3.11 it can swallow a cancellation that
         # arrives as the poll completes, and the waiter would then outlive its caller.
         poll = asyncio.ensure_future(self._poll_once(task_id, email))

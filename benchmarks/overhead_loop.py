@@ -1,0 +1,69 @@
+"""One side of the overhead benchmark alone, for an instruction counter.
+
+CPU time on a shared machine drifts (see README.md); instruction counts do not. Run a side
+for two job counts under valgrind's callgrind and subtract: the difference over the extra
+jobs is the side's instructions per job, start-up excluded::
+
+    CG="valgrind --tool=callgrind --callgrind-out-file=/dev/null"
+    $CG python benchmarks/overhead_loop.py client 1200
+    $CG python benchmarks/overhead_loop.py client 200
+
+("Collected" in each summary; the simulator runs in its own process, not counted.) The
+client side counts building its request objects too, which the timed benchmark leaves
+out (``raw`` builds its bodies inside its loop): run ``requests`` the same way to
+subtract that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+import aiohttp
+import attrs
+import run as bench
+
+from kling_async import DEFAULT_POLL, ClientConfig, KlingClient
+
+ROUND = 200
+
+
+async def _requests_only(n: int, start: int) -> None:
+    async def nothing(_: object) -> None:
+        return None
+
+    requests = [bench.kolors_request(start + i, 0.0) for i in range(n)]
+    await asyncio.gather(*(nothing(r) for r in requests))
+
+
+async def _main(sim: bench.SimProcess, side: str, jobs: int) -> None:
+    policy = attrs.evolve(DEFAULT_POLL, interval=0.001, jitter=0.0, max_polls_per_second=None)
+    config = ClientConfig(poll=policy)
+    kling: KlingClient
+    async with (
+        aiohttp.ClientSession() as session,
+        bench._client(sim, config, email="overhead@bench", max_jobs=20) as kling,
+    ):
+        raw = bench.Raw(session, sim)
+        start = 10**7
+        for done in range(0, jobs + ROUND, ROUND):  # the first round warms up
+            if side == "raw":
+                await bench._overhead_raw(raw, ROUND, start + done, 20)
+            elif side == "client":
+                await bench._overhead_client(kling, ROUND, start + done)
+            else:
+                await _requests_only(ROUND, start + done)
+
+
+def main() -> None:
+    """Run ``jobs`` jobs (plus a warm-up round) of one side against the simulator."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("side", choices=("raw", "client", "requests"))
+    parser.add_argument("jobs", type=int, help=f"a multiple of {ROUND}")
+    args = parser.parse_args()
+    with bench.simulators(bench.MODES["smoke"]) as sims:
+        asyncio.run(_main(sims[True], args.side, args.jobs))
+
+
+if __name__ == "__main__":
+    main()

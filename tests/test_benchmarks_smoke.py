@@ -33,6 +33,9 @@ KEYS = [
     "detection_lag_fraction_fixed_500ms_no_eta",
     "detection_lag_fraction_fixed_20s_no_eta",
     "overhead_ratio",
+    "overhead_ratio_q1",
+    "overhead_ratio_q3",
+    "overhead_ratio_best_rounds",
     "rss_kb_per_waiter",
     "loop_lag_p99_ms",
     "structure_us",
@@ -53,3 +56,10 @@ def test_smoke_run_reports_every_figure(tmp_path: Path) -> None:
     assert set(figures["goals"]) >= {"utilization", "overhead_ratio", "rss_kb_per_waiter"}
     assert figures["meta"]["mode"] == "smoke"
     assert "| figure | value |" in done.stdout
+
+
+def test_the_overhead_loop_runs() -> None:
+    """benchmarks/overhead_loop.py (for instruction counters): its warm-up round only."""
+    script = ROOT / "benchmarks" / "overhead_loop.py"
+    done = run_command([sys.executable, str(script), "client", "0"], cwd=ROOT)
+    assert done.returncode == 0, done.stderr

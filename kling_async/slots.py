@@ -1,7 +1,9 @@
 """JobSlots: how many jobs may run at once on each account.
 
-A slot is taken before the POST that creates a job and given back when the job is final,
-failed, timed out, or its caller was cancelled. An account's size is its ``max_jobs``: given
+A slot is taken before the POST that creates a job and given back when the job is final
+(succeeded or failed); when its caller stops waiting first (timed out, cancelled), the
+client hands the slot to a follower that gives it back when the job ends (`SlotHold.detach`,
+`KlingClient.run`). An account's size is its ``max_jobs``: given
 per account, or read once from ``GET /accounts/{email}`` by the ``fetch_max_jobs`` callable.
 A job without an email goes to the account with the most free slots; if none is free it
 waits for the first slot freed on any account.

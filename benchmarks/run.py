@@ -96,8 +96,8 @@ MODES = {
     "smoke": Mode(
         "smoke",
         scale=0.05,
-        util_jobs=20,
-        mixed_jobs=8,
+        util_jobs=10,
+        mixed_jobs=4,
         polls_jobs=4,
         overhead_jobs=20,
         overhead_pairs=1,

@@ -768,7 +768,7 @@ class BatchRunner:
             raise
         if response is None:
             return None
-        return await self._wait(line, response, email, hold_slot=False, hold=hold)
+        return await self._wait(line, response, email, hold)
 
     async def _post(
         self, line: int, request: GenerationRequest, email: str | None
@@ -911,7 +911,7 @@ class BatchRunner:
 
     async def _resume(self, rec: JobRecord) -> None:
         assert rec.task_id is not None
-        final = await self._wait(rec.line, rec.task_id, rec.email, hold_slot=True)
+        final = await self._wait(rec.line, rec.task_id, rec.email, None)
         if final is not None:
             await self._download(rec.line, final)
 
@@ -920,15 +920,14 @@ class BatchRunner:
         line: int,
         task: int | TaskResponse,
         email: str | None,
-        *,
-        hold_slot: bool,
-        hold: SlotHold | None = None,
+        hold: SlotHold | None,
     ) -> TaskResponse | None:
         """The final response of a task that succeeded; None after journaling any other end.
-        A task that outlives its deadline keeps ``hold``'s slot until it ends (the client
-        follows it), as `KlingClient.run` does."""
+        ``hold``: the slot the job holds (None: resuming, the wait takes one). A task that
+        outlives its deadline keeps its slot until it ends (the client follows it), as
+        `KlingClient.run` does."""
         try:
-            final = await self.client.wait(task, email=email, hold_slot=hold_slot)
+            final = await self.client.wait(task, email=email, hold_slot=hold is None)
         except TaskFailedError as exc:
             done = exc.task
             state = done.status_name if done is not None else None

@@ -231,11 +231,6 @@ class SlotHold:
         self._email = email
         self._account: str | None = None
 
-    @property
-    def account(self) -> str | None:
-        """The account whose slot is held (None when none is held)."""
-        return self._account
-
     async def __aenter__(self) -> str:
         if self._account is not None:
             raise RuntimeError("a slot context cannot be entered twice")

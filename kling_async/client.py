@@ -29,7 +29,7 @@ import mimetypes
 import os
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -401,66 +401,7 @@ class KlingClient:
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    async def _once(  # noqa: PLR0917 - positional: every API call's hot path, no kwargs dict
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, Any] | None,
-        json_body: Any,
-        data: bytes | None,
-        content_type: str | None,
-        timeout: aiohttp.ClientTimeout | None,
-    ) -> Any:
-        session = self._ensure_session()
-        headers = self._auth()
-        if content_type:
-            headers = {**headers, "Content-Type": content_type}
-        report = self.on_request is not None or log.isEnabledFor(logging.DEBUG)
-        start = time.monotonic() if report else 0.0
-        status: int | None = None
-        error: str | None = None
-        try:
-            async with session.request(
-                method,
-                self.base_url + path,
-                params=params,
-                json=json_body,
-                data=data,
-                headers=headers,
-                # The API does not redirect; following one could carry the token elsewhere.
-                allow_redirects=False,
-                timeout=timeout if timeout is not None else session.timeout,
-            ) as resp:
-                status = resp.status
-                body = await resp.read()
-                resp_headers = resp.headers
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            error = _describe(exc)
-            raise
-        finally:
-            if report:
-                await self._report(method, path, status, time.monotonic() - start, error)
-        if status >= 300:
-            raise error_from_response(status, body, resp_headers, method=method, path=path)
-        if not body or body.isspace():
-            return {}
-        try:
-            return json.loads(body)
-        except ValueError:
-            excerpt = body[:120].decode("utf-8", "replace")
-            raise PayloadError(
-                f"{method} {path}: answer {status} is not JSON: {excerpt!r}"
-            ) from None
-
-    async def _report(
-        self, method: str, path: str, status: int | None, elapsed: float, error: str | None
-    ) -> None:
-        note = f" ({error})" if error else ""
-        log.debug("%s %s -> %s in %.0f ms%s", method, path, status, elapsed * 1000, note)
-        info = RequestInfo(method=method, path=path, status=status, elapsed=elapsed, error=error)
-        await _call_hook(self.on_request, info)
-
-    async def _call(
+    def _call(
         self,
         method: str,
         path: str,
@@ -471,15 +412,85 @@ class KlingClient:
         content_type: str | None = None,
         creates_job: bool = False,
         timeout: aiohttp.ClientTimeout | None = None,
+    ) -> Awaitable[Any]:
+        """One API call with the retry policy: the decoded JSON answer, or a typed error
+        (`TransportError` for a connection or timeout failure)."""
+        if json_body is not None:
+            # Serialized here (what aiohttp's json= does, minus its payload wrapper).
+            data, content_type = json.dumps(json_body).encode(), "application/json"
+        return self._once(method, path, params, data, content_type, timeout, creates_job)
+
+    async def _once(  # noqa: PLR0917 - positional: every API call's hot path, no kwargs dict
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        data: bytes | None,
+        content_type: str | None,
+        timeout: aiohttp.ClientTimeout | None,
+        creates_job: bool | None = None,
     ) -> Any:
-        args = (method, path, params, json_body, data, content_type, timeout)
+        """One request. Its failures go on to the retry policy when ``creates_job`` is a
+        bool (the first attempt of a `_call`: one coroutine, no retry machinery, for the
+        calls that succeed at once); None: an attempt of the retry loop, failures raw."""
         try:
+            session = self._ensure_session()
+            headers = self._auth()
+            if content_type:
+                headers = {**headers, "Content-Type": content_type}
+            report = self.on_request is not None or log.isEnabledFor(logging.DEBUG)
+            start = time.monotonic() if report else 0.0
+            status: int | None = None
+            error: str | None = None
             try:
-                return await self._once(*args)  # at once: most calls need nothing more
-            except _RETRIED as exc:
-                if not is_retryable(exc, creates_job=creates_job):
-                    raise
-                first = exc
+                async with session.request(
+                    method,
+                    self.base_url + path,
+                    params=params,
+                    data=data,
+                    headers=headers,
+                    # The API does not redirect; following one could carry the token
+                    # elsewhere.
+                    allow_redirects=False,
+                    timeout=timeout if timeout is not None else session.timeout,
+                ) as resp:
+                    status = resp.status
+                    body = await resp.read()
+                    resp_headers = resp.headers
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                error = _describe(exc)
+                raise
+            finally:
+                if report:
+                    await self._report(method, path, status, time.monotonic() - start, error)
+            if status >= 300:
+                raise error_from_response(status, body, resp_headers, method=method, path=path)
+            if not body or body.isspace():
+                return {}
+            try:
+                return json.loads(body)
+            except ValueError:
+                excerpt = body[:120].decode("utf-8", "replace")
+                raise PayloadError(
+                    f"{method} {path}: answer {status} is not JSON: {excerpt!r}"
+                ) from None
+        except _RETRIED as exc:
+            if creates_job is None:
+                raise  # the retry loop's attempt: the loop decides
+            args = (method, path, params, data, content_type, timeout)
+            return await self._retry(args, exc, creates_job)
+
+    async def _retry(
+        self,
+        args: tuple[str, str, Mapping[str, Any] | None, bytes | None, str | None, Any],
+        first: BaseException,
+        creates_job: bool,
+    ) -> Any:
+        """The rest of a call whose first attempt failed with ``first``."""
+        method, path = args[0], args[1]
+        try:
+            if not is_retryable(first, creates_job=creates_job):
+                raise first
 
             async def on_retry(exc: BaseException, tries: int, wait: float) -> None:
                 await _call_hook(self.on_retry, exc, tries, wait)
@@ -497,6 +508,14 @@ class KlingClient:
             raise TransportError(
                 f"{method} {path} failed: {what}", method=method, path=path
             ) from exc
+
+    async def _report(
+        self, method: str, path: str, status: int | None, elapsed: float, error: str | None
+    ) -> None:
+        note = f" ({error})" if error else ""
+        log.debug("%s %s -> %s in %.0f ms%s", method, path, status, elapsed * 1000, note)
+        info = RequestInfo(method=method, path=path, status=status, elapsed=elapsed, error=error)
+        await _call_hook(self.on_request, info)
 
     @staticmethod
     def _params(email: str | None, **more: Any) -> dict[str, str]:
@@ -547,15 +566,7 @@ class KlingClient:
         if self._email_probe is None:
             # One attempt, no retries: this only improves the request that follows.
             self._email_probe = asyncio.ensure_future(
-                self._once(
-                    "GET",
-                    "accounts",
-                    params=None,
-                    json_body=None,
-                    data=None,
-                    content_type=None,
-                    timeout=None,
-                )
+                self._once("GET", "accounts", None, None, None, None)
             )
             # Retrieved here too, so a probe whose callers were all cancelled is not
             # reported by asyncio as "exception was never retrieved".

@@ -27,6 +27,7 @@ import json
 import logging
 import mimetypes
 import os
+import re
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -36,6 +37,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
+from yarl import URL
 
 from ._version import __version__
 from .convert import PayloadError, request_body, structure, structure_task
@@ -119,6 +121,10 @@ _RECOVERY_PAGE_SIZE: Final = 100
 #: running client forgets the oldest. A recovery only considers tasks created since its
 #: POST, and waiting on a forgotten task uses the default account (or ``email=``).
 _TASKS_REMEMBERED: Final = 100_000
+#: A path built into a URL as it is: letters, digits and ``/._-`` need no quoting.
+_PLAIN_PATH: Final = re.compile(r"[A-Za-z0-9/._-]+").fullmatch
+#: How many emails' quoted queries a client keeps.
+_EMAIL_QUERIES: Final = 64
 _RECOVERY_MAX_PAGES: Final = 20
 
 
@@ -268,6 +274,15 @@ class KlingClient:
         self.webhook = webhook
         self._started_webhook = False
         self.base_url = _check_base_url(base_url, self.config.allow_insecure)
+        parsed = URL(self.base_url)
+        # The base URL's parts for building a call's URL without parsing (None: a base
+        # URL with a query or fragment, where every URL is parsed whole).
+        self._base_parts = (
+            (parsed.scheme, parsed.raw_authority, parsed.raw_path)
+            if not parsed.raw_query_string and not parsed.raw_fragment
+            else None
+        )
+        self._email_queries: dict[str, str] = {}
         self.__token = token if token is not None else os.environ.get(TOKEN_ENV)
         self.__headers: dict[str, str] | None = None
         if accounts is not None and max_jobs is not None:
@@ -443,10 +458,11 @@ class KlingClient:
             status: int | None = None
             error: str | None = None
             try:
+                url, query = self._target(path, params)
                 async with session.request(
                     method,
-                    self.base_url + path,
-                    params=params,
+                    url,
+                    params=query,
                     data=data,
                     headers=headers,
                     # The API does not redirect; following one could carry the token
@@ -479,6 +495,43 @@ class KlingClient:
                 raise  # the retry loop's attempt: the loop decides
             args = (method, path, params, data, content_type, timeout)
             return await self._retry(args, exc, creates_job)
+
+    def _target(
+        self, path: str, params: Mapping[str, Any] | None
+    ) -> tuple[URL | str, Mapping[str, Any] | None]:
+        """A call's URL, and the query parameters left for aiohttp to add.
+
+        The calls made for every job (a POST to an endpoint, a GET of a task with its
+        account's email) get a URL built from encoded parts, skipping yarl's parsing and
+        quoting of a new string (about 3.5 us per call): their path has only characters
+        that need no quoting, and the email's query is quoted once by yarl, as before.
+        """
+        base = self._base_parts
+        if (
+            base is not None
+            and _PLAIN_PATH(path)
+            and (params is None or (len(params) == 1 and "email" in params))
+        ):
+            query = "" if params is None else self._email_query(params["email"])
+            url = URL.build(
+                scheme=base[0],
+                authority=base[1],
+                path=base[2] + path,
+                query_string=query,
+                encoded=True,
+            )
+            return url, None
+        return self.base_url + path, params
+
+    def _email_query(self, email: str) -> str:
+        """``email=...`` as yarl quotes it, remembered per email (there are few)."""
+        query = self._email_queries.get(email)
+        if query is None:
+            if len(self._email_queries) >= _EMAIL_QUERIES:
+                self._email_queries.clear()
+            query = URL.build(query={"email": email}).raw_query_string
+            self._email_queries[email] = query
+        return query
 
     async def _retry(
         self,

@@ -143,6 +143,32 @@ async def test_get_retried_until_it_succeeds(
     assert sim.stats["polls"] == 10 + faults[kind]
 
 
+async def test_a_retried_poll_still_names_its_account() -> None:
+    """With several accounts the server needs ``email`` on every GET; a retry resends it
+    as the first attempt did (one with a ``+``, which the query must quote)."""
+    plus = "first+tag@example.com"
+    async with KlingSimulator(
+        token=TOKEN, accounts={plus: 5, EMAIL: 5}, job_seconds=0.05
+    ) as server:
+        rec = Recorder()
+        async with KlingClient(
+            token=TOKEN,
+            base_url=server.base_url,
+            accounts={plus: 5, EMAIL: 5},
+            config=ClientConfig(retry=RetryPolicy(max_tries=20)),
+            on_request=rec.on_request,
+            on_retry=rec.on_retry,
+        ) as kling:
+            submitted = await kling.submit(job(0), email=plus)
+            server.set_fault_plan(plan("tasks", server_error=0.5))
+            for _ in range(10):
+                task = await kling.get_task(submitted.task_id or 0, email=plus)
+                assert task.task_id == submitted.task_id
+        assert server.stats["faults"]["server_error"] >= 1
+        assert len(rec.retries) == server.stats["faults"]["server_error"]
+        assert server.tasks[submitted.task_id or 0].account == plus
+
+
 @pytest.mark.parametrize(
     ("rates", "error"),
     [

@@ -269,6 +269,56 @@ async def test_poll_limiter_spacing_is_client_wide() -> None:
         PollLimiter(0)
 
 
+async def test_poll_limiter_places_go_in_arrival_order() -> None:
+    """At most ``in_flight`` places are held; freed ones go to the queue's oldest member,
+    skipping members cancelled while queued; a member cancelled just as it was handed a
+    place passes it on."""
+    limiter = PollLimiter(None, in_flight=2)
+    assert [limiter.try_enter() for _ in range(3)] == [True, True, False]
+    order: list[str] = []
+
+    async def queued(name: str) -> None:
+        await limiter.enter()
+        order.append(name)
+
+    first = asyncio.create_task(queued("first"))
+    gone = asyncio.create_task(queued("gone"))
+    last = asyncio.create_task(queued("last"))
+    await asyncio.sleep(0)  # all three queue
+    gone.cancel()
+    await asyncio.sleep(0)
+    assert not limiter.try_enter()  # still full: nobody jumps the queue
+    limiter.leave()
+    await first
+    limiter.leave()
+    await last
+    assert order == ["first", "last"]
+    assert gone.cancelled()
+    # Handed a place and cancelled before running: the place goes on to the next one.
+    late = asyncio.create_task(queued("late"))
+    after = asyncio.create_task(queued("after"))
+    await asyncio.sleep(0)
+    limiter.leave()  # hands "late" a place...
+    late.cancel()  # ...which it cannot use
+    await after
+    assert order == ["first", "last", "after"]
+    limiter.leave()
+    limiter.leave()
+    assert [limiter.try_enter() for _ in range(3)] == [True, True, False]
+
+
+async def test_poll_limiter_slot_context_and_no_bound() -> None:
+    limiter = PollLimiter(None, in_flight=1)
+    async with limiter.slot():
+        assert not limiter.try_enter()
+    assert limiter.try_enter()
+    unbounded = PollLimiter(None)
+    assert all(unbounded.try_enter() for _ in range(1000))
+    unbounded.leave()
+    with pytest.raises(ValueError, match="in_flight"):
+        PollLimiter(None, in_flight=0)
+
+
 async def test_first_poll_and_final_poll_timed_from_the_eta() -> None:
     """With the service's ETA a job takes at most 3 polls; without it, many more."""
     policy = PollPolicy(interval=0.05, growth=1.4, max_interval=1.0, max_polls_per_second=None)

@@ -39,6 +39,7 @@ import aiohttp
 import attrs
 from yarl import URL
 
+from ._places import Places
 from ._version import __version__
 from .convert import PayloadError, request_body, structure, structure_task
 from .errors import (
@@ -306,7 +307,7 @@ class KlingClient:
         self._waiter = TaskWaiter(self)
         self._task_email: dict[int, str | None] = {}
         self._uploads: dict[tuple[str, str], asyncio.Future[str]] = {}
-        self._submit_locks: dict[tuple[str, str, str], tuple[asyncio.Lock, int]] = {}
+        self._submit_turns: dict[tuple[str, str, str], Places] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._abandoned: set[asyncio.Task[Any]] = set()
         self._following: set[asyncio.Task[None]] = set()  # jobs nobody waits for, slot held
@@ -855,12 +856,18 @@ class KlingClient:
         # answer is still on its way. Recovery matches by prompt and a subset of the images
         # (not aspect ratio, count...): the prompt alone is the key.
         key = (email or "", request.endpoint, str(body.get("prompt") or ""))
-        held = self._submit_locks.get(key)
-        lock, users = held if held is not None else (asyncio.Lock(), 0)
-        self._submit_locks[key] = (lock, users + 1)
+        turns = self._submit_turns.get(key)
+        if turns is None:
+            turns = self._submit_turns[key] = Places(1)
+        if not turns.try_enter():
+            try:
+                await turns.enter()
+            except asyncio.CancelledError:  # aclose() while queued: nothing was sent
+                if turns.idle:
+                    del self._submit_turns[key]
+                raise
         try:
-            async with lock:
-                resp = await self._post_with_recovery(request, body, email)
+            resp = await self._post_with_recovery(request, body, email)
         except asyncio.CancelledError:  # only aclose() cancels a submission
             log.warning(
                 "a submission to %s on %s was cancelled while its POST was out (the client "
@@ -870,11 +877,9 @@ class KlingClient:
             )
             raise
         finally:
-            lock, users = self._submit_locks[key]
-            if users > 1:
-                self._submit_locks[key] = (lock, users - 1)
-            else:
-                del self._submit_locks[key]
+            turns.leave()
+            if turns.idle:
+                del self._submit_turns[key]
         task_id = resp.task_id
         assert task_id is not None  # checked by _post_with_recovery
         self._remember(task_id, email)

@@ -21,7 +21,6 @@ tasks, `DEFAULT_VIDEO_TIMEOUT` for video tasks; ``timeout=None`` waits without a
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import random
@@ -31,6 +30,7 @@ from typing import Any, Final, Protocol
 import attrs
 import backoff
 
+from ._places import Places
 from .convert import PayloadError
 from .errors import (
     NotFoundError,
@@ -132,9 +132,7 @@ class PollLimiter:
             raise ValueError(f"in_flight must be >= 1 or None, got {in_flight}")
         self.rate = rate
         self._next = 0.0
-        self._places = in_flight  # None: no bound
-        self._busy = 0
-        self._queued: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._places = Places(in_flight)
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -148,40 +146,16 @@ class PollLimiter:
 
     def try_enter(self) -> bool:
         """Take an in-flight place if one is free and nobody queues for one."""
-        places = self._places
-        if places is None:
-            return True
-        if self._busy < places and not self._queued:
-            self._busy += 1
-            return True
-        return False
+        return self._places.try_enter()
 
     async def enter(self) -> None:
         """Wait for an in-flight place (after `try_enter` said no); places go in arrival
         order. Leave it with `leave`."""
-        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queued.append(turn)
-        try:
-            await turn
-        except asyncio.CancelledError:
-            if turn.done() and not turn.cancelled():
-                self.leave()  # handed a place as we were cancelled: pass it on
-            else:
-                with contextlib.suppress(ValueError):  # leave() may have dropped it
-                    self._queued.remove(turn)
-            raise
+        await self._places.enter()
 
     def leave(self) -> None:
         """Give back a place taken by `try_enter` or `enter`."""
-        if self._places is None:
-            return
-        queued = self._queued
-        while queued:
-            turn = queued.popleft()
-            if not turn.done():
-                turn.set_result(None)  # the place goes straight to the next in line
-                return
-        self._busy -= 1
+        self._places.leave()
 
     async def turn(self) -> None:
         """Wait for this caller's turn to poll."""

@@ -600,7 +600,7 @@ async def test_a_sibling_differing_only_in_options_is_never_adopted() -> None:
             await wait_until(
                 lambda: (
                     list_read.is_set()
-                    or any(users > 1 for _, users in kling._submit_locks.values())
+                    or any(turns.waiting for turns in kling._submit_turns.values())
                 )
             )
             release_b.set()

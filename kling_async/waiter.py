@@ -227,6 +227,99 @@ class _Delays:
         return next(self._gen)
 
 
+class _Step:
+    """One wait's state, moved on by `advance` one poll (or callback) at a time."""
+
+    __slots__ = (
+        "_delays",
+        "_email",
+        "_loop",
+        "_push",
+        "_timeout",
+        "_unconfirmed",
+        "_waiter",
+        "deadline",
+        "last",
+        "task_id",
+    )
+
+    def __init__(
+        self,
+        waiter: TaskWaiter,
+        task: int | TaskResponse,
+        email: str | None,
+        timeout: float | _Unset | None,
+    ) -> None:
+        last = task if isinstance(task, TaskResponse) else None
+        task_id = last.task_id if last is not None else task
+        if not isinstance(task_id, int):
+            raise TypeError(f"task: expected a task id or a TaskResponse, got {task!r}")
+        self._waiter, self._email, self._timeout = waiter, email, timeout
+        self.task_id, self.last = task_id, last
+        self._loop = asyncio.get_running_loop()
+        self.deadline = waiter._deadline(timeout, last)
+        push = waiter._client.push
+        if push is not None and not push.tracks(task_id):
+            push = None  # submitted without our replyUrl: no callback will come
+        self._push = push
+        policy = waiter.policy
+        if push is not None:
+            policy = attrs.evolve(policy, interval=policy.push_fallback)
+        self._delays = _Delays(policy)
+        self._unconfirmed: TaskResponse | None = None  # a final callback one GET did not confirm
+
+    async def advance(self) -> None:
+        """Wait for the next poll (or callback) and take its answer as `last`; a poll that
+        failed transiently leaves `last` as it was. Raises `TaskTimeoutError` at the
+        deadline."""
+        waiter, last, deadline, push = self._waiter, self.last, self.deadline, self._push
+        # Seconds of real waiting: policy delays are scaled by the test mode, the service's
+        # ETA is not (it is the service's own clock).
+        if push is None:
+            delay = waiter._next_delay(last, self._delays)
+        else:
+            delay = scaled(self._delays.next())
+        if deadline is not None:
+            left = deadline - self._loop.time()
+            if left <= 0:
+                raise waiter._timed_out(self.task_id, self._timeout, last)
+            delay = min(delay, left)
+        if delay >= _HOLD_STRUCTURED and last is not None:
+            # Kept for a while: structured, the answer takes less memory than its wire
+            # form (4 KB against 8 for a KOLORS answer), and the structuring is cheap next
+            # to the wait (it is deferred only for short waits).
+            structure_deferred(last)
+        if push is None:
+            await asyncio.sleep(delay)
+        else:
+            pushed = await push.next_update(self.task_id, last, delay)
+            if pushed is not None and (push.trusted or not pushed.is_final):
+                self.last = pushed
+                return
+            if pushed is not None and pushed is self._unconfirmed:
+                # Checked already and the server did not agree yet: ask again at the
+                # fallback pace, not in a loop paced only by the poll cap.
+                await asyncio.sleep(delay)
+            self._unconfirmed = pushed
+            # No callback for a while, or a final one to confirm: one GET.
+        try:
+            # The deadline holds while a poll is out too (its retries may take minutes),
+            # but the poll due at the deadline gets a moment to answer.
+            budget = None if deadline is None else max(deadline - self._loop.time(), _POLL_GRACE)
+            self.last = await waiter._poll(self.task_id, self._email, budget)
+        except (NotFoundError, PaymentRequiredError):
+            raise
+        except _TRANSIENT as exc:
+            log.info("poll of task %s failed (%s); polling again", self.task_id, exc)
+        except _PollTimeout:
+            raise waiter._timed_out(self.task_id, self._timeout, last) from None
+
+    def close(self) -> None:
+        """The wait is over: a push source stops keeping callbacks for the task."""
+        if self._push is not None:
+            self._push.forget(self.task_id)
+
+
 class TaskWaiter:
     """Waits for tasks to become final by polling ``GET /tasks/{id}``.
 
@@ -270,10 +363,17 @@ class TaskWaiter:
         Raises `TaskFailedError` (``.task`` is the final response) when it ended in any
         state but ``succeed``, `TaskTimeoutError` at the deadline.
         """
-        last: TaskResponse | None = None
-        async for update in self._updates(task, email, timeout):
-            last = update
-        assert last is not None  # the updates end only after a final state
+        # A plain loop, not `async for` over `watch`: an async generator costs a weak
+        # reference and its finalizer hooks per wait, and every step an awaitable object.
+        step = _Step(self, task, email, timeout)
+        try:
+            while True:
+                last = step.last
+                if last is not None and last.is_final:
+                    break
+                await step.advance()
+        finally:
+            step.close()
         if not last.succeeded:
             raise TaskFailedError(
                 f"task {last.task_id} {last.status_name or 'failed'}: {last.failure_reason}",
@@ -298,12 +398,11 @@ class TaskWaiter:
     async def _updates(
         self, task: int | TaskResponse, email: str | None, timeout: float | _Unset | None
     ) -> AsyncIterator[TaskResponse]:
-        task_id, last, deadline, push, delays = self._start(task, timeout)
-        loop = asyncio.get_running_loop()
+        step = _Step(self, task, email, timeout)
         seen: tuple[Any, ...] | None = None
-        unconfirmed: TaskResponse | None = None  # a final callback one GET did not confirm
         try:
             while True:
+                last = step.last
                 if last is not None:
                     key = (last.status, last.status_name, last.is_final)
                     if key != seen:
@@ -311,65 +410,9 @@ class TaskWaiter:
                         yield last
                     if last.is_final:
                         return
-                # Seconds of real waiting: policy delays are scaled by the test mode, the
-                # service's ETA is not (it is the service's own clock).
-                delay = (
-                    scaled(delays.next()) if push is not None else self._next_delay(last, delays)
-                )
-                if deadline is not None:
-                    left = deadline - loop.time()
-                    if left <= 0:
-                        raise self._timed_out(task_id, timeout, last)
-                    delay = min(delay, left)
-                if delay >= _HOLD_STRUCTURED and last is not None:
-                    # Kept for a while: structured, the answer takes less memory than its
-                    # wire form (4 KB against 8 for a KOLORS answer), and the structuring
-                    # is cheap next to the wait (it is deferred only for short waits).
-                    structure_deferred(last)
-                if push is None:
-                    await asyncio.sleep(delay)
-                else:
-                    pushed = await push.next_update(task_id, last, delay)
-                    if pushed is not None and (push.trusted or not pushed.is_final):
-                        last = pushed
-                        continue
-                    if pushed is not None and pushed is unconfirmed:
-                        # Checked already and the server did not agree yet: ask again at the
-                        # fallback pace, not in a loop paced only by the poll cap.
-                        await asyncio.sleep(delay)
-                    unconfirmed = pushed
-                    # No callback for a while, or a final one to confirm: one GET.
-                try:
-                    # The deadline holds while a poll is out too (its retries may take
-                    # minutes), but the poll due at the deadline gets a moment to answer.
-                    budget = None if deadline is None else max(deadline - loop.time(), _POLL_GRACE)
-                    last = await self._poll(task_id, email, budget)
-                except (NotFoundError, PaymentRequiredError):
-                    raise
-                except _TRANSIENT as exc:
-                    log.info("poll of task %s failed (%s); polling again", task_id, exc)
-                except _PollTimeout:
-                    raise self._timed_out(task_id, timeout, last) from None
+                await step.advance()
         finally:
-            if push is not None:
-                push.forget(task_id)
-
-    def _start(
-        self, task: int | TaskResponse, timeout: float | _Unset | None
-    ) -> tuple[int, TaskResponse | None, float | None, PushSource | None, _Delays]:
-        """A wait's starting point: task id, last state, deadline, push source, delays."""
-        last = task if isinstance(task, TaskResponse) else None
-        task_id = last.task_id if last is not None else task
-        if not isinstance(task_id, int):
-            raise TypeError(f"task: expected a task id or a TaskResponse, got {task!r}")
-        deadline = self._deadline(timeout, last)
-        push = self._client.push
-        if push is not None and not push.tracks(task_id):
-            push = None  # submitted without our replyUrl: no callback will come
-        policy = self.policy
-        if push is not None:
-            policy = attrs.evolve(policy, interval=policy.push_fallback)
-        return task_id, last, deadline, push, _Delays(policy)
+            step.close()
 
     def _poll(
         self, task_id: int, email: str | None, budget: float | None

@@ -308,8 +308,8 @@ class KlingClient:
         self._task_email: dict[int, str | None] = {}
         self._uploads: dict[tuple[str, str], asyncio.Future[str]] = {}
         self._submit_turns: dict[tuple[str, str, str], Places] = {}
-        self._background: set[asyncio.Task[Any]] = set()
-        self._abandoned: set[asyncio.Task[Any]] = set()
+        # Submissions under way (their tasks, with the future each caller awaits).
+        self._background: dict[asyncio.Task[Any], asyncio.Future[Any]] = {}
         self._following: set[asyncio.Task[None]] = set()  # jobs nobody waits for, slot held
         self._email_probe: asyncio.Future[Any] | None = None
 
@@ -350,10 +350,11 @@ class KlingClient:
                 await asyncio.wait(self._following)
             if self._background:
                 # Let interrupted submissions finish so their task ids get reported.
-                await asyncio.wait(self._background, timeout=self.config.request_timeout)
+                await asyncio.wait(list(self._background), timeout=self.config.request_timeout)
         except asyncio.CancelledError:
-            for posting in list(self._background):
+            for posting, answer in list(self._background.items()):
                 posting.cancel()  # given up on; each is logged as abandoned
+                answer.cancel()  # in case the task never started: its caller still waits
             raise
         finally:
             if self.webhook is not None and self._started_webhook:
@@ -782,14 +783,18 @@ class KlingClient:
         the server may have created the job; see the module docstring. No job slot is
         taken: to keep an account at its maxJobs, use `run` (submit and wait on a slot).
         """
-        posting = await self._start_submission(request, email, on_submitted)
-        return await self._answer_of(posting)
+        answer, _ = await self._start_submission(request, email, on_submitted)
+        return await answer
 
     async def _start_submission(
         self, request: GenerationRequest, email: str | None, on_submitted: Hook | None
-    ) -> asyncio.Task[TaskResponse]:
-        """Check, upload, and send the POST in a task of its own (its answer, the task id,
-        must outlive a caller's cancellation: it is logged and handed to the hooks)."""
+    ) -> tuple[asyncio.Future[TaskResponse], asyncio.Task[TaskResponse | None]]:
+        """Check, upload, and send the POST in a task of its own: its answer, the task id,
+        must outlive a caller's cancellation (it is logged and handed to the hooks).
+
+        Returns the future the caller awaits for the answer (cancelling it leaves the POST
+        running) and the task (which ends with the answer, or None when it failed).
+        """
         if not isinstance(request, GenerationRequest):
             raise TypeError(f"submit() takes a request object, got {type(request).__name__}")
         email = self._account_for(email or request.email)
@@ -804,45 +809,45 @@ class KlingClient:
         body = request_body(request)
         if email:
             body["email"] = email
-        posting = asyncio.get_running_loop().create_task(
-            self._post_job(request, body, email, on_submitted)
-        )
-        self._background.add(posting)
-        return posting
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[TaskResponse] = loop.create_future()
+        posting = loop.create_task(self._relay(answer, request, body, email, on_submitted))
+        self._background[posting] = answer
+        return answer, posting
 
-    async def _answer_of(self, posting: asyncio.Task[TaskResponse]) -> TaskResponse:
-        """The answer of a submission's POST; cancelling this leaves the POST running.
-        (The relay future does what asyncio.shield does, at half the cost per job.)"""
-        answer: asyncio.Future[TaskResponse] = asyncio.get_running_loop().create_future()
-        posting.add_done_callback(functools.partial(self._posted, answer))
+    async def _relay(
+        self,
+        answer: asyncio.Future[TaskResponse],
+        request: GenerationRequest,
+        body: dict[str, Any],
+        email: str | None,
+        on_submitted: Hook | None,
+    ) -> TaskResponse | None:
+        """`_post_job`, its outcome handed to ``answer`` from inside the task (what
+        asyncio.shield does, minus a task-done callback and a loop turn per job).
+
+        ``answer`` already done (cancelled) means its caller left: a failure then reaches
+        nobody but the log.
+        """
         try:
-            return await answer
-        except asyncio.CancelledError:
-            if not posting.done():
-                self._abandoned.add(posting)  # its outcome now reaches nobody but the log
+            resp = await self._post_job(request, body, email, on_submitted)
+        except asyncio.CancelledError:  # only aclose() cancels a submission: logged already
+            answer.cancel()
             raise
-
-    def _posted(self, answer: asyncio.Future[TaskResponse], posting: asyncio.Task[Any]) -> None:
-        self._background.discard(posting)
-        abandoned = posting in self._abandoned
-        self._abandoned.discard(posting)
-        if posting.cancelled():  # only aclose() cancels a submission: the client is closing
+        except Exception as exc:  # noqa: BLE001 - handed to the caller as it is
             if not answer.done():
-                answer.cancel()
-            return  # logged by _post_job
-        exc = posting.exception()  # retrieved here: asyncio would report it "never retrieved"
-        if not answer.done():  # not done: the caller still waits for it
-            if exc is None:
-                answer.set_result(posting.result())
-            else:
                 answer.set_exception(exc)
-        if exc is None:
-            return
-        if abandoned and isinstance(exc, SubmissionUnknownError):
-            # The caller left: this log line is the only notice that a paid job may exist.
-            log.warning("abandoned submission: %s", exc)
-        else:
-            log.debug("background submission ended with %s", _describe(exc))
+            elif isinstance(exc, SubmissionUnknownError):
+                # The caller left: this log line is the only notice that a paid job may exist.
+                log.warning("abandoned submission: %s", exc)
+            else:
+                log.debug("abandoned submission ended with %s", _describe(exc))
+            return None
+        finally:
+            self._background.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+        if not answer.done():
+            answer.set_result(resp)
+        return resp
 
     async def _post_job(
         self,
@@ -1133,10 +1138,10 @@ class KlingClient:
             hold = self.slots.acquire(email if email in self._accounts else None)
             async with hold as account:
                 chosen = account or email
-                posting: asyncio.Task[TaskResponse] | None = None
+                posting: asyncio.Task[TaskResponse | None] | None = None
                 try:
-                    posting = await self._start_submission(request, chosen, on_submitted)
-                    resp = await self._answer_of(posting)
+                    answer, posting = await self._start_submission(request, chosen, on_submitted)
+                    resp = await answer
                 except AccountError as exc:
                     # Nothing was created (the account cannot take jobs): with another
                     # account to go to, set this one aside and take a slot elsewhere.
@@ -1165,7 +1170,7 @@ class KlingClient:
     def _hold_until_final(
         self,
         hold: SlotHold,
-        submission: int | TaskResponse | asyncio.Task[TaskResponse],
+        submission: int | TaskResponse | asyncio.Task[TaskResponse | None],
         email: str | None,
     ) -> None:
         """Keep a job's slot in the background until the job is final on the server."""
@@ -1179,16 +1184,19 @@ class KlingClient:
         follow.add_done_callback(lambda _: hold.release())
 
     async def _follow(
-        self, submission: int | TaskResponse | asyncio.Task[TaskResponse], email: str | None
+        self,
+        submission: int | TaskResponse | asyncio.Task[TaskResponse | None],
+        email: str | None,
     ) -> None:
         """Wait for a job nobody waits for (its caller's slot is held meanwhile), at most
         its kind's default deadline (a task id alone: the longest, a video's)."""
         task: int | TaskResponse
         if isinstance(submission, asyncio.Task):
             await asyncio.wait({submission})
-            if submission.cancelled() or submission.exception() is not None:
-                return  # reported by _posted; no job to wait for
-            task = submission.result()
+            answered = None if submission.cancelled() else submission.result()
+            if answered is None:
+                return  # no job to wait for (the failure was reported to the caller or logged)
+            task = answered
         else:
             task = submission
         resp = task if isinstance(task, TaskResponse) else None

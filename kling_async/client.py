@@ -41,7 +41,13 @@ from yarl import URL
 
 from ._places import Places
 from ._version import __version__
-from .convert import PayloadError, request_body, structure, structure_task
+from .convert import (
+    PayloadError,
+    _checked_request_body,
+    request_body,
+    structure,
+    structure_task,
+)
 from .errors import (
     AccountError,
     ConfigurationError,
@@ -800,13 +806,15 @@ class KlingClient:
         email = self._account_for(email or request.email)
         if not email:
             email = await self._with_default_email(email)
-        if request.has_local_images():
+        uploaded = request.has_local_images()
+        if uploaded:
             request = await self.upload_images(request, email=email)
         if self.webhook is not None and request.reply_url is None:
             request = attrs.evolve(
                 request, reply_url=self.webhook.reply_url, reply_ref=self.webhook.new_ref()
             )
-        body = request_body(request)
+        # After uploads, the body's own check confirms that every image is now a URL.
+        body = request_body(request) if uploaded else _checked_request_body(request)
         if email:
             body["email"] = email
         loop = asyncio.get_running_loop()

@@ -323,7 +323,7 @@ def _request_plan(cls: type[GenerationRequest]) -> tuple[tuple[str, str, int], .
     return made
 
 
-def _unstructure_request(req: GenerationRequest) -> dict[str, Any]:
+def _unstructure_request(req: GenerationRequest, *, checked: bool = False) -> dict[str, Any]:
     body: dict[str, Any] = {}
     for name, wire, kind in _request_plan(type(req)):
         value = getattr(req, name)
@@ -334,12 +334,14 @@ def _unstructure_request(req: GenerationRequest) -> dict[str, Any]:
         elif kind == _TEXT:
             body[wire] = str(value)
         elif kind == _IMAGE:
-            _check_uploaded(name, value)
+            if not checked:
+                _check_uploaded(name, value)
             body[wire] = value
         else:
             fmt, first = _IMAGE_LISTS[name]
             for i, image in enumerate(value):
-                _check_uploaded(f"{name}[{i}]", image)
+                if not checked:
+                    _check_uploaded(f"{name}[{i}]", image)
                 body[fmt.format(i + first)] = image
     if req.extra:
         clash = sorted(body.keys() & req.extra.keys())
@@ -398,7 +400,7 @@ CONVERTER: Final = make_converter()
 
 def structure(data: Any, cls: type[T]) -> T:
     """Structure wire JSON into a model class, raising `PayloadError` if it cannot."""
-    if not isinstance(data, Mapping):
+    if data.__class__ is not dict and not isinstance(data, Mapping):  # dict: no ABC check
         raise PayloadError(f"expected a JSON object for {cls.__name__}, got {type(data).__name__}")
     try:
         return CONVERTER.structure(data, cls)
@@ -419,3 +421,8 @@ def unstructure(obj: Any) -> Any:
 def request_body(request: GenerationRequest) -> dict[str, Any]:
     """The exact JSON body of a request (images must already be URLs)."""
     return _unstructure_request(request)
+
+
+def _checked_request_body(request: GenerationRequest) -> dict[str, Any]:
+    """`request_body` for a caller that has checked ``request.has_local_images()``."""
+    return _unstructure_request(request, checked=True)

@@ -392,10 +392,9 @@ class TaskResponse:
     @property
     def eta_seconds(self) -> float | None:
         """The service's estimate of the seconds left (queue + run), None when absent."""
-        parts = [v for v in (self.eta_time, self.queuing_eta_time) if v]
-        if not parts:
-            return None
-        return max(parts) / 1000.0
+        eta, queuing = self.eta_time, self.queuing_eta_time
+        longest = max(eta or 0, queuing or 0)
+        return longest / 1000.0 if longest > 0 else None
 
     @property
     def failure_reason(self) -> str:

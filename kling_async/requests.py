@@ -188,11 +188,11 @@ class GenerationRequest:
         """Whether any image is a local file or bytes (uploaded before the POST)."""
         for name in self.image_fields:
             value = getattr(self, name)
-            if isinstance(value, tuple):
-                if not all(is_remote(v) for v in value):
+            if value is None:
+                continue
+            for image in value if isinstance(value, tuple) else (value,):
+                if not is_remote(image):
                     return True
-            elif value is not None and not is_remote(value):
-                return True
         return False
 
     def with_image_urls(self: R, urls: Mapping[str, str]) -> R:

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Generator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Final, Protocol
 
 import attrs
@@ -209,22 +209,40 @@ def default_timeout(response: TaskResponse | None) -> float:
     return DEFAULT_IMAGE_TIMEOUT if kind else DEFAULT_VIDEO_TIMEOUT
 
 
+#: The longest table of grown delays; past its end the last delay repeats.
+_DELAY_STEPS: Final = 128
+
+
+def _delay_table(policy: PollPolicy) -> tuple[float, ...]:
+    """The delays a `backoff.expo` generator gives for ``policy``, up to the first that
+    reaches ``max_interval`` (it then repeats): worked out once per policy, not per wait."""
+    gen = backoff.expo(base=policy.growth, factor=policy.interval, max_value=policy.max_interval)
+    next(gen)  # backoff's generators are primed with a first next()
+    table: list[float] = []
+    for delay in gen:
+        table.append(delay)
+        if delay >= policy.max_interval or len(table) >= _DELAY_STEPS:
+            return tuple(table)
+    raise AssertionError("backoff.expo ended")  # pragma: no cover - it never does
+
+
 class _Delays:
-    """The grown delays of one wait (a `backoff.expo` generator), made on first use:
-    a task whose answers carry an ETA never needs them."""
+    """The grown delays of one wait, read from its waiter's table on first use (a task
+    whose answers carry an ETA never needs them)."""
 
-    __slots__ = ("_gen", "_policy")
+    __slots__ = ("_next", "_push", "_table", "_waiter")
 
-    def __init__(self, policy: PollPolicy) -> None:
-        self._policy = policy
-        self._gen: Generator[float, Any, None] | None = None
+    def __init__(self, waiter: TaskWaiter, push: bool) -> None:
+        self._waiter, self._push = waiter, push
+        self._table: tuple[float, ...] = ()
+        self._next = 0
 
     def next(self) -> float:
-        if self._gen is None:
-            p = self._policy
-            self._gen = backoff.expo(base=p.growth, factor=p.interval, max_value=p.max_interval)
-            next(self._gen)  # backoff's generators are primed with a first next()
-        return next(self._gen)
+        table = self._table or self._waiter._delays(self._push)
+        self._table = table
+        i = self._next
+        self._next = i + 1
+        return table[i] if i < len(table) else table[-1]
 
 
 class _Step:
@@ -262,10 +280,7 @@ class _Step:
         if push is not None and not push.tracks(task_id):
             push = None  # submitted without our replyUrl: no callback will come
         self._push = push
-        policy = waiter.policy
-        if push is not None:
-            policy = attrs.evolve(policy, interval=policy.push_fallback)
-        self._delays = _Delays(policy)
+        self._delays = _Delays(waiter, push is not None)
         self._unconfirmed: TaskResponse | None = None  # a final callback one GET did not confirm
 
     async def advance(self) -> None:
@@ -350,6 +365,20 @@ class TaskWaiter:
         self.policy = attrs.evolve(policy, **changes) if changes else policy
         self.timeout = timeout
         self._client = client
+        self._tables: dict[bool, tuple[PollPolicy, tuple[float, ...]]] = {}
+
+    def _delays(self, push: bool) -> tuple[float, ...]:
+        """The grown delays of a wait (``push``: the fallback waits for a callback), worked
+        out again when ``policy`` was replaced."""
+        policy = self.policy
+        known = self._tables.get(push)
+        if known is not None and known[0] is policy:
+            return known[1]
+        table = _delay_table(
+            attrs.evolve(policy, interval=policy.push_fallback) if push else policy
+        )
+        self._tables[push] = (policy, table)
+        return table
 
     async def wait(
         self,

@@ -572,6 +572,8 @@ def test_arguments_helpers() -> None:
         (None, 45000, 45.0),
         (30000, 45000, 45.0),
         (1500, 0, 1.5),
+        (0, 0, None),
+        (-2000, None, None),  # a late estimate: no estimate
     ],
 )
 def test_eta_seconds(eta: int | None, queuing: int | None, expected: float | None) -> None:

@@ -269,6 +269,26 @@ async def test_poll_limiter_spacing_is_client_wide() -> None:
         PollLimiter(0)
 
 
+def test_grown_delays_are_backoffs_expo_up_to_the_cap() -> None:
+    table = waiter_module._delay_table(PollPolicy(interval=1.0, growth=2.0, max_interval=10.0))
+    assert table == (1.0, 2.0, 4.0, 8.0, 10.0)
+    flat = waiter_module._delay_table(PollPolicy(interval=0.5, growth=1.0, max_interval=5.0))
+    assert len(flat) == waiter_module._DELAY_STEPS
+    assert set(flat) == {0.5}
+
+
+async def test_a_wait_reads_delays_of_the_current_policy(sim: KlingSimulator) -> None:
+    """Delays repeat the last step past the table; a replaced policy is followed."""
+    async with KlingClient(token=TOKEN, base_url=sim.base_url, max_jobs=3) as kling:
+        waiter = TaskWaiter(kling, interval=1.0, max_interval=2.0)
+        delays = waiter_module._Delays(waiter, push=False)
+        assert [delays.next() for _ in range(5)] == [1.0, 1.25, 1.5625, 1.953125, 2.0]
+        assert delays.next() == 2.0
+        waiter.policy = PollPolicy(interval=3.0, growth=1.0, max_interval=60.0)
+        assert waiter_module._Delays(waiter, push=False).next() == 3.0
+        assert waiter_module._Delays(waiter, push=True).next() == 30.0  # push_fallback
+
+
 async def test_poll_limiter_places_go_in_arrival_order() -> None:
     """At most ``in_flight`` places are held; freed ones go to the queue's oldest member,
     skipping members cancelled while queued; a member cancelled just as it was handed a

@@ -149,7 +149,10 @@ class JobSlots:
 
     def _any_free(self) -> bool:
         used, out = self._used, self._out
-        return any((limit or 0) > used[a] and a not in out for a, limit in self._limits.items())
+        for account, limit in self._limits.items():  # a loop: no generator per call
+            if (limit or 0) > used[account] and account not in out:
+                return True
+        return False
 
     def acquire(self, email: str | None = None) -> SlotHold:
         """Hold one slot for the block (``async with slots.acquire(email) as account``).
@@ -171,19 +174,13 @@ class JobSlots:
         """Whether every account is set aside."""
         return all(a in self._out for a in self._limits)
 
-    async def _queue(self, email: str | None) -> str:
+    def _queue(self, email: str | None) -> tuple[int, asyncio.Future[str]]:
+        """A place in the queue: its key and the future that receives the account."""
         granted: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         key = self._next_key
         self._next_key += 1
         self._waiters[key] = (granted, email)
-        try:
-            return await granted
-        except asyncio.CancelledError:
-            if granted.done() and not granted.cancelled():
-                self._release(granted.result())  # handed a slot as we were cancelled
-            raise
-        finally:
-            self._waiters.pop(key, None)
+        return key, granted
 
     def _take(self, email: str) -> None:
         self._used[email] += 1
@@ -232,6 +229,14 @@ class SlotHold:
         self._account: str | None = None
 
     async def __aenter__(self) -> str:
+        return await self.take()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
+
+    async def take(self) -> str:
+        """Take the slot (waiting for one if none is free); the account's email. What
+        ``async with`` does on entry; free it with `release`."""
         if self._account is not None:
             raise RuntimeError("a slot context cannot be entered twice")
         slots, email = self._slots, self._email
@@ -240,15 +245,20 @@ class SlotHold:
         if slots._out:
             slots._check_out(email)
         chosen = slots._pick(email)
-        if chosen is None:
-            chosen = await slots._queue(email)
-        else:
+        if chosen is not None:
             slots._take(chosen)
+        else:
+            key, granted = slots._queue(email)
+            try:
+                chosen = await granted
+            except asyncio.CancelledError:
+                if granted.done() and not granted.cancelled():
+                    slots._release(granted.result())  # handed a slot as we were cancelled
+                raise
+            finally:
+                slots._waiters.pop(key, None)
         self._account = chosen
         return chosen
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.release()
 
     def release(self) -> None:
         """Free the slot now (once; later calls do nothing)."""

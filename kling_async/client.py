@@ -819,11 +819,11 @@ class KlingClient:
             body["email"] = email
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[TaskResponse] = loop.create_future()
-        posting = loop.create_task(self._relay(answer, request, body, email, on_submitted))
+        posting = loop.create_task(self._post_job(answer, request, body, email, on_submitted))
         self._background[posting] = answer
         return answer, posting
 
-    async def _relay(
+    async def _post_job(
         self,
         answer: asyncio.Future[TaskResponse],
         request: GenerationRequest,
@@ -831,15 +831,46 @@ class KlingClient:
         email: str | None,
         on_submitted: Hook | None,
     ) -> TaskResponse | None:
-        """`_post_job`, its outcome handed to ``answer`` from inside the task (what
-        asyncio.shield does, minus a task-done callback and a loop turn per job).
+        """The POST of a submission, in its own task; its outcome goes to ``answer`` from
+        inside the task (what asyncio.shield does, minus a task-done callback and a loop
+        turn per job). Ends with the answer, or None when it failed.
 
         ``answer`` already done (cancelled) means its caller left: a failure then reaches
         nobody but the log.
         """
+        # Jobs recovery cannot tell apart go to one account one at a time, so that a task
+        # recovered from the list after an ambiguous failure cannot be a sibling's whose
+        # answer is still on its way. Recovery matches by prompt and a subset of the images
+        # (not aspect ratio, count...): the prompt alone is the key.
+        key = (email or "", request.endpoint, str(body.get("prompt") or ""))
+        turns = self._submit_turns.get(key)
+        if turns is None:
+            turns = self._submit_turns[key] = Places(1)
+        in_turn = False
         try:
-            resp = await self._post_job(request, body, email, on_submitted)
-        except asyncio.CancelledError:  # only aclose() cancels a submission: logged already
+            try:
+                if not turns.try_enter():
+                    await turns.enter()
+                in_turn = True
+                resp = await self._post_with_recovery(request, body, email)
+            finally:
+                if in_turn:
+                    turns.leave()
+                if turns.idle:
+                    del self._submit_turns[key]
+            self._submitted(request, resp, email)
+            if self.on_submitted is not None:
+                await _call_hook(self.on_submitted, resp)
+            if on_submitted is not None:
+                await _call_hook(on_submitted, resp)
+        except asyncio.CancelledError:  # only aclose() cancels a submission
+            if in_turn:
+                log.warning(
+                    "a submission to %s on %s was cancelled while its POST was out (the "
+                    "client closed): the job may exist; look for it with find_tasks()",
+                    request.endpoint,
+                    email or "the default account",
+                )
             answer.cancel()
             raise
         except Exception as exc:  # noqa: BLE001 - handed to the caller as it is
@@ -857,42 +888,8 @@ class KlingClient:
             answer.set_result(resp)
         return resp
 
-    async def _post_job(
-        self,
-        request: GenerationRequest,
-        body: dict[str, Any],
-        email: str | None,
-        on_submitted: Hook | None,
-    ) -> TaskResponse:
-        # Jobs recovery cannot tell apart go to one account one at a time, so that a task
-        # recovered from the list after an ambiguous failure cannot be a sibling's whose
-        # answer is still on its way. Recovery matches by prompt and a subset of the images
-        # (not aspect ratio, count...): the prompt alone is the key.
-        key = (email or "", request.endpoint, str(body.get("prompt") or ""))
-        turns = self._submit_turns.get(key)
-        if turns is None:
-            turns = self._submit_turns[key] = Places(1)
-        if not turns.try_enter():
-            try:
-                await turns.enter()
-            except asyncio.CancelledError:  # aclose() while queued: nothing was sent
-                if turns.idle:
-                    del self._submit_turns[key]
-                raise
-        try:
-            resp = await self._post_with_recovery(request, body, email)
-        except asyncio.CancelledError:  # only aclose() cancels a submission
-            log.warning(
-                "a submission to %s on %s was cancelled while its POST was out (the client "
-                "closed): the job may exist; look for it with find_tasks()",
-                request.endpoint,
-                email or "the default account",
-            )
-            raise
-        finally:
-            turns.leave()
-            if turns.idle:
-                del self._submit_turns[key]
+    def _submitted(self, request: GenerationRequest, resp: TaskResponse, email: str | None) -> None:
+        """Note a created task: its account, its callbacks' reference, the log."""
         task_id = resp.task_id
         assert task_id is not None  # checked by _post_with_recovery
         self._remember(task_id, email)
@@ -903,11 +900,6 @@ class KlingClient:
         ):
             self.webhook.bind(request.reply_ref, task_id)
         log.info("submitted task %s (%s) on %s", task_id, request.endpoint, email or "default")
-        if self.on_submitted is not None:
-            await _call_hook(self.on_submitted, resp)
-        if on_submitted is not None:
-            await _call_hook(on_submitted, resp)
-        return resp
 
     async def _post_with_recovery(
         self, request: GenerationRequest, body: dict[str, Any], email: str | None

@@ -128,11 +128,11 @@ _RECOVERY_PAGE_SIZE: Final = 100
 #: running client forgets the oldest. A recovery only considers tasks created since its
 #: POST, and waiting on a forgotten task uses the default account (or ``email=``).
 _TASKS_REMEMBERED: Final = 100_000
+_RECOVERY_MAX_PAGES: Final = 20
 #: A path built into a URL as it is: letters, digits and ``/._-`` need no quoting.
 _PLAIN_PATH: Final = re.compile(r"[A-Za-z0-9/._-]+").fullmatch
 #: How many emails' quoted queries a client keeps.
 _EMAIL_QUERIES: Final = 64
-_RECOVERY_MAX_PAGES: Final = 20
 
 
 @attrs.frozen(kw_only=True)

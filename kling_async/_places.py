@@ -22,7 +22,11 @@ __all__ = ["Places"]
 
 
 class Places:
-    """At most ``size`` holders at once (None: no bound); the queue is served in order."""
+    """At most ``size`` holders at once (None: no bound); the queue is served in order.
+
+    `try_enter` takes a free place; `enter` waits for one (after `try_enter` said no);
+    `leave` gives a place back.
+    """
 
     __slots__ = ("_busy", "_queued", "_size")
 

@@ -457,8 +457,10 @@ class KlingClient:
         bool (the first attempt of a `_call`: one coroutine, no retry machinery, for the
         calls that succeed at once); None: an attempt of the retry loop, failures raw."""
         try:
-            session = self._ensure_session()
-            headers = self._auth()
+            session = self._session
+            if session is None or self._closed:
+                session = self._ensure_session()
+            headers = self.__headers or self._auth()
             if content_type:
                 headers = {**headers, "Content-Type": content_type}
             report = self.on_request is not None or log.isEnabledFor(logging.DEBUG)

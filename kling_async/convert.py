@@ -252,10 +252,14 @@ def _structure_tuple_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
         hook = conv.get_structure_hook(item)  # looked up once, not per element
 
         def structure(data: Any, _: Any) -> tuple[Any, ...]:
-            if data.__class__ is not list and not isinstance(data, list | tuple):
+            if not data or (data.__class__ is not list and not isinstance(data, list | tuple)):
                 return ()
-            # An element that is not an object at all is dropped.
-            return tuple([y for y in [hook(x, item) for x in data] if y is not None])
+            found = []
+            for x in data:  # a loop, not comprehensions: no function call each
+                y = hook(x, item)
+                if y is not None:  # an element that is not an object at all is dropped
+                    found.append(y)
+            return tuple(found)
 
         return structure
 

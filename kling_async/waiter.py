@@ -116,23 +116,26 @@ class PollPolicy:
 DEFAULT_POLL: Final = PollPolicy()
 
 
-class PollLimiter:
+class PollLimiter(Places):
     """Spaces polls at least ``1 / rate`` seconds apart across every waiter of a client,
-    and lets at most ``in_flight`` polls be under way at once.
+    and lets at most ``in_flight`` polls be under way at once (its `Places`: `try_enter`,
+    `enter`, `leave`).
 
     The second bound keeps memory flat when thousands of waiters come due together: a
     waiter queued here holds only its own frame, not a request being built (the
     connection pool would queue those anyway).
     """
 
+    __slots__ = ("_next", "rate")
+
     def __init__(self, rate: float | None, in_flight: int | None = None) -> None:
         if rate is not None and rate <= 0:
             raise ValueError(f"max_polls_per_second must be > 0 or None, got {rate}")
         if in_flight is not None and in_flight < 1:
             raise ValueError(f"in_flight must be >= 1 or None, got {in_flight}")
+        super().__init__(in_flight)
         self.rate = rate
         self._next = 0.0
-        self._places = Places(in_flight)
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -143,19 +146,6 @@ class PollLimiter:
             yield
         finally:
             self.leave()
-
-    def try_enter(self) -> bool:
-        """Take an in-flight place if one is free and nobody queues for one."""
-        return self._places.try_enter()
-
-    async def enter(self) -> None:
-        """Wait for an in-flight place (after `try_enter` said no); places go in arrival
-        order. Leave it with `leave`."""
-        await self._places.enter()
-
-    def leave(self) -> None:
-        """Give back a place taken by `try_enter` or `enter`."""
-        self._places.leave()
 
     async def turn(self) -> None:
         """Wait for this caller's turn to poll."""

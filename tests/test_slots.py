@@ -655,3 +655,22 @@ async def test_job_slots_with_every_account_disabled_refuse_at_once() -> None:
             async with slots.acquire(email):
                 pass
     assert slots.in_use(EMAIL) == slots.in_use(OTHER) == 0
+
+
+async def test_slot_hold_take_and_release_without_a_block() -> None:
+    """`take` is the block's entry (waiting in order when full), `release` its exit."""
+    slots = JobSlots({"a@example.com": 1})
+    first = slots.acquire()
+    assert await first.take() == "a@example.com"
+    with pytest.raises(RuntimeError, match="entered twice"):
+        await first.take()
+    second = slots.acquire("a@example.com")
+    waiting = asyncio.ensure_future(second.take())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    first.release()
+    first.release()  # once: later calls do nothing
+    assert await waiting == "a@example.com"
+    assert slots.in_use("a@example.com") == 1
+    second.release()
+    assert slots.in_use("a@example.com") == 0

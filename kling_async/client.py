@@ -290,6 +290,13 @@ class KlingClient:
             else None
         )
         self._email_queries: dict[str, str] = {}
+        # The generation endpoints' URLs, built once (one POST per job goes to them).
+        self._endpoint_urls: dict[str, URL] = {}
+        self._endpoint_urls = {
+            cls.endpoint: url
+            for cls in (KolorsElements, Image2VideoElements)
+            if isinstance(url := self._target(cls.endpoint, None)[0], URL)
+        }
         self.__token = token if token is not None else os.environ.get(TOKEN_ENV)
         self.__headers: dict[str, str] | None = None
         if accounts is not None and max_jobs is not None:
@@ -516,6 +523,10 @@ class KlingClient:
         quoting of a new string (about 3.5 us per call): their path has only characters
         that need no quoting, and the email's query is quoted once by yarl, as before.
         """
+        if params is None:
+            known = self._endpoint_urls.get(path)
+            if known is not None:
+                return known, None
         base = self._base_parts
         if (
             base is not None

@@ -301,15 +301,18 @@ def _unstructure_model_factory(conv: cattrs.Converter) -> Callable[[type[Any]], 
 
 
 _PLAIN, _TEXT, _IMAGE, _IMAGE_LIST = range(4)
-_PLANS: dict[type, tuple[tuple[str, str, int], ...]] = {}
+#: An image list's wire names worked out ahead, per list (more are formatted as needed).
+_LISTED_NAMES: Final = 16
+_PLANS: dict[type, tuple[tuple[str, Any, int], ...]] = {}
 
 
-def _request_plan(cls: type[GenerationRequest]) -> tuple[tuple[str, str, int], ...]:
-    """(Python name, wire name, kind) of each body field of a request class, made once."""
+def _request_plan(cls: type[GenerationRequest]) -> tuple[tuple[str, Any, int], ...]:
+    """(Python name, wire name, kind) of each body field of a request class, made once;
+    an image list's "wire name" is the tuple of its first wire names."""
     known = _PLANS.get(cls)
     if known is not None:
         return known
-    plan = []
+    plan: list[tuple[str, Any, int]] = []
     for field in attrs.fields(cls):
         if field.name == "extra":
             continue
@@ -318,7 +321,9 @@ def _request_plan(cls: type[GenerationRequest]) -> tuple[tuple[str, str, int], .
             if pattern is None:
                 plan.append((field.name, _camel(field.name), _IMAGE))
             else:
-                plan.append((field.name, field.name, _IMAGE_LIST))
+                fmt, first = pattern
+                names = tuple(fmt.format(i + first) for i in range(_LISTED_NAMES))
+                plan.append((field.name, names, _IMAGE_LIST))
         else:
             plan.append(
                 (field.name, wire_name(field), _TEXT if field.name == "duration" else _PLAIN)
@@ -329,7 +334,8 @@ def _request_plan(cls: type[GenerationRequest]) -> tuple[tuple[str, str, int], .
 
 def _unstructure_request(req: GenerationRequest, *, checked: bool = False) -> dict[str, Any]:
     body: dict[str, Any] = {}
-    for name, wire, kind in _request_plan(type(req)):
+    plan = _PLANS.get(type(req)) or _request_plan(type(req))
+    for name, wire, kind in plan:
         value = getattr(req, name)
         if value is None:
             continue
@@ -342,11 +348,14 @@ def _unstructure_request(req: GenerationRequest, *, checked: bool = False) -> di
                 _check_uploaded(name, value)
             body[wire] = value
         else:
-            fmt, first = _IMAGE_LISTS[name]
             for i, image in enumerate(value):
                 if not checked:
                     _check_uploaded(f"{name}[{i}]", image)
-                body[fmt.format(i + first)] = image
+                if i < _LISTED_NAMES:
+                    body[wire[i]] = image
+                else:
+                    fmt, first = _IMAGE_LISTS[name]
+                    body[fmt.format(i + first)] = image
     if req.extra:
         clash = sorted(body.keys() & req.extra.keys())
         if clash:

@@ -66,6 +66,8 @@ from .errors import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
+    JobsFileError,
+    JournalConflictError,
     KlingError,
     ModerationError,
     NotFoundError,
@@ -137,22 +139,6 @@ class JobState(enum.Enum):
 
 
 _FINISHED: Final = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.UNKNOWN})
-
-
-class JobsFileError(KlingError, ValueError):
-    """The jobs file has bad lines; ``problems`` lists one message per problem."""
-
-    def __init__(self, message: str, *, problems: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.problems = tuple(problems)
-
-
-class JournalConflictError(KlingError):
-    """The jobs file no longer matches the journal (a line that was sent has changed)."""
-
-    def __init__(self, message: str, *, problems: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.problems = tuple(problems)
 
 
 # --------------------------------------------------------------------------- jobs file

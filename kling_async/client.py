@@ -40,9 +40,15 @@ import attrs
 from yarl import URL
 
 from ._places import Places
-from ._version import __version__
+from .config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CONFIG,
+    TOKEN_ENV,
+    UNSET,
+    ClientConfig,
+    Unset,
+)
 from .convert import (
-    PayloadError,
     _checked_request_body,
     request_body,
     structure,
@@ -52,6 +58,7 @@ from .errors import (
     AccountError,
     ConfigurationError,
     KlingError,
+    PayloadError,
     RequestValidationError,
     ServerError,
     SubmissionUnknownError,
@@ -64,21 +71,16 @@ from .models import Account, AssetUpload, TaskResponse, Work
 from .requests import GenerationRequest, Image2VideoElements, ImageSource, KolorsElements, is_remote
 from .retry import (
     _RETRIED,
-    DEFAULT_RETRY,
-    RetryPolicy,
     call_with_retries,
     is_retryable,
     sleep_scaled,
 )
 from .slots import JobSlots, SlotHold
 from .waiter import (
-    DEFAULT_POLL,
-    UNSET,
     PollLimiter,
     PollPolicy,
     PushSource,
     TaskWaiter,
-    _Unset,
     default_timeout,
 )
 
@@ -97,8 +99,6 @@ T = TypeVar("T")
 R = TypeVar("R", bound=GenerationRequest)
 Hook = Callable[..., Any]
 
-DEFAULT_BASE_URL: Final = "https://api.useapi.net/v1/kling"
-TOKEN_ENV: Final = "USEAPI_TOKEN"  # noqa: S105 - the variable's name, not a secret
 
 #: Upload content types and size limits (bytes), from the assets page.
 UPLOAD_TYPES: Final[Mapping[str, int]] = {
@@ -133,38 +133,6 @@ _RECOVERY_MAX_PAGES: Final = 20
 _PLAIN_PATH: Final = re.compile(r"[A-Za-z0-9/._-]+").fullmatch
 #: How many emails' quoted queries a client keeps.
 _EMAIL_QUERIES: Final = 64
-
-
-@attrs.frozen(kw_only=True)
-class ClientConfig:
-    """Timeouts (seconds), connection limits, retry and poll policies, safety switches.
-
-    ``request_timeout`` bounds one API call (a few KB of JSON each way),
-    ``transfer_timeout`` one upload or download and ``read_timeout`` a silence on the socket
-    during an upload or download (not during API calls: ``request_timeout`` bounds those
-    whole, without a timer re-armed on every read). ``recovery_window`` is how far before
-    a failed POST the task list is searched (clock skew), ``recovery_confirm_delay`` the
-    pause before the second look: the time a server may still spend on a POST the client
-    gave up on (servers usually finish a request after its client left), so a job is sent
-    again only when it has not shown up by then. ``allow_insecure`` permits a plain-http
-    base URL on a host other than loopback (the token would travel in clear text).
-    """
-
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-    request_timeout: float = 120.0
-    transfer_timeout: float = 600.0
-    connection_limit: int = 100
-    retry: RetryPolicy = DEFAULT_RETRY
-    poll: PollPolicy = DEFAULT_POLL
-    recovery_window: float = 120.0
-    recovery_confirm_delay: float = 30.0
-    allow_insecure: bool = False
-    user_agent: str = f"kling-async/{__version__}"
-
-
-#: The default configuration; vary it with ``attrs.evolve(DEFAULT_CONFIG, ...)``.
-DEFAULT_CONFIG: Final = ClientConfig()
 
 
 @attrs.frozen(kw_only=True)
@@ -1088,7 +1056,7 @@ class KlingClient:
         task: int | TaskResponse,
         *,
         email: str | None = None,
-        timeout: float | _Unset | None = UNSET,
+        timeout: float | Unset | None = UNSET,
         hold_slot: bool = False,
     ) -> TaskResponse:
         """Poll a task until final; return it or raise `TaskFailedError`/`TaskTimeoutError`.
@@ -1133,7 +1101,7 @@ class KlingClient:
         request: GenerationRequest,
         *,
         on_submitted: Hook | None = None,
-        timeout: float | _Unset | None = UNSET,
+        timeout: float | Unset | None = UNSET,
     ) -> TaskResponse:
         """Hold a job slot, submit, wait for the final state; return it.
 
@@ -1145,7 +1113,7 @@ class KlingClient:
         task's id has been logged and passed to ``on_submitted`` by then.
         """
         email = self._account_for(request.email)
-        deadline = request.default_timeout if isinstance(timeout, _Unset) else timeout
+        deadline = request.default_timeout if isinstance(timeout, Unset) else timeout
         while True:
             # No email (or none configured): the slots pick the account with a free slot.
             hold = self.slots.acquire(email if email in self._accounts else None)

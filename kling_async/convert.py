@@ -22,7 +22,7 @@ import cattrs
 from cattrs.gen import make_dict_unstructure_fn, override
 
 from . import models
-from .errors import KlingError, RequestValidationError
+from .errors import PayloadError, RequestValidationError
 from .models import WIRE, TaskResponse
 from .requests import GenerationRequest, Image2VideoElements, KolorsElements, is_remote
 
@@ -68,10 +68,6 @@ _IMAGE_LISTS: Final[Mapping[str, tuple[str, int]]] = {
     "subject_images": ("subjectImage{}", 1),
     "images": ("image_{}", 0),
 }
-
-
-class PayloadError(KlingError):
-    """A 2xx answer whose body does not fit the task model at all (not even tolerantly)."""
 
 
 def _camel(name: str) -> str:

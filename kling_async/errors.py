@@ -3,8 +3,13 @@
 The tree::
 
     KlingError
-      ConfigurationError        the client cannot run as configured (no token, bad base URL)
+      ConfigurationError        the client cannot run as configured (no token, bad base URL,
+                                a bad option); also a ValueError
       RequestValidationError    bad input caught before any request (also a ValueError)
+      JobsFileError             bad lines of a batch jobs file, all listed (.problems); also a
+                                ValueError
+      JournalConflictError      the jobs file no longer matches the batch journal (.problems)
+      PayloadError              a 2xx answer that cannot be read as the expected model
       APIError                  the server answered an error: .status .error .message .code .body
         BadRequestError         400
         AuthenticationError     401
@@ -32,7 +37,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -45,9 +50,12 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConfigurationError",
+    "JobsFileError",
+    "JournalConflictError",
     "KlingError",
     "ModerationError",
     "NotFoundError",
+    "PayloadError",
     "PaymentRequiredError",
     "RateLimitError",
     "RequestValidationError",
@@ -83,8 +91,9 @@ class KlingError(Exception):
     """Base class of every exception this package raises on purpose."""
 
 
-class ConfigurationError(KlingError):
-    """The client cannot work as configured: no token, a bad base URL, an unknown account."""
+class ConfigurationError(KlingError, ValueError):
+    """The client cannot work as configured: no token, a bad base URL or option, an unknown
+    account. The message names the option."""
 
 
 class RequestValidationError(KlingError, ValueError):
@@ -99,6 +108,32 @@ class RequestValidationError(KlingError, ValueError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), (str(self),), {"field": self.field}))
+
+
+class JobsFileError(KlingError, ValueError):
+    """The jobs file has bad lines; ``problems`` lists one message per problem."""
+
+    def __init__(self, message: str, *, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = tuple(problems)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), (str(self),), {"problems": self.problems}))
+
+
+class JournalConflictError(KlingError):
+    """The jobs file no longer matches the journal (a line that was sent has changed)."""
+
+    def __init__(self, message: str, *, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = tuple(problems)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), (str(self),), {"problems": self.problems}))
+
+
+class PayloadError(KlingError):
+    """A 2xx answer whose body does not fit the expected model at all (not even tolerantly)."""
 
 
 def _rebuild(cls: type[Exception], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Exception:

@@ -16,18 +16,24 @@ is (no jitter), capped at ``max_retry_after``. All waits go through `backoff`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Generator, Iterator
-from typing import Any, Final, TypeVar
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, TypeVar
 
 import aiohttp
-import attrs
 import backoff
 
-from .convert import PayloadError
-from .errors import AccountError, ModerationError, RateLimitError, ServerError
+from .config import (
+    DEFAULT_RETRY,
+    RetryPolicy,
+    delay_scale,
+    fast_mode,
+    scaled,
+    set_time_scale,
+    sleep_scaled,
+)
+from .errors import AccountError, ModerationError, PayloadError, RateLimitError, ServerError
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -44,79 +50,6 @@ __all__ = [
 log = logging.getLogger("kling_async")
 
 T = TypeVar("T")
-
-_time_scale = 1.0
-
-
-def set_time_scale(scale: float) -> float:
-    """Multiply every client wait (retries, polls) by ``scale``; 0 makes them all zero.
-
-    Meant for test suites that run against the simulator. Returns the previous scale.
-    """
-    global _time_scale  # one process-wide test switch, by design
-    if scale < 0:
-        raise ValueError(f"scale must be >= 0, got {scale}")
-    previous, _time_scale = _time_scale, scale
-    return previous
-
-
-def delay_scale() -> float:
-    """The current wait multiplier (1.0 unless a test set it)."""
-    return _time_scale
-
-
-def scaled(seconds: float) -> float:
-    """``seconds`` times the current wait multiplier."""
-    return seconds * _time_scale
-
-
-@contextlib.contextmanager
-def fast_mode(scale: float = 0.0) -> Iterator[None]:
-    """Zero (or shrink) every poll and retry wait inside the block::
-
-    with fast_mode():
-        await kling.kolors_elements(...)
-
-    The service's own ETA is still honoured (it is the service's clock), deadlines are
-    not shrunk, and retries of an "account busy" (429) submission become instant too: a
-    job submitted while the server still runs jobs the client let go of (cancelled or
-    timed out) fails fast with `RateLimitError` instead of waiting for a slot.
-    """
-    previous = set_time_scale(scale)
-    try:
-        yield
-    finally:
-        set_time_scale(previous)
-
-
-def _positive(_: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0 or None, got {value}")
-
-
-@attrs.frozen(kw_only=True)
-class RetryPolicy:
-    """How requests are retried.
-
-    ``max_tries`` counts calls (1 = no retry); ``max_time`` bounds the whole retrying in
-    seconds (None: no time bound, tries still bound it). Waits grow as
-    ``base * 2**n`` up to ``max_delay`` with full jitter; a Retry-After is used as
-    given, up to ``max_retry_after``. ``busy_tries`` bounds the retries of a submission
-    answered 429 (account busy) separately: useapi.net's own scripts wait about 10 s,
-    6 times.
-    """
-
-    max_tries: int = attrs.field(default=6, validator=attrs.validators.ge(1))
-    max_time: float | None = attrs.field(default=120.0, validator=_positive)
-    base: float = attrs.field(default=0.5, validator=_positive)
-    max_delay: float = attrs.field(default=20.0, validator=_positive)
-    max_retry_after: float = attrs.field(default=60.0, validator=_positive)
-    busy_tries: int = attrs.field(default=30, validator=attrs.validators.ge(1))
-    busy_max_time: float | None = attrs.field(default=900.0, validator=_positive)
-
-
-#: The client's default policy.
-DEFAULT_RETRY: Final = RetryPolicy()
 
 
 def is_retryable(exc: BaseException, *, creates_job: bool) -> bool:
@@ -231,8 +164,3 @@ async def call_with_retries(
         planned=planned,
     )(again)
     return await decorated()
-
-
-async def sleep_scaled(seconds: float) -> None:
-    """``asyncio.sleep`` of ``seconds`` times the test-mode multiplier."""
-    await asyncio.sleep(scaled(seconds))

@@ -14,12 +14,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 
+from .config import MAX_JOBS_RANGE
 from .errors import AccountError, ConfigurationError, KlingError
 
 __all__ = ["JobSlots", "SlotHold"]
-
-#: The API's bounds for maxJobs.
-MAX_JOBS_RANGE = (1, 50)
 
 
 def _check_max_jobs(email: str, value: int | None) -> None:

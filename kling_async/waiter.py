@@ -31,9 +31,19 @@ import attrs
 import backoff
 
 from ._places import Places
-from .convert import PayloadError
+from .config import (
+    DEFAULT_IMAGE_TIMEOUT,
+    DEFAULT_POLL,
+    DEFAULT_VIDEO_TIMEOUT,
+    UNSET,
+    PollPolicy,
+    Unset,
+    default_deadline,
+    scaled,
+)
 from .errors import (
     NotFoundError,
+    PayloadError,
     PaymentRequiredError,
     RateLimitError,
     ServerError,
@@ -42,7 +52,6 @@ from .errors import (
     TransportError,
 )
 from .models import TaskResponse, structure_deferred
-from .retry import scaled
 
 __all__ = [
     "DEFAULT_IMAGE_TIMEOUT",
@@ -57,23 +66,10 @@ __all__ = [
 
 log = logging.getLogger("kling_async")
 
-#: Default deadline for an image task: real KOLORS jobs take about half a minute.
-DEFAULT_IMAGE_TIMEOUT: Final = 900.0
-#: Default deadline for a video task: pro and 10 s videos take several minutes, plus queueing.
-DEFAULT_VIDEO_TIMEOUT: Final = 2400.0
-
 
 class _PollTimeout(Exception):
     """A poll did not answer within the time left before the deadline."""
 
-
-class _Unset:
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-#: "Not given": use the default (as opposed to None, which means "no limit").
-UNSET: Final = _Unset()
 
 #: Seconds a poll started at (or just before) the deadline may take to answer.
 _POLL_GRACE: Final = 10.0
@@ -83,37 +79,6 @@ _HOLD_STRUCTURED: Final = 1.0
 
 #: Failures of a poll that are worth another poll before the deadline.
 _TRANSIENT = (TransportError, ServerError, RateLimitError, PayloadError)
-
-
-@attrs.frozen(kw_only=True)
-class PollPolicy:
-    """How waiters poll.
-
-    ``interval``: first delay when the service gives no ETA (seconds). ``growth``: factor
-    between delays. ``max_interval``: the longest delay between polls. ``eta_margin``:
-    fraction added to the service's ETA (plus ``eta_slack`` seconds) when timing a poll
-    from it. ``jitter``: +- fraction applied to each grown delay.
-    The ETA poll goes out right at the estimate (no margin, ``eta_slack`` only): any
-    margin is dead time added to every job, a slot idle for that long, while an estimate
-    that runs late costs one more poll whose answer carries a fresh ETA.
-    ``max_polls_per_second``: the client-wide cap (None: no cap). ``push_fallback``: in
-    push mode, the first wait for a callback before polling anyway (it grows like polls).
-    """
-
-    interval: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
-    growth: float = attrs.field(default=1.25, validator=attrs.validators.ge(1))
-    max_interval: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
-    eta_margin: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
-    eta_slack: float = attrs.field(default=0.02, validator=attrs.validators.ge(0))
-    jitter: float = attrs.field(
-        default=0.1, validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.lt(1))
-    )
-    max_polls_per_second: float | None = 20.0
-    push_fallback: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
-
-
-#: The default polling policy.
-DEFAULT_POLL: Final = PollPolicy()
 
 
 class PollLimiter(Places):
@@ -190,13 +155,9 @@ class TaskSource(Protocol):
 
 
 def default_timeout(response: TaskResponse | None) -> float:
-    """The default deadline for a task, by its type (video or image)."""
-    kind = ""
-    if response is not None and response.task is not None:
-        kind = (response.task.type or "").lower()
-    if "m2v" in kind or "video" in kind:
-        return DEFAULT_VIDEO_TIMEOUT
-    return DEFAULT_IMAGE_TIMEOUT if kind else DEFAULT_VIDEO_TIMEOUT
+    """The default deadline for a task, by its type (video or image): `default_deadline`."""
+    kind = response.task.type if response is not None and response.task is not None else None
+    return default_deadline(kind)
 
 
 #: The longest table of grown delays; past its end the last delay repeats.
@@ -256,7 +217,7 @@ class _Step:
         waiter: TaskWaiter,
         task: int | TaskResponse,
         email: str | None,
-        timeout: float | _Unset | None,
+        timeout: float | Unset | None,
     ) -> None:
         last = task if isinstance(task, TaskResponse) else None
         task_id = last.task_id if last is not None else task
@@ -344,7 +305,7 @@ class TaskWaiter:
         *,
         interval: float | None = None,
         max_interval: float | None = None,
-        timeout: float | _Unset | None = UNSET,
+        timeout: float | Unset | None = UNSET,
     ) -> None:
         policy = client.poll_policy
         changes: dict[str, float] = {}
@@ -375,7 +336,7 @@ class TaskWaiter:
         task: int | TaskResponse,
         *,
         email: str | None = None,
-        timeout: float | _Unset | None = UNSET,
+        timeout: float | Unset | None = UNSET,
     ) -> TaskResponse:
         """Poll until the task is final; return the final response.
 
@@ -405,7 +366,7 @@ class TaskWaiter:
         task: int | TaskResponse,
         *,
         email: str | None = None,
-        timeout: float | _Unset | None = UNSET,
+        timeout: float | Unset | None = UNSET,
     ) -> AsyncIterator[TaskResponse]:
         """Yield the task each time its status changes (never the same status twice).
 
@@ -415,7 +376,7 @@ class TaskWaiter:
         return self._updates(task, email, timeout)
 
     async def _updates(
-        self, task: int | TaskResponse, email: str | None, timeout: float | _Unset | None
+        self, task: int | TaskResponse, email: str | None, timeout: float | Unset | None
     ) -> AsyncIterator[TaskResponse]:
         step = _Step(self, task, email, timeout)
         seen: tuple[Any, ...] | None = None
@@ -471,9 +432,9 @@ class TaskWaiter:
         finally:
             limiter.leave()
 
-    def _deadline(self, timeout: float | _Unset | None, last: TaskResponse | None) -> float | None:
-        chosen = self.timeout if isinstance(timeout, _Unset) else timeout
-        if isinstance(chosen, _Unset):
+    def _deadline(self, timeout: float | Unset | None, last: TaskResponse | None) -> float | None:
+        chosen = self.timeout if isinstance(timeout, Unset) else timeout
+        if isinstance(chosen, Unset):
             chosen = default_timeout(last)
         if chosen is None:
             return None
@@ -481,7 +442,7 @@ class TaskWaiter:
         return asyncio.get_running_loop().time() + chosen
 
     def _timed_out(
-        self, task_id: int, timeout: float | _Unset | None, last: TaskResponse | None
+        self, task_id: int, timeout: float | Unset | None, last: TaskResponse | None
     ) -> TaskTimeoutError:
         return TaskTimeoutError(
             f"task {task_id} not final after {self._timeout_text(timeout, last)}; "
@@ -490,9 +451,9 @@ class TaskWaiter:
             last=last,
         )
 
-    def _timeout_text(self, timeout: float | _Unset | None, last: TaskResponse | None) -> str:
-        chosen = self.timeout if isinstance(timeout, _Unset) else timeout
-        seconds = default_timeout(last) if isinstance(chosen, _Unset) else chosen
+    def _timeout_text(self, timeout: float | Unset | None, last: TaskResponse | None) -> str:
+        chosen = self.timeout if isinstance(timeout, Unset) else timeout
+        seconds = default_timeout(last) if isinstance(chosen, Unset) else chosen
         return f"{seconds:g} s"
 
     def _next_delay(self, last: TaskResponse | None, delays: _Delays) -> float:

@@ -443,7 +443,8 @@ def test_every_documented_generation_endpoint_has_a_type() -> None:
 def test_class_contract(cls: type[GenerationRequest]) -> None:
     assert issubclass(cls, GenerationRequest)
     assert cls.kind in ("image", "video", "audio")
-    assert cls.__doc__ and cls.endpoint in cls.__doc__
+    assert cls.__doc__
+    assert cls.endpoint in cls.__doc__
     minimal = next(kw for ep, kw, _ in CASES if ep == cls.endpoint)
     req = cls(**minimal)
     assert req.default_timeout == default_deadline(cls.kind, req.expected_seconds)

@@ -196,6 +196,8 @@ ROWS: list[tuple[str, dict[str, Any], str, str]] = [
     ("tts/create", {"reply_url": "ftp://x"}, "reply_url", "http(s) URL"),
     ("images/omni", {"max_jobs": 0}, "max_jobs", "from 1 to 50"),
     ("videos/omni", {"email": "nobody"}, "email", "e-mail"),
+    ("videos/omni", {"reply_ref": "r\ud800"}, "reply_ref", "lone surrogate"),
+    ("images/kolors", {"reply_ref": 5}, "reply_ref", "must be a string, got int"),
 ]
 
 

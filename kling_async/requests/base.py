@@ -24,6 +24,7 @@ from .fields import (
     TEXT,
     Spec,
     check_range,
+    check_text,
     check_value,
     is_set,
     spec_of,
@@ -178,8 +179,8 @@ class GenerationRequest:
         # Users call these without a type checker: check the types the annotations promise.
         reply_ref: object = self.reply_ref
         email: object = self.email
-        if reply_ref is not None and not isinstance(reply_ref, str):
-            raise fail("reply_ref", f"must be a string, got {type(reply_ref).__name__}")
+        if reply_ref is not None:
+            check_text("reply_ref", reply_ref, None, False)
         if email is not None and (not isinstance(email, str) or "@" not in email):
             raise fail("email", f"must be an account e-mail address, got {email!r}")
 

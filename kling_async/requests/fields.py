@@ -114,9 +114,17 @@ def effective(req: Any, name: str) -> Any:
     """A field's value, or its documented default when unset."""
     value = getattr(req, name)
     if value is None:
-        spec = spec_of(attrs.fields_dict(type(req))[name])
-        return spec.default if spec else None
+        defaults = _DEFAULTS.get(type(req))
+        if defaults is None:
+            fields = attrs.fields(type(req))
+            defaults = _DEFAULTS[type(req)] = {
+                f.name: spec.default for f in fields if (spec := spec_of(f)) is not None
+            }
+        return defaults.get(name)
     return value
+
+
+_DEFAULTS: dict[type, dict[str, Any]] = {}
 
 
 def _tuple(value: Any) -> Any:

@@ -494,3 +494,16 @@ def test_callbacks_are_not_sent_where_the_endpoint_does_not_list_them() -> None:
     req = REQUEST_TYPES["videos/omni"](prompt="p", max_jobs=2, reply_url=HOOK)
     assert req.max_jobs == 2  # kept for the client's own limits
     assert req.to_wire() == {"prompt": "p"}
+
+
+def test_from_wire_half_a_shot_is_named() -> None:
+    cls = REQUEST_TYPES["videos/text2video"]
+    body = {"model_name": "kling-v3-0", "shot_1_prompt": "a", "shot_1_duration": 5}
+    with pytest.raises(RequestValidationError) as info:
+        cls.from_wire({**body, "shot_2_duration": 5})
+    assert info.value.field == "shots[1]"
+    assert "must be a string, got NoneType" in str(info.value)
+    with pytest.raises(RequestValidationError) as info:
+        cls.from_wire({**body, "shot_2_prompt": "b"})
+    assert info.value.field == "shots[1]"
+    assert "seconds must be an integer" in str(info.value)

@@ -274,14 +274,15 @@ class GenerationRequest:
                 lists.setdefault(f"{name}/{part}", {})[index] = value
         for key, items in lists.items():
             name, part = key.split("/")
-            ordered = [items[i] for i in sorted(items)]
-            if part == "duration":
-                continue
-            if part == "prompt":
-                seconds = lists.get(f"{name}/duration", {})
-                kwargs[name] = [(items[i], seconds.get(i)) for i in sorted(items)]
+            if part == "item":
+                kwargs[name] = [items[i] for i in sorted(items)]
             else:
-                kwargs[name] = ordered
+                # A shot with only one of its two names is kept half-empty: the check
+                # then names it, instead of the shot silently disappearing.
+                prompts = lists.get(f"{name}/prompt", {})
+                seconds = lists.get(f"{name}/duration", {})
+                numbers = sorted(prompts.keys() | seconds.keys())
+                kwargs[name] = [(prompts.get(i), seconds.get(i)) for i in numbers]
         return cls(**kwargs)
 
     # -- file inputs ----------------------------------------------------------------------

@@ -18,6 +18,7 @@ from kling_async import (
 )
 from kling_async.convert import request_body, unstructure
 from kling_async.requests import ASPECT_RATIOS_IMAGE, ASPECT_RATIOS_VIDEO, is_remote
+from kling_async.testing.media import png
 
 PAYLOADS = Path(__file__).parent / "payloads"
 A = "https://example.com/a.jpg"
@@ -25,6 +26,8 @@ B = "https://example.com/b.jpg"
 C = "https://example.com/c.jpg"
 D = "https://example.com/d.jpg"
 E = "https://example.com/e.jpg"
+PNG = png(320, 320, (10, 20, 30))
+PNG2 = png(300, 300, (40, 50, 60))
 
 
 def kolors(**kwargs: Any) -> KolorsElements:
@@ -36,6 +39,13 @@ def video(**kwargs: Any) -> Image2VideoElements:
     kwargs.setdefault("prompt", "they dance")
     kwargs.setdefault("images", [A])
     return Image2VideoElements(**kwargs)
+
+
+def wire_body(req: GenerationRequest) -> dict[str, Any]:
+    """The request's wire body; convert.request_body (today's builder) must agree."""
+    wire = req.to_wire()
+    assert request_body(req) == wire
+    return wire
 
 
 def invalid(field: str, *fragments: str) -> Any:
@@ -63,7 +73,7 @@ def invalid(field: str, *fragments: str) -> Any:
 @pytest.fixture
 def image_file(tmp_path: Path) -> Path:
     path = tmp_path / "cat.png"
-    path.write_bytes(b"\x89PNG fake")
+    path.write_bytes(PNG)
     return path
 
 
@@ -143,7 +153,7 @@ def test_kolors_prompt_length_ok(length: int) -> None:
 
 def test_kolors_prompt_is_optional() -> None:
     assert kolors().prompt is None
-    assert "prompt" not in request_body(kolors())
+    assert "prompt" not in wire_body(kolors())
 
 
 def test_kolors_prompt_too_long() -> None:
@@ -244,10 +254,10 @@ def test_a_directory_is_not_an_image(tmp_path: Path) -> None:
 
 
 def test_local_paths_and_bytes_are_accepted(image_file: Path) -> None:
-    req = kolors(subject_images=[str(image_file), image_file, b"png"], scene_image=bytearray(b"x"))
-    assert req.subject_images == (str(image_file), image_file, b"png")
-    vid = video(images=[image_file, b"\x00"])
-    assert vid.images == (image_file, b"\x00")
+    req = kolors(subject_images=[str(image_file), image_file, PNG], scene_image=bytearray(PNG2))
+    assert req.subject_images == (str(image_file), image_file, PNG)
+    vid = video(images=[image_file, PNG2])
+    assert vid.images == (image_file, PNG2)
 
 
 def test_empty_bytes() -> None:
@@ -303,9 +313,9 @@ def test_is_remote() -> None:
 
 def test_has_local_images(tmp_path: Path) -> None:
     local = tmp_path / "a.png"
-    local.write_bytes(b"\x89PNG\r\n\x1a\n")
+    local.write_bytes(PNG)
     assert not KolorsElements(subject_images=[A, B], scene_image=A).has_local_images()
-    assert KolorsElements(subject_images=[A, b"png"]).has_local_images()
+    assert KolorsElements(subject_images=[A, PNG]).has_local_images()
     assert KolorsElements(subject_images=[A, B], style_image=str(local)).has_local_images()
     assert not video(images=[A]).has_local_images()
     assert video(images=[local]).has_local_images()
@@ -388,7 +398,8 @@ def test_video_bad_mode(mode: Any) -> None:
 
 def test_video_model_name() -> None:
     assert video(model_name="kling-v1-6").model_name == "kling-v1-6"
-    for bad in ("kling-v2-1", "kling-v3-0", "kling-v1-5"):
+    assert video(model_name="kling-v3-0").model_name == "kling-v3-0"
+    for bad in ("kling-v2-1", "kling-v3-0-turbo", "kling-v1-5"):
         with invalid("model_name", "is not allowed", "'kling-v1-6'", "extra="):
             video(model_name=bad)
 
@@ -425,7 +436,7 @@ def test_kolors_body_matches_the_published_example() -> None:
         reply_url="https://your-callback-url.com/webhook",
         reply_ref="your-reference-id",
     )
-    assert request_body(req) == published
+    assert wire_body(req) == published
 
 
 def test_video_body_matches_the_published_example() -> None:
@@ -449,8 +460,8 @@ def test_video_body_matches_the_published_example() -> None:
         reply_url="https://your-callback-url.com/webhook",
         reply_ref="your-reference-id",
     )
-    assert request_body(req) == published
-    assert request_body(req)["duration"] == "5"
+    assert wire_body(req) == published
+    assert wire_body(req)["duration"] == "5"
 
 
 def test_kolors_body_every_field() -> None:
@@ -466,7 +477,7 @@ def test_kolors_body_every_field() -> None:
         reply_ref="ref-1",
         email="a@b.c",
     )
-    assert request_body(req) == {
+    assert wire_body(req) == {
         "prompt": "p",
         "subjectImage1": A,
         "subjectImage2": B,
@@ -496,7 +507,7 @@ def test_video_body_every_field() -> None:
         reply_ref="r",
         email="a@b.c",
     )
-    body = request_body(req)
+    body = wire_body(req)
     assert body == {
         "prompt": "p",
         "image_0": A,
@@ -517,25 +528,25 @@ def test_video_body_every_field() -> None:
 
 
 def test_omitted_fields_are_absent_never_null() -> None:
-    assert request_body(KolorsElements(scene_image=A, style_image=B)) == {
+    assert wire_body(KolorsElements(scene_image=A, style_image=B)) == {
         "sceneImage": A,
         "styleImage": B,
     }
-    assert request_body(Image2VideoElements(prompt="p", images=[A])) == {
+    assert wire_body(Image2VideoElements(prompt="p", images=[A])) == {
         "prompt": "p",
         "image_0": A,
     }
-    for body in (request_body(kolors()), request_body(video())):
+    for body in (wire_body(kolors()), wire_body(video())):
         assert None not in body.values()
 
 
 def test_subject_images_are_numbered_from_one_video_images_from_zero() -> None:
-    assert set(request_body(kolors(subject_images=[A, B, C]))) == {
+    assert set(wire_body(kolors(subject_images=[A, B, C]))) == {
         "subjectImage1",
         "subjectImage2",
         "subjectImage3",
     }
-    assert set(request_body(video(images=[A, B, C, D]))) - {"prompt"} == {
+    assert set(wire_body(video(images=[A, B, C, D]))) - {"prompt"} == {
         "image_0",
         "image_1",
         "image_2",
@@ -543,22 +554,22 @@ def test_subject_images_are_numbered_from_one_video_images_from_zero() -> None:
     }
 
 
-def test_unstructure_gives_the_request_body() -> None:
+def test_unstructure_gives_the_body() -> None:
     req = kolors(image_count=2)
-    assert unstructure(req) == request_body(req)
+    assert unstructure(req) == wire_body(req)
     vid = video(duration=10)
-    assert unstructure(vid) == request_body(vid)
+    assert unstructure(vid) == wire_body(vid)
 
 
 @pytest.mark.parametrize(
     ("req_factory", "field"),
     [
         (lambda f: kolors(subject_images=[A, f]), "subject_images[1]"),
-        (lambda f: kolors(subject_images=[b"bytes", A]), "subject_images[0]"),
+        (lambda f: kolors(subject_images=[PNG, A]), "subject_images[0]"),
         (lambda f: kolors(subject_images=[A], scene_image=f), "scene_image"),
         (lambda f: kolors(subject_images=[A], style_image=str(f)), "style_image"),
         (lambda f: video(images=[A, B, f]), "images[2]"),
-        (lambda f: video(images=[bytearray(b"x")]), "images[0]"),
+        (lambda f: video(images=[bytearray(PNG)]), "images[0]"),
     ],
 )
 def test_local_images_must_be_uploaded_before_the_body(
@@ -566,7 +577,7 @@ def test_local_images_must_be_uploaded_before_the_body(
 ) -> None:
     req = req_factory(image_file)
     with invalid(field, "must be uploaded first"):
-        request_body(req)
+        wire_body(req)
 
 
 # --- image_inputs / with_image_urls -------------------------------------------------------
@@ -574,12 +585,12 @@ def test_local_images_must_be_uploaded_before_the_body(
 
 def test_image_inputs_and_with_image_urls(image_file: Path) -> None:
     req = KolorsElements(
-        prompt="p", subject_images=[A, image_file], scene_image=b"scene", style_image=B
+        prompt="p", subject_images=[A, image_file], scene_image=PNG2, style_image=B
     )
     assert req.image_inputs() == {
         "subject_images[0]": A,
         "subject_images[1]": image_file,
-        "scene_image": b"scene",
+        "scene_image": PNG2,
         "style_image": B,
     }
     done = req.with_image_urls({"subject_images[1]": C, "scene_image": D})
@@ -591,7 +602,7 @@ def test_image_inputs_and_with_image_urls(image_file: Path) -> None:
     }
     assert done.prompt == "p"
     assert req.subject_images == (A, image_file)  # the original is unchanged
-    assert request_body(done) == {
+    assert wire_body(done) == {
         "prompt": "p",
         "subjectImage1": A,
         "subjectImage2": C,
@@ -602,18 +613,18 @@ def test_image_inputs_and_with_image_urls(image_file: Path) -> None:
 
 
 def test_video_image_inputs_and_with_image_urls() -> None:
-    req = video(images=[b"one", A], duration="10", extra={"element_1": "x"})
-    assert req.image_inputs() == {"images[0]": b"one", "images[1]": A}
+    req = video(images=[PNG, A], duration="10", extra={"element_9": "x"})
+    assert req.image_inputs() == {"images[0]": PNG, "images[1]": A}
     done = req.with_image_urls({"images[0]": B, "unrelated": C})
     assert done.images == (B, A)
     assert done.duration == 10
-    assert done.extra == {"element_1": "x"}
-    assert request_body(done)["image_0"] == B
+    assert done.extra == {"element_9": "x"}
+    assert wire_body(done)["image_0"] == B
 
 
 def test_with_image_urls_still_validates() -> None:
     with invalid("images[0]", "not a complete URL"):
-        video(images=[b"x"]).with_image_urls({"images[0]": "https://"})
+        video(images=[PNG]).with_image_urls({"images[0]": "https://"})
 
 
 def test_image_inputs_of_optional_images() -> None:
@@ -626,14 +637,14 @@ def test_image_inputs_of_optional_images() -> None:
 
 def test_extra_is_sent_verbatim() -> None:
     extra = {"element_1": "https://x/e.jpg", "nested": {"a": [1, None]}, "flag": None}
-    body = request_body(video(extra=extra))
+    body = wire_body(video(extra=extra))
     assert body == {"prompt": "they dance", "image_0": A, **extra}
 
 
 def test_extra_carries_a_newer_value_for_a_field_not_set_by_keyword() -> None:
     req = video(extra={"model_name": "kling-v3-0", "duration": "15"})
     assert req.model_name is None
-    assert request_body(req) == {
+    assert wire_body(req) == {
         "prompt": "they dance",
         "image_0": A,
         "model_name": "kling-v3-0",
@@ -657,9 +668,9 @@ def test_extra_carries_a_newer_value_for_a_field_not_set_by_keyword() -> None:
 def test_extra_never_silently_overrides_a_keyword(
     make: Any, extra: dict[str, Any], names: str
 ) -> None:
-    req = make(extra)
+    # Found when the request is built, before anything is uploaded or sent.
     with invalid("extra", names, "also set by a keyword"):
-        request_body(req)
+        make(extra)
 
 
 def test_extra_is_copied() -> None:

@@ -323,6 +323,16 @@ class SimState:
         account.prune(now)
         return (self.tasks[task_id] for _, task_id in account.running)
 
+    def release(self, task_id: int) -> bool:
+        """Stop tracking a running job (DELETE /scheduler): its slot frees, the job goes on."""
+        for account in self.accounts.values():
+            kept = [entry for entry in account.running if entry[1] != task_id]
+            if len(kept) != len(account.running):
+                heapq.heapify(kept)
+                account.running = kept
+                return True
+        return False
+
     # lookups ----------------------------------------------------------------------------
     def task_for(self, task_id: str, email: str | None) -> SimTask:
         """The task GET /tasks/{task_id}?email= names (400 bad id, 404 unknown)."""

@@ -3,9 +3,9 @@
 Only tasks with a ``replyUrl`` get a watcher coroutine. By default the body is exactly the
 GET /tasks/{task_id} model (nothing injected) and it is posted once, at the final state ("once
 job completed or failed"). Options add a callback per earlier status (submitted, processing)
-and echo the submission's ``replyRef`` at the body's top level. Delivery is best effort, like the real service's (whose retries are undocumented):
-no retry, a down receiver is only counted. A seeded share of callbacks can be dropped on
-purpose to exercise a client's polling fallback.
+and echo the submission's ``replyRef`` at the body's top level. Delivery is best effort, like
+the real service's (whose retries are undocumented): no retry, a down receiver is only counted.
+A seeded share of callbacks can be dropped on purpose to exercise a client's polling fallback.
 """
 
 from __future__ import annotations

@@ -44,3 +44,41 @@ async def test_scheduler_lists_then_releases_a_running_job() -> None:
         async with http.delete(f"{sim.base_url}/scheduler/{task_id}") as response:
             assert response.status == 404
             assert await response.json() == {"error": f"Unable to locate running task_id {task_id}"}
+
+
+async def test_per_request_max_jobs_may_raise_the_account_limit() -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with (
+        KlingSimulator(token=TOKEN, accounts={EMAIL: 1}, job_seconds=600) as sim,
+        aiohttp.ClientSession(headers=headers) as http,
+    ):
+        body = {"subjectImage1": IMG, "subjectImage2": IMG, "email": EMAIL}
+        async with http.post(f"{sim.base_url}/{KOLORS}", json=body) as response:
+            assert response.status == 200
+        async with http.post(f"{sim.base_url}/{KOLORS}", json=body) as response:
+            assert response.status == 429  # the account's own limit: 1
+        async with http.post(f"{sim.base_url}/{KOLORS}", json={**body, "maxJobs": 3}) as response:
+            assert response.status == 200
+
+
+async def test_v3_rules_of_image2video_elements() -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    video = {"prompt": "p", "image_0": IMG, "email": EMAIL}
+    v3 = {**video, "model_name": "kling-v3-0"}
+    cases = [
+        ({**video, "element_1": "u_1"}, "element_1 requires model_name kling-v3-0"),
+        ({**v3, "aspect_ratio": "16:9"}, "aspect_ratio is not accepted with kling-v3-0"),
+        ({**v3, "duration": 16}, "duration must be an integer from 3 to 15, got 16"),
+    ]
+    async with (
+        KlingSimulator(token=TOKEN, accounts={EMAIL: 5}, job_seconds=600) as sim,
+        aiohttp.ClientSession(headers=headers) as http,
+    ):
+        url = f"{sim.base_url}/videos/image2video-elements"
+        ok = {**v3, "element_1": "u_1", "duration": 12, "enable_audio": True}
+        async with http.post(url, json=ok) as response:
+            assert response.status == 200
+        for body, message in cases:
+            async with http.post(url, json=body) as response:
+                assert response.status == 400
+                assert (await response.json())["error"] == message

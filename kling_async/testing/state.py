@@ -239,7 +239,8 @@ class SimState:
                 if not self._known_asset(url):
                     raise ErrorAnswer(404, dict(RESOURCE_NOT_FOUND_BODY))
         now = time.monotonic()
-        limit = account.max_jobs if gen.max_jobs is None else min(account.max_jobs, gen.max_jobs)
+        # per-request maxJobs overrides the account's in both directions (accounts.md)
+        limit = account.max_jobs if gen.max_jobs is None else gen.max_jobs
         if account.prune(now) >= limit:
             self.counters.rate_limited += 1
             wait: float = self.busy_retry_after or max(1, math.ceil(account.running[0][0] - now))

@@ -37,6 +37,8 @@ async def _measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         duration_sigma=0.5,
         seed=args.seed,
         eta=mode != "poll_no_eta",
+        callback_echo_reply_ref=True,
+        progress_callbacks=True,
     ) as sim:
         receiver = KlingWebhookReceiver(trust_callbacks=True) if mode == "push" else None
         config = attrs.evolve(DEFAULT_CONFIG, poll=PollPolicy(max_polls_per_second=None))

@@ -442,7 +442,8 @@ async def test_video_lifecycle_and_files(sim: KlingSimulator, http: aiohttp.Clie
     assert resource["resource"].endswith(".mp4")
     data = await fetch(http, resource["resource"])
     assert data[4:8] == b"ftyp"
-    assert mp4_boxes(data) == [b"ftyp", b"moov", b"mdat"]
+    # the playable clip (moov first: faststart), then the watermarked copy's marker box
+    assert mp4_boxes(data) == [b"ftyp", b"moov", b"free", b"mdat", b"free"]
     assert png_info(await fetch(http, cover["resource"]))[:2] == (36, 64)
 
 

@@ -160,11 +160,32 @@ async def receiver() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
         yield url_and_received
 
 
-async def test_reply_url_gets_each_status(
+async def test_reply_url_gets_the_task_model_once_at_the_final_state(
     http: aiohttp.ClientSession, receiver: tuple[str, list[dict[str, Any]]]
 ) -> None:
     url, received = receiver
-    async with KlingSimulator(token=TOKEN, job_seconds=0.05) as sim:
+    async with KlingSimulator(token=TOKEN, job_seconds=0.05, eta=False) as sim:
+        body = {**KOLORS_OK, "replyUrl": url, "replyRef": "ref-1"}
+        async with http.post(f"{sim.base_url}/{KOLORS}", json=body) as response:
+            task_id = (await response.json())["task"]["id"]
+        await wait_until(lambda: len(received) == 1, timeout=5.0)
+        async with http.get(f"{sim.base_url}/tasks/{task_id}") as response:
+            polled = await response.json()
+        sim.finish_all()  # nothing is left to send: a second callback would show in the count
+        assert sim.stats["callbacks_sent"] == 1
+    assert len(received) == 1
+    # viewTime is the instant of the rendering (the final state vs. the poll), all else equal
+    assert received[0]["task"].pop("viewTime") <= polled["task"].pop("viewTime")
+    assert received[0] == polled
+    assert received[0]["status_name"] == "succeed"
+
+
+async def test_reply_url_progress_callbacks_echo_reply_ref_when_asked(
+    http: aiohttp.ClientSession, receiver: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, received = receiver
+    options: dict[str, Any] = {"progress_callbacks": True, "callback_echo_reply_ref": True}
+    async with KlingSimulator(token=TOKEN, job_seconds=0.05, **options) as sim:
         body = {**KOLORS_OK, "replyUrl": url, "replyRef": "ref-1"}
         async with http.post(f"{sim.base_url}/{KOLORS}", json=body) as response:
             task_id = (await response.json())["task"]["id"]
@@ -180,7 +201,7 @@ async def test_finish_all_sends_the_final_callback(
     http: aiohttp.ClientSession, receiver: tuple[str, list[dict[str, Any]]]
 ) -> None:
     url, received = receiver
-    async with KlingSimulator(token=TOKEN, job_seconds=600) as sim:
+    async with KlingSimulator(token=TOKEN, job_seconds=600, progress_callbacks=True) as sim:
         body = {**KOLORS_OK, "replyUrl": url, "prompt": "fail"}
         async with http.post(f"{sim.base_url}/{KOLORS}", json=body) as response:
             assert response.status == 200
@@ -198,13 +219,13 @@ async def test_dropped_and_failed_callbacks(
     async with KlingSimulator(token=TOKEN, job_seconds=0.02, callback_drop_rate=1.0) as sim:
         async with http.post(f"{sim.base_url}/{KOLORS}", json={**KOLORS_OK, "replyUrl": url}):
             pass
-        await wait_until(lambda: sim.stats["callbacks_dropped"] == 3, timeout=5.0)
+        await wait_until(lambda: sim.stats["callbacks_dropped"] == 1, timeout=5.0)
     assert received == []
     down = url.rsplit(":", 1)[0] + ":9/hook"  # nothing listens on the discard port
     async with KlingSimulator(token=TOKEN, job_seconds=0.02) as sim:
         async with http.post(f"{sim.base_url}/{KOLORS}", json={**KOLORS_OK, "replyUrl": down}):
             pass
-        await wait_until(lambda: sim.stats["callbacks_failed"] == 3, timeout=5.0)
+        await wait_until(lambda: sim.stats["callbacks_failed"] == 1, timeout=5.0)
 
 
 # --- counters ----------------------------------------------------------------------------

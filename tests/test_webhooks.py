@@ -33,7 +33,12 @@ def _config(fallback: float) -> Any:
 @pytest.fixture
 async def sim() -> AsyncIterator[KlingSimulator]:
     async with KlingSimulator(
-        token=TOKEN, accounts={"a@example.com": 20}, job_seconds=0.05, duration_sigma=0.0
+        token=TOKEN,
+        accounts={"a@example.com": 20},
+        job_seconds=0.05,
+        duration_sigma=0.0,
+        callback_echo_reply_ref=True,
+        progress_callbacks=True,
     ) as simulator:
         yield simulator
 
@@ -76,6 +81,8 @@ async def test_lost_callbacks_fall_back_to_polling() -> None:
         job_seconds=0.05,
         callback_drop_rate=0.3,
         seed=7,
+        callback_echo_reply_ref=True,
+        progress_callbacks=True,
     ) as sim:
         receiver = KlingWebhookReceiver(trust_callbacks=True)
         results = await _run_jobs(sim, receiver, 40, fallback=0.2)
@@ -202,7 +209,13 @@ def test_batch_command_in_push_mode(tmp_path: Path) -> None:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    sim = KlingSimulator(token=TOKEN, accounts={"a@example.com": 4}, job_seconds=0.05)
+    sim = KlingSimulator(
+        token=TOKEN,
+        accounts={"a@example.com": 4},
+        job_seconds=0.05,
+        callback_echo_reply_ref=True,
+        progress_callbacks=True,
+    )
     asyncio.run_coroutine_threadsafe(sim.start(), loop).result(timeout=30)
     try:
         jobs = tmp_path / "jobs.jsonl"

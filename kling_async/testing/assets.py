@@ -155,12 +155,15 @@ class AssetHandlers:
         clean = stem.endswith("-clean")
         stem = stem.removesuffix("-clean")
         if gen.is_video and stem == "cover" and ext == "png" and not clean:
-            data, content_type = media.png(width, height, media.WATERMARKED_RGB), "image/png"
+            cover = media.png(width, height, media.WATERMARKED_RGB, task.id)
+            data, content_type = cover, "image/png"
         elif stem.isdigit() and ext == ("mp4" if gen.is_video else "png"):
             if int(stem) >= (1 if gen.is_video else gen.image_count):
                 raise web.HTTPNotFound()
             duration = wire.video_duration_ms(task) if gen.is_video else 0
-            data, content_type = media.result_file(ext, width, height, duration, clean=clean)
+            data, content_type = media.result_file(
+                ext, width, height, duration, clean=clean, pattern=task.id + int(stem)
+            )
         else:
             raise web.HTTPNotFound()
         return web.Response(body=data, content_type=content_type)
@@ -175,7 +178,9 @@ class AssetHandlers:
             for task, index, ext in files:
                 width, height = media.dimensions(task.request.aspect_ratio)
                 duration = wire.video_duration_ms(task) if task.request.is_video else 0
-                data, _ = media.result_file(ext, width, height, duration, clean=True)
+                data, _ = media.result_file(
+                    ext, width, height, duration, clean=True, pattern=task.id + index
+                )
                 archive.writestr(f"{wire.work_id(task.id, index)}.{ext}", data)
         return web.Response(body=buffer.getvalue(), content_type="application/zip")
 

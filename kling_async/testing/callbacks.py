@@ -1,10 +1,11 @@
-"""replyUrl delivery: POST the task model to the callback URL on each status change.
+"""replyUrl delivery: POST the task model to the callback URL, as useapi.net documents it.
 
-Only tasks with a ``replyUrl`` get a watcher coroutine. Each status the task passes through
-(submitted, processing, final) is posted once, in order, rendered as of the instant of that
-change. Delivery is best effort, like the real service's (whose retries are undocumented):
-no retry, a down receiver is only counted. A seeded share of callbacks can be dropped on
-purpose to exercise a client's polling fallback.
+Only tasks with a ``replyUrl`` get a watcher coroutine. By default the body is exactly the
+GET /tasks/{task_id} model (nothing injected) and it is posted once, at the final state ("once
+job completed or failed"). Options add a callback per earlier status (submitted, processing)
+and echo the submission's ``replyRef`` at the body's top level. Delivery is best effort, like
+the real service's (whose retries are undocumented): no retry, a down receiver is only counted.
+A seeded share of callbacks can be dropped on purpose to exercise a client's polling fallback.
 """
 
 from __future__ import annotations
@@ -24,10 +25,21 @@ __all__ = ["CallbackSender"]
 
 
 class CallbackSender:
-    """Watches tasks with a replyUrl and posts their model on every status change."""
+    """Watches tasks with a replyUrl and posts their model at the final state (or each change)."""
 
-    def __init__(self, *, seed: int, drop_rate: float, eta: bool, state: SimState) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int,
+        drop_rate: float,
+        eta: bool,
+        state: SimState,
+        progress: bool = False,
+        echo_reply_ref: bool = False,
+    ) -> None:
         self.drop_rate = drop_rate
+        self.progress = progress
+        self.echo_reply_ref = echo_reply_ref
         self.eta = eta
         self.state = state
         self._rng = random.Random(f"{seed}:callbacks")  # noqa: S311 (seeded on purpose)
@@ -54,8 +66,10 @@ class CallbackSender:
         event = self._wakeups[task.id]
         try:
             while True:
-                phases = [(task.created_at, "submitted"), (task.final_at, "final")]
-                if task.started_at < task.final_at:
+                phases = [(task.final_at, "final")]
+                if self.progress:
+                    phases.insert(0, (task.created_at, "submitted"))
+                if self.progress and task.started_at < task.final_at:
                     phases.insert(1, (task.started_at, "processing"))
                 now = time.monotonic()
                 pending = [(at, name) for at, name in phases if name not in sent]
@@ -79,7 +93,7 @@ class CallbackSender:
         url = task.request.reply_url
         assert url is not None
         body: dict[str, Any] = task_model(task, at, eta=self.eta)
-        if task.request.reply_ref is not None:
+        if self.echo_reply_ref and task.request.reply_ref is not None:
             body["replyRef"] = task.request.reply_ref
         if self._session is None:
             timeout = aiohttp.ClientTimeout(total=10, connect=5, sock_connect=5, sock_read=10)

@@ -1,15 +1,20 @@
-"""Result files the simulator serves: tiny but valid PNG and MP4 bytes.
+"""Result files the simulator serves: tiny but real PNG images and playable MP4 videos.
 
-Images are solid colour PNGs sized to the requested aspect ratio (about 64 pixels on the long
-side); videos are hand-built ISO-BMFF files (``ftyp`` + ``moov`` + ``mdat``). The
-"watermarked" files behind ``works[].resource.resource`` and the "clean" ones behind
-``GET /assets/download`` differ in colour (PNG) and in their ``mdat`` payload (MP4), so tests
+Images are PNGs sized to the requested aspect ratio (about 64 pixels on the long side) in one
+base colour with diagonal stripes whose spacing and colour follow a per-task ``pattern``, so a
+gallery of results shows different pictures. Videos are one real H.264 clip (constrained
+baseline, yuv420p, faststart, 64x36, 1 s; made once with ffmpeg's ``testsrc2`` and shipped as
+``clip.mp4`` beside this module) that browsers play. The "watermarked" files behind
+``works[].resource.resource`` and the "clean" ones behind ``GET /assets/download`` differ in
+base colour (PNG; the first pixel always has it) and by a trailing ``free`` box holding
+:data:`CLEAN_MP4_PAYLOAD` or :data:`WATERMARKED_MP4_PAYLOAD` (MP4; players ignore it), so tests
 can tell which copy a client fetched.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import struct
 import zlib
 from typing import Final
@@ -24,6 +29,7 @@ __all__ = [
     "mp4",
     "png",
     "result_file",
+    "video",
 ]
 
 WATERMARKED_RGB: Final = (200, 200, 200)
@@ -48,17 +54,41 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-@functools.lru_cache(maxsize=64)
-def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
-    """A valid 8-bit RGB PNG of one colour."""
-    row = b"\x00" + bytes(rgb) * width
+@functools.lru_cache(maxsize=256)
+def png(width: int, height: int, rgb: tuple[int, int, int], pattern: int | None = None) -> bytes:
+    """A valid 8-bit RGB PNG in colour ``rgb``; with ``pattern``, striped after that number.
+
+    Equal ``pattern`` values give equal pictures, different ones (e.g. task id + work index)
+    visibly different stripes; pixel (0, 0) always has ``rgb``.
+    """
+    if pattern is None:
+        raw = (b"\x00" + bytes(rgb) * width) * height
+    else:
+        period = 4 + pattern % 7
+        ink = bytes(((pattern * 97) % 256, (pattern * 57 + 80) % 256, (pattern * 31 + 160) % 256))
+        base = bytes(rgb)
+        rows = []
+        for y in range(height):
+            pixels = (
+                ink if (x + y + pattern) % period < 2 and (x, y) != (0, 0) else base
+                for x in range(width)
+            )
+            rows.append(b"\x00" + b"".join(pixels))
+        raw = b"".join(rows)
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (
         _PNG_SIGNATURE
         + _chunk(b"IHDR", ihdr)
-        + _chunk(b"IDAT", zlib.compress(row * height))
+        + _chunk(b"IDAT", zlib.compress(raw))
         + _chunk(b"IEND", b"")
     )
+
+
+@functools.lru_cache(maxsize=2)
+def video(payload: bytes = b"") -> bytes:
+    """The shipped playable H.264 clip, with ``payload`` in a trailing ``free`` box if given."""
+    clip = importlib.resources.files(__package__).joinpath("clip.mp4").read_bytes()
+    return clip + (_box(b"free", payload) if payload else b"")
 
 
 def _box(kind: bytes, *payload: bytes) -> bytes:
@@ -75,7 +105,8 @@ _MATRIX: Final = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x400000
 
 @functools.lru_cache(maxsize=64)
 def mp4(width: int, height: int, duration_ms: int, payload: bytes) -> bytes:
-    """A small structurally valid MP4: ftyp, moov (one video track, no samples), mdat."""
+    """A small structurally valid MP4 (ftyp, moov with one sample-less track, mdat); not
+    playable: results use :func:`video`. Kept for code that wants a synthetic file."""
     ftyp = _box(b"ftyp", b"isom", struct.pack(">I", 512), b"isomiso2avc1mp41")
     mvhd = _full_box(
         b"mvhd",
@@ -112,13 +143,13 @@ def mp4(width: int, height: int, duration_ms: int, payload: bytes) -> bytes:
 
 
 def result_file(
-    kind: str, width: int, height: int, duration_ms: int, *, clean: bool
+    kind: str, width: int, height: int, duration_ms: int, *, clean: bool, pattern: int = 0
 ) -> tuple[bytes, str]:
-    """Bytes and content type of a result: ``kind`` is "png" or "mp4"."""
+    """Bytes and content type of a result: ``kind`` is "png" (striped after ``pattern``) or
+    "mp4" (the playable clip; ``width``/``height``/``duration_ms`` are what the task reports)."""
     if kind == "mp4":
-        payload = CLEAN_MP4_PAYLOAD if clean else WATERMARKED_MP4_PAYLOAD
-        return mp4(width, height, duration_ms, payload), "video/mp4"
-    return png(width, height, CLEAN_RGB if clean else WATERMARKED_RGB), "image/png"
+        return video(CLEAN_MP4_PAYLOAD if clean else WATERMARKED_MP4_PAYLOAD), "video/mp4"
+    return png(width, height, CLEAN_RGB if clean else WATERMARKED_RGB, pattern), "image/png"
 
 
 _JPEG_SOF: Final = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}

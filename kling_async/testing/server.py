@@ -181,6 +181,7 @@ class SimulatorServer:
             web.get(f"{api}/scheduler", r("accounts", self.scheduler)),
             web.get(f"{api}/scheduler/", r("accounts", self.scheduler)),
             web.get(f"{api}/scheduler/available", r("accounts", self.available)),
+            web.delete(f"{api}/scheduler/{{task_id}}", r("accounts", self.release)),
             web.get("/simulator/stats", r(None, self.stats, paid=False)),
             web.get("/files/zip/{key}.zip", cdn(self.assets.zip_file)),
             web.get("/files/{task_id}/{name}", cdn(self.assets.result_file)),
@@ -284,6 +285,13 @@ class SimulatorServer:
                 }
             )
         return json_response({"executing": self._executing(now), "available": available})
+
+    async def release(self, request: web.Request) -> web.StreamResponse:
+        """DELETE scheduler/{task_id}: free the job's slot; the job itself still runs."""
+        task_id = request.match_info["task_id"]
+        if not (task_id.isdigit() and self.state.release(int(task_id))):
+            raise ErrorAnswer(404, {"error": f"Unable to locate running task_id {task_id}"})
+        return web.Response(text="Task was successfully canceled.")
 
     # simulator --------------------------------------------------------------------------
     async def stats(self, request: web.Request) -> web.StreamResponse:

@@ -50,6 +50,10 @@ class KlingSimulator:
             must be real PNG/JPEG of at least 300 px.
         fault_plan: faults to inject (see :class:`FaultPlan`); also :meth:`set_fault_plan`.
         callback_drop_rate: share of replyUrl callbacks silently not sent (seeded).
+        progress_callbacks: also POST the model when a task is submitted and when it starts
+            processing; default False: one callback, at the final state, as documented.
+        callback_echo_reply_ref: add the submission's ``replyRef`` at the top level of each
+            callback body; default False: the body is exactly the GET /tasks/{id} model.
         busy_retry_after: seconds in the 429 "busy" answer's Retry-After; default: until
             the account's first job ends, rounded up, at least 1.
         host, port: where to listen; port 0 picks a free one.
@@ -70,6 +74,8 @@ class KlingSimulator:
         strict_assets: bool = False,
         fault_plan: FaultPlan | None = None,
         callback_drop_rate: float = 0.0,
+        progress_callbacks: bool = False,
+        callback_echo_reply_ref: bool = False,
         busy_retry_after: float | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -89,7 +95,12 @@ class KlingSimulator:
             busy_retry_after=busy_retry_after,
         )
         self._callbacks = CallbackSender(
-            seed=seed, drop_rate=callback_drop_rate, eta=eta, state=self._state
+            seed=seed,
+            drop_rate=callback_drop_rate,
+            eta=eta,
+            state=self._state,
+            progress=progress_callbacks,
+            echo_reply_ref=callback_echo_reply_ref,
         )
         self._server = SimulatorServer(
             self._state, self._callbacks, token=self.token, eta=eta, seed=seed

@@ -239,7 +239,8 @@ class SimState:
                 if not self._known_asset(url):
                     raise ErrorAnswer(404, dict(RESOURCE_NOT_FOUND_BODY))
         now = time.monotonic()
-        limit = account.max_jobs if gen.max_jobs is None else min(account.max_jobs, gen.max_jobs)
+        # per-request maxJobs overrides the account's in both directions (accounts.md)
+        limit = account.max_jobs if gen.max_jobs is None else gen.max_jobs
         if account.prune(now) >= limit:
             self.counters.rate_limited += 1
             wait: float = self.busy_retry_after or max(1, math.ceil(account.running[0][0] - now))
@@ -322,6 +323,16 @@ class SimState:
         """The account's unfinished tasks."""
         account.prune(now)
         return (self.tasks[task_id] for _, task_id in account.running)
+
+    def release(self, task_id: int) -> bool:
+        """Stop tracking a running job (DELETE /scheduler): its slot frees, the job goes on."""
+        for account in self.accounts.values():
+            kept = [entry for entry in account.running if entry[1] != task_id]
+            if len(kept) != len(account.running):
+                heapq.heapify(kept)
+                account.running = kept
+                return True
+        return False
 
     # lookups ----------------------------------------------------------------------------
     def task_for(self, task_id: str, email: str | None) -> SimTask:

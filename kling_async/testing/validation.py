@@ -173,6 +173,20 @@ def _images(body: Mapping[str, Any], fields: tuple[str, ...]) -> tuple[tuple[str
     return tuple(found)
 
 
+def _v3_rules(body: Mapping[str, Any], *, v3: bool) -> None:
+    """endpoints.md: element_1..3 are kling-v3-0 only; v3 takes no aspect_ratio."""
+    for name in ("element_1", "element_2", "element_3"):
+        value = body.get(name)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str):
+            raise bad_request(f"{name} must be a string")
+        if not v3:
+            raise bad_request(f"{name} requires model_name kling-v3-0")
+    if v3 and body.get("aspect_ratio") is not None:
+        raise bad_request("aspect_ratio is not accepted with kling-v3-0")
+
+
 def validate(endpoint: str, body: Mapping[str, Any]) -> Generation:
     """Check ``body`` against the rules of ``endpoint``'s page; raise a 400 answer if broken."""
     video = endpoint == VIDEO
@@ -187,7 +201,10 @@ def validate(endpoint: str, body: Mapping[str, Any]) -> Generation:
     if not video and len(images) < 2:
         raise bad_request(AT_LEAST_TWO_IMAGES)
     model_name = _choice(body, "model_name", VIDEO_MODELS, "kling-v1-6") if video else ""
-    duration = _duration(body.get("duration"), v3=model_name == "kling-v3-0") if video else 0
+    v3 = model_name == "kling-v3-0"
+    duration = _duration(body.get("duration"), v3=v3) if video else 0
+    if video:
+        _v3_rules(body, v3=v3)
     image_count = 1
     if not video and body.get("imageCount") is not None:
         image_count = int_param(body["imageCount"], "imageCount", 1, 9)

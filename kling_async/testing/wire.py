@@ -156,10 +156,10 @@ def task_model(task: SimTask, at: float, *, eta: bool) -> dict[str, Any]:
     eta_ms = queue_ms = origin_ms = origin_queue_ms = 0
     if eta:
         if not status[2]:
-            eta_ms = int((task.final_at - at) * 1000)
-            queue_ms = max(0, int((task.started_at - at) * 1000))
-        origin_ms = int(task.duration * 1000)
-        origin_queue_ms = int((task.started_at - task.created_at) * 1000)
+            eta_ms = round((task.final_at - at) * 1000)
+            queue_ms = max(0, round((task.started_at - at) * 1000))
+        origin_ms = round(task.duration * 1000)
+        origin_queue_ms = round((task.started_at - task.created_at) * 1000)
     return {
         "status": status[0],
         "status_name": status[1],
@@ -277,12 +277,12 @@ def account_model(account: Account, now_ms: float, *, balance: bool) -> dict[str
 
 def executing_item(task: SimTask, now: float) -> dict[str, Any]:
     """A job useapi.net is tracking, as GET /scheduler lists it."""
-    elapsed = int(now - task.created_at)
+    elapsed = max(0, int(now - task.created_at))
     return {
         "id": task.id,
         "email": task.account,
         "started": _iso(task.created_ms),
-        "elapsed": f"{elapsed // 3600:02d}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}",
+        "elapsed": f"{elapsed // 60:02d}:{elapsed % 60:02d}",  # "MM:SS" per accounts.md
         "replyUrl": task.request.reply_url,
         "replyRef": task.request.reply_ref,
     }

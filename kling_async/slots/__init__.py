@@ -8,14 +8,13 @@
 
 from .local import JobSlots, SlotHold
 from .pool import Lease, LocalSlotPool, SlotPool
-from .redis import RedisSlotPool, RedisUnavailableError
+from .redis import RedisSlotPool
 
 __all__ = [
     "JobSlots",
     "Lease",
     "LocalSlotPool",
     "RedisSlotPool",
-    "RedisUnavailableError",
     "SlotHold",
     "SlotPool",
 ]

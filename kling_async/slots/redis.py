@@ -29,7 +29,7 @@ from typing import Any
 from ..errors import AccountError, ConfigurationError, KlingError, TransportError
 from .pool import Lease, LocalSlotPool
 
-__all__ = ["RedisSlotPool", "RedisUnavailableError"]
+__all__ = ["RedisSlotPool"]
 
 log = logging.getLogger("kling_async.slots")
 
@@ -109,10 +109,6 @@ return redis.call('ZCARD', KEYS[1])
 )
 
 
-class RedisUnavailableError(TransportError):
-    """Redis could not be reached for the shared job slots (and no fallback was set)."""
-
-
 def _redis_errors() -> tuple[type[BaseException], ...]:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -129,7 +125,7 @@ class RedisSlotPool:
             renew every third of it.
         poll_seconds: how often a waiter asks again.
         down_seconds: how long to keep trying while Redis is unreachable before raising
-            `RedisUnavailableError` (or falling back).
+            `TransportError` (or falling back).
         fallback_local: when Redis stays unreachable, take in-process slots instead of
             raising (logged as a warning; processes then no longer share the bound).
         prefix: key prefix; pools with different prefixes are independent.
@@ -140,7 +136,7 @@ class RedisSlotPool:
         client: Any,
         *,
         lease_seconds: float = 30.0,
-        poll_seconds: float = 0.05,
+        poll_seconds: float = 0.02,
         down_seconds: float = 30.0,
         fallback_local: bool = False,
         prefix: str = "kling:slots:",
@@ -187,7 +183,7 @@ class RedisSlotPool:
 
     async def _call(self, what: str, op: Any) -> Any:
         """Run ``op()`` against Redis, retrying while it is unreachable for up to
-        ``down_seconds``; then `RedisUnavailableError`."""
+        ``down_seconds``; then `TransportError`."""
         errors = _redis_errors()
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self._down
@@ -197,7 +193,7 @@ class RedisSlotPool:
                 return await op()
             except errors as exc:
                 if loop.time() >= give_up:
-                    raise RedisUnavailableError(
+                    raise TransportError(
                         f"Redis for the shared job slots is unreachable ({what}): {exc}; "
                         "start it, or create the pool with fallback_local=True to use "
                         "in-process slots meanwhile"
@@ -208,7 +204,7 @@ class RedisSlotPool:
     async def acquire(self, account: str, max_jobs: int) -> Lease:
         """Wait, first come first served across processes, for a slot of ``account``
         (its maxJobs ``max_jobs`` is stored with it). `AccountError` when the account is
-        set aside; `RedisUnavailableError` when Redis stays unreachable (unless
+        set aside; `TransportError` when Redis stays unreachable (unless
         ``fallback_local``)."""
         if max_jobs < 1:
             raise ConfigurationError(f"max_jobs for {account}: must be >= 1, got {max_jobs!r}")
@@ -217,7 +213,7 @@ class RedisSlotPool:
         keys = self._keys(account, *names)
         try:
             why = await self._wait_turn(account, max_jobs, ticket, keys)
-        except RedisUnavailableError:
+        except TransportError:
             if self._fallback is None:
                 raise
             log.warning("Redis unreachable: taking an in-process slot of %s", account)

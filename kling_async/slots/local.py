@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 
-from .config import MAX_JOBS_RANGE
-from .errors import AccountError, ConfigurationError, KlingError
+from ..config import MAX_JOBS_RANGE
+from ..errors import AccountError, ConfigurationError, KlingError
 
 __all__ = ["JobSlots", "SlotHold"]
 
@@ -164,6 +164,34 @@ class JobSlots:
             self._check_known(email)
         return SlotHold(self, email)
 
+    # The two methods below are what SlotHold (in this module) uses of JobSlots; nothing
+    # else outside the class touches its state.
+
+    async def _claim(self, email: str | None) -> str:
+        """Take one slot of ``email`` (any account when None), waiting in arrival order;
+        the chosen account. Cancellation while waiting takes nothing."""
+        if not self._sized:
+            await self._ensure_sized()
+        if self._out:
+            self._check_out(email)
+        chosen = self._pick(email)
+        if chosen is not None:
+            self._take(chosen)
+            return chosen
+        key, granted = self._queue(email)
+        try:
+            return await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self._release(granted.result())  # handed a slot as we were cancelled
+            raise
+        finally:
+            self._waiters.pop(key, None)
+
+    def _give_back(self, account: str) -> None:
+        """Free one slot of ``account`` taken by `_claim`, handing it to the next waiter."""
+        self._release(account)
+
     def _check_out(self, email: str | None) -> None:
         if email in self._out or self._all_out():
             raise self._refusal(email or next(iter(self._out)))
@@ -237,24 +265,7 @@ class SlotHold:
         ``async with`` does on entry; free it with `release`."""
         if self._account is not None:
             raise RuntimeError("a slot context cannot be entered twice")
-        slots, email = self._slots, self._email
-        if not slots._sized:
-            await slots._ensure_sized()
-        if slots._out:
-            slots._check_out(email)
-        chosen = slots._pick(email)
-        if chosen is not None:
-            slots._take(chosen)
-        else:
-            key, granted = slots._queue(email)
-            try:
-                chosen = await granted
-            except asyncio.CancelledError:
-                if granted.done() and not granted.cancelled():
-                    slots._release(granted.result())  # handed a slot as we were cancelled
-                raise
-            finally:
-                slots._waiters.pop(key, None)
+        chosen = await self._slots._claim(self._email)
         self._account = chosen
         return chosen
 
@@ -262,7 +273,7 @@ class SlotHold:
         """Free the slot now (once; later calls do nothing)."""
         account, self._account = self._account, None
         if account is not None:
-            self._slots._release(account)
+            self._slots._give_back(account)
 
     def detach(self) -> SlotHold:
         """Move the held slot to a new hold, which frees it on `release`; this one then

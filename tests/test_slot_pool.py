@@ -1,0 +1,148 @@
+"""The SlotPool interface: the in-process pool, and the Redis pool's errors without Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+from helpers import wait_until
+
+from kling_async import AccountError, ConfigurationError, TransportError
+from kling_async.slots import (
+    LocalSlotPool,
+    RedisSlotPool,
+    SlotPool,
+)
+
+ACCOUNT = "a@example.com"
+
+
+def closed_port_url() -> str:
+    """A redis:// URL where nothing listens."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def test_both_pools_implement_the_protocol() -> None:
+    pytest.importorskip("redis")
+    assert isinstance(LocalSlotPool(), SlotPool)
+    assert isinstance(RedisSlotPool.from_url("redis://127.0.0.1:1/0"), SlotPool)
+
+
+async def test_local_pool_bounds_and_serves_in_arrival_order() -> None:
+    pool = LocalSlotPool()
+    held = [await pool.acquire(ACCOUNT, 2) for _ in range(2)]
+    assert await pool.in_use(ACCOUNT) == 2
+    order: list[int] = []
+
+    async def wait(n: int) -> None:
+        lease = await pool.acquire(ACCOUNT, 2)
+        order.append(n)
+        await pool.release(lease)
+
+    tasks = [asyncio.create_task(wait(n)) for n in range(3)]
+    await asyncio.sleep(0)
+    assert order == []
+    await pool.release(held[0])
+    await asyncio.gather(*tasks)
+    assert order == [0, 1, 2]
+    await pool.release(held[1])
+    await pool.release(held[1])  # twice: harmless
+    assert await pool.in_use(ACCOUNT) == 0
+    assert await pool.renew(held[0])
+    await pool.close()
+
+
+async def test_local_pool_set_aside_and_restore() -> None:
+    pool = LocalSlotPool()
+    await pool.set_aside(ACCOUNT, AccountError("broken", status=596))  # before first use
+    assert await pool.is_set_aside(ACCOUNT) == "596: broken"
+    with pytest.raises(
+        AccountError, match=r"set aside \(after: 596: broken\); no request was sent"
+    ):
+        await pool.acquire(ACCOUNT, 1)
+    await pool.restore(ACCOUNT)
+    assert await pool.is_set_aside(ACCOUNT) is None
+    lease = await pool.acquire(ACCOUNT, 1)
+    waiter = asyncio.create_task(pool.acquire(ACCOUNT, 1))
+    await asyncio.sleep(0)
+    await pool.set_aside(ACCOUNT, AccountError("broken again", status=596))
+    with pytest.raises(AccountError, match="broken again"):
+        await waiter
+    await pool.release(lease)
+
+
+async def test_local_pool_reconcile_holds_slots_for_outside_jobs() -> None:
+    pool = LocalSlotPool()
+    await pool.release(await pool.acquire(ACCOUNT, 3))
+    await pool.reconcile(ACCOUNT, 2)
+    assert await pool.in_use(ACCOUNT) == 2
+    lease = await pool.acquire(ACCOUNT, 3)
+    blocked = asyncio.create_task(pool.acquire(ACCOUNT, 3))
+    await asyncio.sleep(0)
+    assert not blocked.done()
+    await pool.reconcile(ACCOUNT, 0)
+    second = await blocked
+    assert await pool.in_use(ACCOUNT) == 2
+    for each in (lease, second):
+        await pool.release(each)
+
+
+async def test_redis_down_is_a_transport_error_saying_so() -> None:
+    pytest.importorskip("redis")
+    pool = RedisSlotPool.from_url(closed_port_url(), down_seconds=0)
+    try:
+        with pytest.raises(TransportError, match="Redis for the shared job slots is unre"):
+            await pool.acquire(ACCOUNT, 3)
+        with pytest.raises(TransportError, match="fallback_local=True"):
+            await pool.is_set_aside(ACCOUNT)
+    finally:
+        await pool.close()
+
+
+async def test_redis_down_falls_back_to_in_process_slots_when_asked() -> None:
+    pytest.importorskip("redis")
+    pool = RedisSlotPool.from_url(closed_port_url(), down_seconds=0, fallback_local=True)
+    try:
+        leases = [await pool.acquire(ACCOUNT, 2) for _ in range(2)]
+        waiter = asyncio.create_task(pool.acquire(ACCOUNT, 2))
+        await pool.release(leases[0])
+        await wait_until(waiter.done)
+        await pool.release(waiter.result())
+        await pool.release(leases[1])
+    finally:
+        await pool.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "message"),
+    [
+        ("http://localhost:6379", {}, r"slots URL must start with redis://, rediss:// or unix://"),
+        ("redis://localhost", {"lease_seconds": 0}, r"lease_seconds: must be > 0, got 0"),
+        ("redis://localhost", {"poll_seconds": -1}, r"poll_seconds: must be > 0, got -1"),
+        ("redis://localhost", {"down_seconds": float("nan")}, r"down_seconds: must be >= 0"),
+    ],
+)
+def test_bad_redis_pool_options_name_the_option(
+    url: str, options: dict[str, float], message: str
+) -> None:
+    pytest.importorskip("redis")
+    with pytest.raises(ConfigurationError, match=message):
+        RedisSlotPool.from_url(url, **options)
+
+
+async def test_bad_max_jobs_and_reconcile_counts_are_refused_before_redis() -> None:
+    pytest.importorskip("redis")
+    pool = RedisSlotPool.from_url(closed_port_url(), down_seconds=0)
+    try:
+        with pytest.raises(ConfigurationError, match=r"max_jobs for a@example.com: must be >= 1"):
+            await pool.acquire(ACCOUNT, 0)
+        with pytest.raises(
+            ConfigurationError, match=r"running_elsewhere: must be an int >= 0, got -1"
+        ):
+            await pool.reconcile(ACCOUNT, -1)
+    finally:
+        await pool.close()

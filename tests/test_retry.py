@@ -597,12 +597,7 @@ async def test_a_sibling_differing_only_in_options_is_never_adopted() -> None:
             await asyncio.wait_for(b_created.wait(), 10)
             a = asyncio.ensure_future(kling.submit(same_images("16:9")))
             # A either reads the list while B's answer is out, or queues behind B.
-            await wait_until(
-                lambda: (
-                    list_read.is_set()
-                    or any(turns.waiting for turns in kling._submit_turns.values())
-                )
-            )
+            await wait_until(lambda: list_read.is_set() or kling.queued_submissions > 0)
             release_b.set()
             first, second = await asyncio.gather(a, b)
     assert (first.task_id, second.task_id) == (101, 100)

@@ -132,7 +132,8 @@ class JobRunner:
                     chosen = await self._default_email(chosen)
                 posting: asyncio.Task[TaskResponse | None] | None = None
                 try:
-                    request = await self._submitter.upload_images(request, chosen)
+                    if request.has_local_images():
+                        request = await self._submitter.upload_images(request, chosen)
                     events.posted(request, chosen)
                     sub = self._submitter.start(request, chosen, on_submitted)
                     posting = sub.posting
@@ -149,7 +150,8 @@ class JobRunner:
                     if posting is not None:  # the POST goes on: its job may hold the slot
                         self.hold_until_final(hold.detach(), posting, chosen)
                     raise
-                await call_hook(events.submitted, resp, chosen)
+                if events is not _NO_EVENTS:
+                    await call_hook(events.submitted, resp, chosen)
                 return await self._wait_held(hold, resp, chosen, deadline, events)
 
     async def _wait_held(
@@ -174,7 +176,8 @@ class JobRunner:
             log.warning("stopped waiting for task %s (%s); the job goes on", resp.task_id, why)
             self.hold_until_final(hold.detach(), resp, email)
             raise
-        await call_hook(events.final, final)
+        if events is not _NO_EVENTS:
+            await call_hook(events.final, final)
         return final
 
     async def wait_holding(

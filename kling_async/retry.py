@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Final, TypeVar
 
 import aiohttp
@@ -126,6 +126,7 @@ async def call_with_retries(
     creates_job: bool,
     describe: str,
     on_retry: Callable[[BaseException, int, float], Awaitable[None]] | None = None,
+    first_failure: BaseException | None = None,
 ) -> T:
     """Await ``attempt()`` until it succeeds or a failure may not (or no longer) be retried.
 
@@ -133,16 +134,19 @@ async def call_with_retries(
     (a job-creating POST by its busy budget: waiting for a free slot may take a whole
     job's time). ``on_retry(exc, tries, wait)`` runs before each wait; ``wait`` is in
     seconds as the policy chose it, not shrunk by `fast_mode`, so hooks and logs say what
-    production would wait.
+    production would wait. ``first_failure``: the retryable failure of a first attempt
+    the caller made itself (counted as the first try).
     """
     max_tries = policy.busy_tries if creates_job else policy.max_tries
     max_time = policy.busy_max_time if creates_job else policy.max_time
     loop = asyncio.get_running_loop()
     start = loop.time()
-    delays = backoff.expo(factor=policy.base, max_value=policy.max_delay)
-    next(delays)  # backoff's generators are primed before their first value
+    delays: Iterator[float] | None = None  # made at the first failure: most calls have none
     for tries in itertools.count(1):
         try:
+            if first_failure is not None:
+                failed, first_failure = first_failure, None
+                raise failed
             return await attempt()
         except RETRY_CANDIDATES as exc:
             elapsed = loop.time() - start
@@ -152,6 +156,9 @@ async def call_with_retries(
                 or (max_time is not None and elapsed >= max_time)
             ):
                 raise
+            if delays is None:
+                delays = backoff.expo(factor=policy.base, max_value=policy.max_delay)
+                next(delays)  # backoff's generators are primed before their first value
             wait = retry_wait(policy, exc, next(delays))
             # Not %r: aiohttp's reprs include the request headers (the token).
             what = f"{type(exc).__name__}: {exc}"

@@ -192,7 +192,10 @@ class Submitter:
         done (cancelled) means its caller left: a failure then reaches only the log."""
         # Recovery matches by prompt and images, so the prompt alone is the key.
         key = (email or "", request.endpoint, str(body.get("prompt") or ""))
-        turn, users = self._turns.setdefault(key, (asyncio.Lock(), [0]))
+        entry = self._turns.get(key)
+        if entry is None:
+            entry = self._turns[key] = (asyncio.Lock(), [0])
+        turn, users = entry
         users[0] += 1
         sent = False
         try:

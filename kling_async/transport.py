@@ -33,7 +33,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from .config import DEBUG_ENV, TOKEN_ENV, ClientConfig
 from .errors import ConfigurationError, PayloadError, TransportError, error_from_response
-from .retry import call_with_retries
+from .retry import RETRY_CANDIDATES, call_with_retries, is_retryable
 
 __all__ = [
     "TRANSPORT_FAILURES",
@@ -294,12 +294,19 @@ class Transport:
                 method, path, params=params, data=data, content_type=content_type, timeout=timeout
             )
 
+        try:
+            return await once()  # most calls succeed at once: no retry machinery for them
+        except RETRY_CANDIDATES as exc:
+            if not is_retryable(exc, creates_job=creates_job):
+                raise
+            first: BaseException = exc
         return await call_with_retries(
             once,
             policy=self.config.retry,
             creates_job=creates_job,
             describe=f"{method} {path}",
             on_retry=self._on_retry if self.on_retry is not None else None,
+            first_failure=first,
         )
 
     async def _on_retry(self, exc: BaseException, tries: int, wait: float) -> None:

@@ -14,7 +14,7 @@ import aiohttp
 import attrs
 import pytest
 from aiohttp import web
-from helpers import files_under, serve, wait_until
+from helpers import EMAIL, TOKEN, files_under, serve, wait_until
 from yarl import URL
 
 from kling_async import (
@@ -40,8 +40,6 @@ from kling_async import (
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 from kling_async.testing.media import png
 
-TOKEN = "test-token"  # as in conftest.py
-EMAIL = "a@example.com"
 URL1 = "https://example.com/a.png"
 URL2 = "https://example.com/b.png"
 RESOURCE_NOT_FOUND = "Sorry, the requested resource was not found (VALID.ResourceNotFound)"

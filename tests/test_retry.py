@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from helpers import files_under, serve, wait_until
+from helpers import EMAIL, TOKEN, files_under, serve, wait_until
 
 from kling_async import (
     ClientConfig,
@@ -43,8 +43,6 @@ from kling_async.errors import (
 from kling_async.retry import delay_scale, fast_mode, is_retryable, scaled, set_time_scale
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 
-TOKEN = "test-token"  # as in conftest.py
-EMAIL = "a@example.com"
 URL1 = "https://example.com/a.png"
 URL2 = "https://example.com/b.png"
 

@@ -208,8 +208,9 @@ class Submitter:
                 if not users[0]:
                     del self._turns[key]
             self._submitted(request, resp, email)
-            await call_hook(self.on_submitted, resp)
-            await call_hook(on_submitted, resp)
+            for hook in (self.on_submitted, on_submitted):
+                if hook is not None:
+                    await call_hook(hook, resp)
         except asyncio.CancelledError:  # only aclose() cancels a submission
             if sent:
                 log.warning(

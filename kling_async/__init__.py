@@ -29,6 +29,7 @@ from .errors import (
     TaskTimeoutError,
     TransportError,
 )
+from .jobs import JobEvents, JobRunner
 from .models import (
     FINAL_STATUSES,
     Account,
@@ -69,6 +70,8 @@ __all__ = [
     "ConfigurationError",
     "GenerationRequest",
     "Image2VideoElements",
+    "JobEvents",
+    "JobRunner",
     "JobSlots",
     "JobsFileError",
     "Journal",

@@ -10,16 +10,17 @@ Rules (money first):
 
 Waits are exponential with full jitter, capped, bounded by tries and total time; a
 server's Retry-After (already parsed into ``RateLimitError.retry_after``) is honoured as
-is (no jitter), capped at ``max_retry_after``. All waits go through `backoff`.
+is (no jitter), capped at ``max_retry_after``; a zero or negative one gets the policy's
+own backoff. The delays come from `backoff`'s generators.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-import random
-from collections.abc import Awaitable, Callable, Generator
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Final, TypeVar
 
 import aiohttp
 import backoff
@@ -33,15 +34,26 @@ from .config import (
     set_time_scale,
     sleep_scaled,
 )
-from .errors import AccountError, ModerationError, PayloadError, RateLimitError, ServerError
+from .errors import (
+    AccountError,
+    ModerationError,
+    PayloadError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+)
 
 __all__ = [
     "DEFAULT_RETRY",
+    "RETRIED_KINDS",
+    "RETRY_CANDIDATES",
     "RetryPolicy",
     "call_with_retries",
     "delay_scale",
+    "failure_kind",
     "fast_mode",
     "is_retryable",
+    "retry_wait",
     "scaled",
     "set_time_scale",
     "sleep_scaled",
@@ -52,44 +64,59 @@ log = logging.getLogger("kling_async")
 T = TypeVar("T")
 
 
+#: Which kinds of failure are retried: the money rule as data. A job-creating POST
+#: (``creates_job``) is retried only when the server cannot have created the job.
+RETRIED_KINDS: Final[Mapping[bool, frozenset[str]]] = {
+    True: frozenset({"busy", "not_sent"}),
+    False: frozenset({"busy", "not_sent", "lost", "server"}),
+}
+
+
+def failure_kind(exc: BaseException) -> str | None:
+    """How a failure bears on a retry: ``busy`` (429: nothing was created), ``not_sent``
+    (the connection never came up: no request byte left), ``lost`` (a connection failure
+    or timeout after the request may have left, an unreadable answer), ``server`` (a 5xx
+    other than moderation and 596); None: never retried (a bug, a refusal, a certificate)."""
+    if isinstance(exc, RateLimitError):
+        return "busy"
+    raw = exc.__cause__ if isinstance(exc, TransportError) else exc
+    if isinstance(raw, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return None  # retrying cannot fix a certificate
+    if isinstance(raw, aiohttp.ClientConnectorError):
+        return "not_sent"
+    if isinstance(exc, ModerationError | AccountError):
+        return None
+    if isinstance(exc, ServerError):
+        return "server"
+    if isinstance(exc, PayloadError | TransportError | aiohttp.ClientError | asyncio.TimeoutError):
+        return "lost"
+    return None
+
+
 def is_retryable(exc: BaseException, *, creates_job: bool) -> bool:
     """Whether ``exc`` may be retried; ``creates_job`` for a POST that creates a paid job."""
-    if isinstance(exc, RateLimitError):
-        return True
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
-        return False  # retrying cannot fix a certificate
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        # The TCP (or TLS) connection never came up: no request byte left this machine.
-        return True
-    if creates_job:
-        return False
-    if isinstance(exc, ModerationError | AccountError):
-        return False
-    return isinstance(exc, ServerError | PayloadError | aiohttp.ClientError | asyncio.TimeoutError)
+    return failure_kind(exc) in RETRIED_KINDS[creates_job]
 
 
-def _waits(
-    policy: RetryPolicy, planned: list[float]
-) -> Generator[float | None, BaseException | None, None]:
-    """A backoff wait generator that reads the failure it is sent (for Retry-After).
-
-    Each delay is appended to ``planned`` before the test-mode scaling.
-    """
-    exc = yield None  # backoff primes the generator with next()
-    attempt = 0
-    while True:
-        retry_after = getattr(exc, "retry_after", None)
-        if isinstance(retry_after, int | float):
-            delay = min(float(retry_after), policy.max_retry_after)
-        else:
-            delay = random.uniform(0, min(policy.max_delay, policy.base * 2**attempt))  # noqa: S311
-        attempt += 1
-        planned.append(delay)
-        exc = yield scaled(delay)
+def retry_wait(policy: RetryPolicy, exc: BaseException, backoff_delay: float) -> float:
+    """The wait before the next try (seconds, unscaled): the server's Retry-After up to
+    ``max_retry_after`` when it sent a positive one, else ``backoff_delay`` (full jitter
+    of the policy's exponential delay)."""
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int | float) and retry_after > 0:
+        return min(float(retry_after), policy.max_retry_after)
+    return backoff.full_jitter(backoff_delay)
 
 
-#: The failures `call_with_retries` considers (is_retryable decides which are retried).
-_RETRIED = (aiohttp.ClientError, asyncio.TimeoutError, RateLimitError, ServerError, PayloadError)
+#: The failures `call_with_retries` looks at (`is_retryable` decides which are retried).
+RETRY_CANDIDATES: Final = (
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+    TransportError,
+    RateLimitError,
+    ServerError,
+    PayloadError,
+)
 
 
 async def call_with_retries(
@@ -103,64 +130,43 @@ async def call_with_retries(
 ) -> T:
     """Await ``attempt()`` until it succeeds or a failure may not (or no longer) be retried.
 
-    The last failure is re-raised as it is; the caller maps raw transport errors to its
-    own types. ``on_retry(exc, tries, wait)`` runs before each wait; ``wait`` is in
-    seconds as the policy chose it (a Retry-After as the server sent it, up to the cap),
-    not shrunk by `fast_mode`, so hooks and logs say what production would wait.
-    ``first_failure``: the retryable failure of a first attempt the caller made itself.
+    The last failure is re-raised as it is. Tries and time are bounded by ``policy``
+    (a job-creating POST by its busy budget: waiting for a free slot may take a whole
+    job's time). ``on_retry(exc, tries, wait)`` runs before each wait; ``wait`` is in
+    seconds as the policy chose it, not shrunk by `fast_mode`, so hooks and logs say what
+    production would wait. ``first_failure``: the retryable failure of a first attempt
+    the caller made itself (counted as the first try).
     """
-    first: BaseException
-    if first_failure is not None:
-        first = first_failure
-    else:
-        # Fast path: most calls succeed at once and never need backoff's machinery.
+    max_tries = policy.busy_tries if creates_job else policy.max_tries
+    max_time = policy.busy_max_time if creates_job else policy.max_time
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    delays: Iterator[float] | None = None  # made at the first failure: most calls have none
+    for tries in itertools.count(1):
         try:
+            if first_failure is not None:
+                failed, first_failure = first_failure, None
+                raise failed
             return await attempt()
-        except _RETRIED as exc:
-            if not is_retryable(exc, creates_job=creates_job):
+        except RETRY_CANDIDATES as exc:
+            elapsed = loop.time() - start
+            if (
+                not is_retryable(exc, creates_job=creates_job)
+                or tries >= max_tries
+                or (max_time is not None and elapsed >= max_time)
+            ):
                 raise
-            first = exc
-    replayed = False
-
-    async def again() -> T:
-        # Backoff's first call replays the failure already seen, so its try count, waits
-        # and hooks are those of the whole sequence.
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            raise first
-        return await attempt()
-
-    planned: list[float] = []
-
-    def giveup(exc: Exception) -> bool:
-        return not is_retryable(exc, creates_job=creates_job)
-
-    async def before_wait(details: Any) -> None:
-        exc = details.get("exception")
-        scale = delay_scale()
-        # backoff reports the scaled sleep (also cut to the time left): undo the scaling.
-        wait = details["wait"] / scale if scale > 0 else planned[-1]
-        tries = details["tries"]
-        # Not %r: aiohttp's reprs include the request headers (the token).
-        what = f"{type(exc).__name__}: {exc}"
-        log.debug("retrying %s after %s (try %d, waiting %.2fs)", describe, what, tries, wait)
-        if on_retry is not None and exc is not None:
-            await on_retry(exc, tries, wait)
-
-    # A job-creating POST is retried only on 429 (busy) and connect failures, so its bound
-    # is the busy budget: waiting for a free slot may take a whole job's time.
-    wait_gen: Any = _waits  # backoff's stubs do not know generators that receive values
-    decorated = backoff.on_exception(
-        wait_gen,
-        _RETRIED,
-        max_tries=policy.busy_tries if creates_job else policy.max_tries,
-        max_time=policy.busy_max_time if creates_job else policy.max_time,
-        giveup=giveup,
-        jitter=None,
-        logger=None,
-        on_backoff=before_wait,
-        policy=policy,
-        planned=planned,
-    )(again)
-    return await decorated()
+            if delays is None:
+                delays = backoff.expo(factor=policy.base, max_value=policy.max_delay)
+                next(delays)  # backoff's generators are primed before their first value
+            wait = retry_wait(policy, exc, next(delays))
+            # Not %r: aiohttp's reprs include the request headers (the token).
+            what = f"{type(exc).__name__}: {exc}"
+            log.debug("retrying %s after %s (try %d, waiting %.2fs)", describe, what, tries, wait)
+            if on_retry is not None:
+                await on_retry(exc, tries, wait)
+            sleep = scaled(wait)
+            if max_time is not None:
+                sleep = min(sleep, max_time - elapsed)
+            await asyncio.sleep(sleep)
+    raise AssertionError("unreachable")  # pragma: no cover - itertools.count never ends

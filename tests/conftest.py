@@ -8,15 +8,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from helpers import Durations
+from helpers import EMAIL, TOKEN, Durations
 
 from kling_async import KlingClient
 from kling_async.retry import fast_mode
 from kling_async.testing import KlingSimulator
 from kling_async.testing.media import png
-
-TOKEN = "test-token"
-EMAIL = "a@example.com"
 
 
 @pytest.fixture(autouse=True)

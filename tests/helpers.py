@@ -18,6 +18,10 @@ from aiohttp import web
 
 from kling_async.testing import KlingSimulator
 
+#: The token and account of the shared fixtures (conftest.py) and the tests that use them.
+TOKEN = "test-token"
+EMAIL = "a@example.com"
+
 
 async def wait_until(condition: Callable[[], object], timeout: float = 10.0) -> None:
     """Poll a condition (no fixed sleeps), failing after ``timeout`` seconds."""

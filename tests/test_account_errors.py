@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import wait_until
+from helpers import EMAIL, TOKEN, wait_until
 
 from kling_async import (
     AccountError,
@@ -30,8 +30,6 @@ from kling_async.testing import KlingSimulator
 from kling_async.testing.answers import ACCOUNT_ERROR_REASON, OUT_OF_CREDITS
 from kling_async.testing.media import png
 
-TOKEN = "test-token"  # as in conftest.py
-EMAIL = "a@example.com"  # as in conftest.py
 B = "b@example.com"
 URL1 = "https://example.com/a.png"
 URL2 = "https://example.com/b.png"

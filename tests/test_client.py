@@ -14,7 +14,7 @@ import aiohttp
 import attrs
 import pytest
 from aiohttp import web
-from helpers import files_under, serve, wait_until
+from helpers import EMAIL, TOKEN, files_under, serve, wait_until
 from yarl import URL
 
 from kling_async import (
@@ -37,12 +37,9 @@ from kling_async import (
     ServerError,
     TaskResponse,
 )
-from kling_async import client as client_module
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 from kling_async.testing.media import png
 
-TOKEN = "test-token"  # as in conftest.py
-EMAIL = "a@example.com"
 URL1 = "https://example.com/a.png"
 URL2 = "https://example.com/b.png"
 RESOURCE_NOT_FOUND = "Sorry, the requested resource was not found (VALID.ResourceNotFound)"
@@ -76,7 +73,7 @@ async def test_aclose_is_idempotent_and_closes_the_session(sim: KlingSimulator) 
     kling = KlingClient(token=TOKEN, base_url=sim.base_url)
     async with kling:
         await kling.get_account(EMAIL)
-        session = kling._session
+        session = kling.session
         assert session is not None
     assert session.closed
     await kling.aclose()
@@ -102,7 +99,7 @@ def drop(holder: list[Any]) -> None:
 async def test_dropped_unclosed_client_warns(sim: KlingSimulator) -> None:
     kling = KlingClient(token=TOKEN, base_url=sim.base_url)
     await kling.get_account(EMAIL)
-    session = kling._session
+    session = kling.session
     assert session is not None
     holder = [kling]
     del kling
@@ -781,17 +778,6 @@ async def test_the_tokens_only_account_is_sent_as_email() -> None:
     assert seen == [{"email": "only@example.com"}] * 2
 
 
-async def test_the_task_notes_are_bounded(
-    client: KlingClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A long-running client forgets the oldest tasks' accounts instead of growing."""
-    monkeypatch.setattr(client_module, "_TASKS_REMEMBERED", 3)
-    ids = [(await client.run(kolors(f"job {i}"))).task_id for i in range(5)]
-    assert list(client._task_email) == ids[2:]
-    await client.wait(ids[0] or 0)  # forgotten: the default account still finds it
-    assert list(client._task_email) == [*ids[3:], ids[0]]
-
-
 @pytest.mark.parametrize("caller_left", [True, False])
 async def test_aclose_cancelled_while_a_post_is_out_still_closes(
     caplog: pytest.LogCaptureFixture, caller_left: bool
@@ -819,14 +805,14 @@ async def test_aclose_cancelled_while_a_post_is_out_still_closes(
                 with pytest.raises(asyncio.CancelledError):
                     await submitting
             closing = asyncio.ensure_future(kling.aclose())
-            await wait_until(lambda: kling._closed)
+            await wait_until(lambda: kling.closed)
             closing.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await closing
             with pytest.raises(asyncio.CancelledError):
                 await asyncio.wait_for(submitting, 10)
-            assert kling._session is not None
-            assert kling._session.closed
+            assert kling.session is not None
+            assert kling.session.closed
         finally:
             never.set()
     assert (

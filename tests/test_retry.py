@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from helpers import files_under, serve, wait_until
+from helpers import EMAIL, TOKEN, files_under, serve, wait_until
 
 from kling_async import (
     ClientConfig,
@@ -43,8 +43,6 @@ from kling_async.errors import (
 from kling_async.retry import delay_scale, fast_mode, is_retryable, scaled, set_time_scale
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 
-TOKEN = "test-token"  # as in conftest.py
-EMAIL = "a@example.com"
 URL1 = "https://example.com/a.png"
 URL2 = "https://example.com/b.png"
 
@@ -597,12 +595,7 @@ async def test_a_sibling_differing_only_in_options_is_never_adopted() -> None:
             await asyncio.wait_for(b_created.wait(), 10)
             a = asyncio.ensure_future(kling.submit(same_images("16:9")))
             # A either reads the list while B's answer is out, or queues behind B.
-            await wait_until(
-                lambda: (
-                    list_read.is_set()
-                    or any(turns.waiting for turns in kling._submit_turns.values())
-                )
-            )
+            await wait_until(lambda: list_read.is_set() or kling.queued_submissions > 0)
             release_b.set()
             first, second = await asyncio.gather(a, b)
     assert (first.task_id, second.task_id) == (101, 100)

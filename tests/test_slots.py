@@ -317,7 +317,7 @@ async def test_a_job_cancelled_while_the_client_closes_is_not_followed(
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
-    assert kling._following == set()  # no poll could go out any more
+    assert kling.jobs.following == 0  # no poll could go out any more
     assert kling.slots.in_use(EMAIL) == 0
     await closing
     assert "no longer followed" not in caplog.text
@@ -329,8 +329,8 @@ async def test_closing_the_client_lets_followed_jobs_go(slow_sim: KlingSimulator
         with pytest.raises(TaskTimeoutError):
             await kling.run(job("slow, then the client closes"), timeout=0.05)
         assert kling.slots.in_use(EMAIL) == 1
-        assert len(kling._following) == 1
-    assert kling._following == set()
+        assert kling.jobs.following == 1
+    assert kling.jobs.following == 0
     assert kling.slots.in_use(EMAIL) == 0
 
 
@@ -421,7 +421,7 @@ async def test_cancel_while_a_refused_post_is_in_flight_frees_the_slot_on_its_an
         await soon(refused.wait())  # moderation: nothing was created
         await wait_until(lambda: kling.slots.in_use(EMAIL) == 0)
         assert sim.stats["tasks_created"] == 0
-        assert kling._following == set()
+        assert kling.jobs.following == 0
 
 
 # -- several accounts --------------------------------------------------------------------------

@@ -1,0 +1,341 @@
+"""Submission: one POST of one generation request, and settling it after an ambiguous failure.
+
+Money rules, enforced here:
+
+- The POST goes out with ``creates_job=True``: retried only when the server cannot have
+  created the job (429, or a connection that never came up). Any other failure after the
+  request left (a reset, a timeout, a 5xx, an unreadable 200) is *ambiguous*: the task is
+  looked up in the account's task list (``GET /tasks/``, created since the POST, every
+  echoed input equal: `matches_submission`, not already another submission's) and adopted
+  when exactly one is found. Only when the list, read twice, shows no such task is the
+  POST sent again; when it cannot tell, `SubmissionUnknownError` says so.
+- Submissions of one prompt to one account go out one at a time, so a recovered task is
+  never mistaken for a sibling's whose answer is still on its way.
+- A task id, once the server returned it, is logged, passed to ``on_submitted`` hooks, and
+  survives the caller's cancellation (the POST finishes in a task of its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
+
+import aiohttp
+import attrs
+
+from .accounts import RECOVERY_MAX_PAGES, RECOVERY_PAGE_SIZE, KnownTasks
+from .config import ClientConfig, sleep_scaled
+from .convert import request_body, structure_task
+from .errors import KlingError, PayloadError, ServerError, SubmissionUnknownError, TransportError
+from .files import Uploads
+from .models import TaskResponse
+from .requests import GenerationRequest, is_remote
+from .transport import Hook, Transport, call_hook, describe_error
+from .waiter import PushSource
+
+__all__ = [
+    "PushReceiver",
+    "ReplyTags",
+    "Submission",
+    "Submitter",
+    "TaskFinder",
+    "matches_submission",
+]
+
+log = logging.getLogger("kling_async")
+
+R = TypeVar("R", bound=GenerationRequest)
+
+
+def matches_submission(task: TaskResponse, body: Mapping[str, Any]) -> bool:
+    """Whether ``task`` (from the task list) echoes the POST ``body``: the same prompt and
+    every image URL of the body among its inputs. The caller also checks that the task is
+    no other submission's (`KnownTasks.claimed`) and was created after the POST."""
+    if task.task_id is None:
+        return False
+    if (task.arguments.get("prompt") or None) != (body.get("prompt") or None):
+        return False
+    info = task.task.task_info if task.task is not None else None
+    urls = {i.url for i in info.inputs} if info is not None else set()
+    wanted = {v for k, v in body.items() if k.startswith(("subjectImage", "image_"))}
+    wanted |= {body[k] for k in ("sceneImage", "styleImage") if k in body}
+    return wanted <= urls
+
+
+class TaskFinder(Protocol):
+    """`TaskList.find` or a function like it (`KlingClient.find_tasks`)."""
+
+    async def __call__(
+        self,
+        predicate: Callable[[TaskResponse], bool],
+        *,
+        since: int,
+        email: str | None,
+        content_type: str | None = None,
+    ) -> tuple[list[TaskResponse], bool]: ...
+
+
+class ReplyTags(Protocol):
+    """What a submission needs from a push receiver: its URL, a fresh tag, binding."""
+
+    @property
+    def reply_url(self) -> str: ...
+
+    def new_ref(self) -> str: ...
+
+    def bind(self, reply_ref: str, task_id: int) -> None: ...
+
+
+class PushReceiver(PushSource, ReplyTags, Protocol):
+    """What the client needs from a push receiver (`kling_async.webhooks.KlingWebhookReceiver`)."""
+
+    @property
+    def running(self) -> bool: ...
+
+    async def start(self) -> str: ...
+
+    async def stop(self) -> None: ...
+
+
+@attrs.frozen
+class Submission:
+    """A POST under way: ``answer`` is what its caller awaits (cancelling it leaves the
+    POST running); ``posting`` ends with the answer, or None when the POST failed."""
+
+    answer: asyncio.Future[TaskResponse]
+    posting: asyncio.Task[TaskResponse | None]
+
+
+class Submitter:
+    """Sends generation requests: uploads, the body, the POST, recovery."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        config: ClientConfig,
+        *,
+        known: KnownTasks,
+        find_tasks: TaskFinder,
+        uploads: Uploads,
+        webhook: ReplyTags | None = None,
+    ) -> None:
+        self._transport = transport
+        self._uploads = uploads
+        self._config = config
+        self.known = known
+        self._find_tasks = find_tasks
+        self._webhook = webhook
+        self.on_submitted: Hook | None = None
+        # Per key: the lock and how many submissions hold or wait for it.
+        self._turns: dict[tuple[str, str, str], tuple[asyncio.Lock, list[int]]] = {}
+        self.background: dict[asyncio.Task[Any], asyncio.Future[Any]] = {}
+
+    @property
+    def queued(self) -> int:
+        """How many submissions wait for a sibling with the same key to settle."""
+        return sum(users[0] - lock.locked() for lock, users in self._turns.values())
+
+    async def aclose(self, timeout: float) -> None:
+        """Let POSTs under way finish (so their task ids get reported), up to ``timeout``;
+        cancelled meanwhile, each is given up on (and logged as abandoned)."""
+        try:
+            if self.background:
+                await asyncio.wait(list(self.background), timeout=timeout)
+        except asyncio.CancelledError:
+            for posting, answer in list(self.background.items()):
+                posting.cancel()
+                answer.cancel()  # in case the task never started: its caller still waits
+            raise
+
+    async def upload_images(self, request: R, email: str | None) -> R:
+        """A copy of ``request`` whose local files and bytes are uploaded to ``email``'s
+        account and replaced by their URLs (``request`` itself when it has none)."""
+        if not request.has_local_images():
+            return request
+        local = {k: v for k, v in request.image_inputs().items() if not is_remote(v)}
+        urls = await asyncio.gather(*(self._uploads.upload(v, None, email) for v in local.values()))
+        return request.with_image_urls(dict(zip(local, urls, strict=True)))
+
+    def start(
+        self,
+        request: GenerationRequest,
+        email: str | None,
+        on_submitted: Hook | None = None,
+    ) -> Submission:
+        """Build the body of ``request`` (its images already URLs) and send the POST to
+        ``email``'s account in a task of its own."""
+        if self._webhook is not None and request.reply_url is None:
+            request = attrs.evolve(
+                request, reply_url=self._webhook.reply_url, reply_ref=self._webhook.new_ref()
+            )
+        body = request_body(request)
+        if email:
+            body["email"] = email
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[TaskResponse] = loop.create_future()
+        posting = loop.create_task(self._post_job(answer, request, body, email, on_submitted))
+        self.background[posting] = answer
+        return Submission(answer, posting)
+
+    async def _post_job(
+        self,
+        answer: asyncio.Future[TaskResponse],
+        request: GenerationRequest,
+        body: dict[str, Any],
+        email: str | None,
+        on_submitted: Hook | None,
+    ) -> TaskResponse | None:
+        """The POST, in its own task; its outcome goes to ``answer``. ``answer`` already
+        done (cancelled) means its caller left: a failure then reaches only the log."""
+        # Recovery matches by prompt and images, so the prompt alone is the key.
+        key = (email or "", request.endpoint, str(body.get("prompt") or ""))
+        entry = self._turns.get(key)
+        if entry is None:
+            entry = self._turns[key] = (asyncio.Lock(), [0])
+        turn, users = entry
+        users[0] += 1
+        sent = False
+        try:
+            try:
+                async with turn:
+                    sent = True
+                    resp = await self._post_with_recovery(request, body, email)
+            finally:
+                users[0] -= 1
+                if not users[0]:
+                    del self._turns[key]
+            self._submitted(request, resp, email)
+            for hook in (self.on_submitted, on_submitted):
+                if hook is not None:
+                    await call_hook(hook, resp)
+        except asyncio.CancelledError:  # only aclose() cancels a submission
+            if sent:
+                log.warning(
+                    "a submission to %s on %s was cancelled while its POST was out (the "
+                    "client closed): the job may exist; look for it with find_tasks()",
+                    request.endpoint,
+                    email or "the default account",
+                )
+            answer.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to the caller as it is
+            if not answer.done():
+                answer.set_exception(exc)
+            elif isinstance(exc, SubmissionUnknownError):
+                # The caller left: this log line is the only notice that a paid job may exist.
+                log.warning("abandoned submission: %s", exc)
+            else:
+                log.debug("abandoned submission ended with %s", describe_error(exc))
+            return None
+        finally:
+            self.background.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+        if not answer.done():
+            answer.set_result(resp)
+        return resp
+
+    def _submitted(self, request: GenerationRequest, resp: TaskResponse, email: str | None) -> None:
+        task_id = resp.task_id
+        assert task_id is not None  # checked by _post_with_recovery
+        self.known.remember(task_id, email)
+        hook = self._webhook
+        if hook is not None and request.reply_ref and request.reply_url == hook.reply_url:
+            hook.bind(request.reply_ref, task_id)
+        log.info("submitted task %s (%s) on %s", task_id, request.endpoint, email or "default")
+
+    async def _post_with_recovery(
+        self, request: GenerationRequest, body: dict[str, Any], email: str | None
+    ) -> TaskResponse:
+        path = request.endpoint
+        rounds = self._config.retry.max_tries
+        for round_no in range(1, rounds + 1):
+            sent_at = int(time.time() * 1000)
+            try:
+                data = await self._transport.call("POST", path, json_body=body, creates_job=True)
+                resp = structure_task(data)
+            except TransportError as exc:
+                if isinstance(exc.__cause__, aiohttp.ClientConnectorError):
+                    raise  # never connected: nothing can have been created
+                failure: KlingError = exc
+            except (ServerError, PayloadError) as exc:
+                failure = exc
+            else:
+                if resp.task_id is not None:
+                    return resp
+                failure = PayloadError(f"POST {path}: the answer has no task id")
+            log.warning(
+                "POST %s failed after it was sent (%s); looking for the task", path, failure
+            )
+            found = await self._recover(request, body, email, sent_at, failure)
+            if found is not None:
+                log.warning("recovered task %s after %s", found.task_id, failure)
+                return found
+            if round_no < rounds:
+                log.warning("no task was created by the failed POST %s; sending it again", path)
+        if isinstance(failure, TransportError):
+            raise SubmissionUnknownError(
+                f"POST {path} kept failing ({failure}); the account shows no such task",
+                method="POST",
+                path=path,
+                request=request,
+                email=email,
+                sent_at=sent_at,
+            ) from failure
+        raise failure
+
+    async def _recover(
+        self,
+        request: GenerationRequest,
+        body: Mapping[str, Any],
+        email: str | None,
+        sent_at: int,
+        failure: KlingError,
+    ) -> TaskResponse | None:
+        """Find the task a failed POST may have created; None when surely none was."""
+        since = sent_at - int(self._config.recovery_window * 1000)
+        content_type = "video" if request.endpoint.startswith("videos/") else "image"
+
+        def unknown(why: str, **more: Any) -> SubmissionUnknownError:
+            return SubmissionUnknownError(
+                f"POST {request.endpoint} failed after it was sent ({failure}){why}",
+                method="POST",
+                path=request.endpoint,
+                request=request,
+                email=email,
+                sent_at=sent_at,
+                **more,
+            )
+
+        def mine(task: TaskResponse) -> bool:
+            return not self.known.claimed(task.task_id) and matches_submission(task, body)
+
+        matches: list[TaskResponse] = []
+        for look in range(2):
+            if look:
+                await sleep_scaled(self._config.recovery_confirm_delay)
+            try:
+                matches, complete = await self._find_tasks(
+                    mine, since=since, email=email, content_type=content_type
+                )
+            except KlingError as exc:
+                raise unknown(
+                    f" and the task list could not be read ({exc}); the job may exist: "
+                    "check before resubmitting"
+                ) from exc
+            if matches:
+                break
+        if len(matches) == 1:
+            return matches[0]
+        if not matches and complete:
+            return None
+        if not matches:
+            raise unknown(
+                f" and the task list holds more than {RECOVERY_PAGE_SIZE * RECOVERY_MAX_PAGES} "
+                "tasks since then; the job may exist: check before resubmitting"
+            )
+        raise unknown(
+            f"; {len(matches)} tasks could be it: {[t.task_id for t in matches]}",
+            candidates=tuple(t.task_id for t in matches if t.task_id),
+        )

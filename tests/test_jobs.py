@@ -42,7 +42,7 @@ async def test_events_come_in_order_with_the_task_id(
     sim: KlingSimulator, client: KlingClient
 ) -> None:
     events = Recorder()
-    request = KolorsElements(prompt="a cat", subject_images=[png(8, 8, (1, 2, 3)), URLS[1]])
+    request = KolorsElements(prompt="a cat", subject_images=[png(320, 320, (1, 2, 3)), URLS[1]])
     final = await client.jobs.run(request, events=events)
     [posted, submitted, done] = events.seen
     assert posted[0] == "posted"

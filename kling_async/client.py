@@ -34,11 +34,12 @@ from .config import (
     Unset,
 )
 from .convert import structure_task
+from .endpoints import EndpointMethods
 from .errors import AccountError, ConfigurationError, RequestValidationError
 from .files import Downloads, Uploads
 from .jobs import JobEvents, JobRunner, check_timeout
 from .models import Account, TaskResponse
-from .requests import GenerationRequest, Image2VideoElements, ImageSource, KolorsElements
+from .requests import GenerationRequest, ImageSource
 from .slots import JobSlots, SlotHold
 from .submit import PushReceiver, Submitter
 from .transport import Hook, RequestInfo, Transport, check_base_url, debug_from_env
@@ -70,7 +71,7 @@ def _forwarded(layer: str, name: str, doc: str) -> Any:
     return property(get, set_, doc=doc)
 
 
-class KlingClient:
+class KlingClient(EndpointMethods):
     """Asyncio client for useapi.net's Kling API v1.
 
     ``token`` defaults to ``$USEAPI_TOKEN``, ``base_url`` to ``$KLING_BASE_URL`` or the
@@ -373,11 +374,3 @@ class KlingClient:
 
     def _set_aside(self, email: str | None, error: AccountError) -> bool:
         return self.jobs.set_aside(email, error)
-
-    async def kolors_elements(self, **fields: Any) -> TaskResponse:
-        """Run a KOLORS-elements image job (see `KolorsElements` for the fields)."""
-        return await self.run(KolorsElements(**fields))
-
-    async def image2video_elements(self, **fields: Any) -> TaskResponse:
-        """Run an image2video-elements video job (see `Image2VideoElements`)."""
-        return await self.run(Image2VideoElements(**fields))

@@ -21,9 +21,6 @@ has ``endpoint``, ``kind`` (the content of its results), ``from_wire(body)`` and
 `request_from_mapping` a batch line's fields.
 """
 
-# The names beyond __all__ are re-exports (see PUBLIC), not unused imports.
-# ruff: noqa: F401
-
 from __future__ import annotations
 
 from types import MappingProxyType
@@ -56,21 +53,7 @@ from .videos import (
     VideoOmni,
 )
 
-# Until kling_async/__init__.py re-exports the new names (the lead's merge), __all__ lists
-# only what the package exports today (tests/test_public_api.py pins that); every name of
-# `PUBLIC` is importable from here.
 __all__ = [
-    "ASPECT_RATIOS_IMAGE",
-    "ASPECT_RATIOS_VIDEO",
-    "GenerationRequest",
-    "Image2VideoElements",
-    "ImageSource",
-    "KolorsElements",
-    "is_remote",
-]
-
-#: Every public name of kling_async.requests (the future __all__).
-PUBLIC: Final = (
     "ASPECT_RATIOS_IMAGE",
     "ASPECT_RATIOS_VIDEO",
     "EMOTIONS",
@@ -107,7 +90,10 @@ PUBLIC: Final = (
     "request_from_mapping",
     "sniff",
     "spec_of",
-)
+]
 
 #: Endpoint path (no leading slash) -> request class, for every generation endpoint.
 REQUEST_TYPES: Final = MappingProxyType(dict(sorted(_REGISTRY.items())))
+
+#: Every public name (kept for code that read it before ``__all__`` listed them all).
+PUBLIC: Final = tuple(__all__)

@@ -13,7 +13,6 @@ converter. Hooks are generated once per class and cached by cattrs.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
@@ -22,9 +21,9 @@ import cattrs
 from cattrs.gen import make_dict_unstructure_fn, override
 
 from . import models
-from .errors import PayloadError, RequestValidationError
+from .errors import PayloadError
 from .models import WIRE, TaskResponse
-from .requests import GenerationRequest, Image2VideoElements, KolorsElements, is_remote
+from .requests import GenerationRequest
 
 __all__ = [
     "CONVERTER",
@@ -56,19 +55,6 @@ _MODEL_CLASSES: Final = (
     models.Account,
 )
 
-#: Request fields whose wire name is not the camelCase of the Python name.
-_REQUEST_WIRE: Final[Mapping[str, str]] = {
-    "aspect_ratio": "aspect_ratio",
-    "negative_prompt": "negative_prompt",
-    "model_name": "model_name",
-    "enable_audio": "enable_audio",
-}
-#: Image lists: Python field -> wire name pattern and first index.
-_IMAGE_LISTS: Final[Mapping[str, tuple[str, int]]] = {
-    "subject_images": ("subjectImage{}", 1),
-    "images": ("image_{}", 0),
-}
-
 
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
@@ -76,11 +62,11 @@ def _camel(name: str) -> str:
 
 
 def wire_name(field: attrs.Attribute[Any]) -> str:
-    """The wire name of a model or request field."""
+    """The wire name of a model field: its ``wire`` metadata, else its camelCase name."""
     explicit = field.metadata.get(WIRE)
     if explicit:
         return str(explicit)
-    return _REQUEST_WIRE.get(field.name) or _camel(field.name)
+    return _camel(field.name)
 
 
 def _tolerant_int(value: Any, _: Any) -> int | None:
@@ -296,87 +282,8 @@ def _unstructure_model_factory(conv: cattrs.Converter) -> Callable[[type[Any]], 
     return factory
 
 
-_PLAIN, _TEXT, _IMAGE, _IMAGE_LIST = range(4)
-#: An image list's wire names worked out ahead, per list (more are formatted as needed).
-_LISTED_NAMES: Final = 16
-_PLANS: dict[type, tuple[tuple[str, Any, int], ...]] = {}
-
-
-def _request_plan(cls: type[GenerationRequest]) -> tuple[tuple[str, Any, int], ...]:
-    """(Python name, wire name, kind) of each body field of a request class, made once;
-    an image list's "wire name" is the tuple of its first wire names."""
-    known = _PLANS.get(cls)
-    if known is not None:
-        return known
-    plan: list[tuple[str, Any, int]] = []
-    for field in attrs.fields(cls):
-        if field.name == "extra":
-            continue
-        if field.name in cls.image_fields:
-            pattern = _IMAGE_LISTS.get(field.name)
-            if pattern is None:
-                plan.append((field.name, _camel(field.name), _IMAGE))
-            else:
-                fmt, first = pattern
-                names = tuple(fmt.format(i + first) for i in range(_LISTED_NAMES))
-                plan.append((field.name, names, _IMAGE_LIST))
-        else:
-            plan.append(
-                (field.name, wire_name(field), _TEXT if field.name == "duration" else _PLAIN)
-            )
-    _PLANS[cls] = made = tuple(plan)
-    return made
-
-
-def _unstructure_request(req: GenerationRequest, *, checked: bool = False) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    plan = _PLANS.get(type(req)) or _request_plan(type(req))
-    for name, wire, kind in plan:
-        value = getattr(req, name)
-        if value is None:
-            continue
-        if kind == _PLAIN:
-            body[wire] = value
-        elif kind == _TEXT:
-            body[wire] = str(value)
-        elif kind == _IMAGE:
-            if not checked:
-                _check_uploaded(name, value)
-            body[wire] = value
-        else:
-            for i, image in enumerate(value):
-                if not checked:
-                    _check_uploaded(f"{name}[{i}]", image)
-                if i < _LISTED_NAMES:
-                    body[wire[i]] = image
-                else:
-                    fmt, first = _IMAGE_LISTS[name]
-                    body[fmt.format(i + first)] = image
-    if req.extra:
-        clash = sorted(body.keys() & req.extra.keys())
-        if clash:
-            # extra adds fields or replaces a value only where no keyword set it: never both.
-            raise RequestValidationError(
-                f"extra: {', '.join(clash)} also set by a keyword argument; give it once",
-                field="extra",
-            )
-        body.update(req.extra)
-    return body
-
-
-def _check_uploaded(path: str, image: Any) -> None:
-    if not is_remote(image):
-        raise RequestValidationError(
-            f"{path}: {_describe(image)} must be uploaded first; "
-            "KlingClient.submit does this for you",
-            field=path,
-        )
-
-
-def _describe(image: Any) -> str:
-    if isinstance(image, bytes | bytearray):
-        return f"image bytes ({len(image)} bytes)"
-    return f"local file {os.fspath(image)!r}"
+def _request_body(request: GenerationRequest) -> dict[str, Any]:
+    return request.to_wire()
 
 
 def make_converter() -> cattrs.Converter:
@@ -398,8 +305,10 @@ def make_converter() -> cattrs.Converter:
     conv.register_unstructure_hook_factory(
         lambda t: t in _MODEL_CLASSES, _unstructure_model_factory(conv)
     )
-    for cls in (KolorsElements, Image2VideoElements):
-        conv.register_unstructure_hook(cls, _unstructure_request)
+    # A request's body is its own `to_wire()` (the declarative layer owns its wire names).
+    conv.register_unstructure_hook_func(
+        lambda t: isinstance(t, type) and issubclass(t, GenerationRequest), _request_body
+    )
     return conv
 
 
@@ -428,10 +337,5 @@ def unstructure(obj: Any) -> Any:
 
 
 def request_body(request: GenerationRequest) -> dict[str, Any]:
-    """The exact JSON body of a request (images must already be URLs)."""
-    return _unstructure_request(request)
-
-
-def _checked_request_body(request: GenerationRequest) -> dict[str, Any]:
-    """`request_body` for a caller that has checked ``request.has_local_images()``."""
-    return _unstructure_request(request, checked=True)
+    """The exact JSON body of a request (`GenerationRequest.to_wire`: files must be URLs)."""
+    return request.to_wire()

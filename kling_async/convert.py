@@ -18,7 +18,7 @@ from typing import Any, Final, TypeVar
 
 import attrs
 import cattrs
-from cattrs.gen import make_dict_unstructure_fn, override
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from . import models
 from .errors import PayloadError
@@ -124,108 +124,25 @@ def _tolerant_list(value: Any, _: Any) -> list[Any] | None:
     return list(value) if isinstance(value, list | tuple) else None
 
 
-#: Hooks whose common case the generated model hooks test inline, skipping the call:
-#: the value's exact class that needs no conversion.
-_INLINE_CHECKS: Final[Mapping[Callable[..., Any], type]] = {
-    _tolerant_str: str,
-    _tolerant_int: int,
-    _tolerant_float: float,
-    _tolerant_bool: bool,
-}
-
-
-def _fast_init_ok(cls: type[Any]) -> bool:
-    """Whether instances may be built slot by slot, without calling ``__init__``."""
-    return (
-        "__slots__" in cls.__dict__
-        and not hasattr(cls, "__attrs_post_init__")
-        and not hasattr(cls, "__attrs_pre_init__")
-        and all(f.init and f.validator is None and f.converter is None for f in attrs.fields(cls))
-    )
-
-
 def _structure_model_factory(conv: cattrs.Converter) -> Callable[[type[Any]], Any]:
-    """Structure hooks for the payload models, generated once per class.
-
-    Each payload is structured on every poll, so the hook is one straight function: a
-    ``dict.get`` per field, the tolerant hook called only when the value is not already
-    of the field's type, and (models have no validators or converters) the instance
-    filled slot by slot. Hooks registered on the converter for a field's type are used;
-    only the package's own tolerant scalar hooks are inlined.
-    """
+    """Structure hooks for the payload models: cattrs' own generated hooks with the wire
+    renames; anything but a JSON object reads as None."""
 
     def factory(cls: type[Any]) -> Callable[[Any, Any], Any]:
         attrs.resolve_types(cls)
-        fields = attrs.fields(cls)
-        fast = _fast_init_ok(cls)
-        names: dict[str, Any] = {"cls": cls, "Mapping": Mapping, "new": object.__new__}
-        lines = [
-            "def structure(o, _=None):",
-            "    if o.__class__ is not dict and not isinstance(o, Mapping):",
-            "        return None",
-            "    g = o.get",
-        ]
-        lazy = models.DEFERRED_FIELDS.get(cls, {}) if fast else {}
-        for i, f in enumerate(fields):
-            hook = conv.get_structure_hook(f.type)
-            names[f"h{i}"], names[f"t{i}"] = hook, f.type
-            lines.append(f"    v{i} = g({wire_name(f)!r})")
-            if f.name in lazy:
-                continue  # kept aside below, structured on first read
-            exact = _INLINE_CHECKS.get(hook)
-            if exact is not None:
-                names[f"c{i}"] = exact
-                lines.append(f"    if v{i}.__class__ is not c{i} and v{i} is not None:")
-            else:
-                lines.append(f"    if v{i} is not None:")
-            lines.append(f"        v{i} = h{i}(v{i}, t{i})")
-            lines.extend(_default_lines(f, i, names))
-        if fast:
-            lines.append("    self = new(cls)")
-            for i, f in enumerate(fields):
-                names[f"s{i}"] = cls.__dict__[f.name].__set__
-                if f.name in lazy:
-                    # A null (or absent) value is set at once; an object is kept aside,
-                    # bare for the package's converter, else with this converter's hook.
-                    names[f"d{i}"] = cls.__dict__[lazy[f.name][0]].__set__
-                    lines.append(f"    if v{i} is None:")
-                    lines.append(f"        s{i}(self, None)")
-                    lines.append("    else:")
-                    if conv is globals().get("CONVERTER"):
-                        lines.append(f"        d{i}(self, v{i})")
-                    else:
-                        names[f"D{i}"] = models._Deferred
-                        names[f"ih{i}"] = conv.get_structure_hook(lazy[f.name][1])
-                        lines.append(f"        d{i}(self, D{i}(ih{i}, v{i}))")
-                    continue
-                lines.append(f"    s{i}(self, v{i})")
-            lines.append("    return self")
-        else:
-            args = ", ".join(f"{f.alias}=v{i}" for i, f in enumerate(fields))
-            lines.append(f"    return cls({args})")
-        source = "\n".join(lines) + "\n"
-        code = compile(source, f"<kling_async structure {cls.__qualname__}>", "exec")
-        exec(code, names)  # noqa: S102 - generated from the model's own fields
-        made: Callable[[Any, Any], Any] = names["structure"]
-        return made
+        renames: dict[str, Any] = {f.name: override(rename=wire_name(f)) for f in attrs.fields(cls)}
+        generated = make_dict_structure_fn(cls, conv, **renames)
+
+        def structure(data: Any, _: Any = None) -> Any:
+            if not isinstance(data, Mapping):
+                return None
+            # A null reads as absent: the field's default (a PHP-style back end sends null
+            # for "none" where the model's default is an empty tuple).
+            return generated({k: v for k, v in data.items() if v is not None}, cls)
+
+        return structure
 
     return factory
-
-
-def _default_lines(field: attrs.Attribute[Any], i: int, names: dict[str, Any]) -> list[str]:
-    """Generated lines that turn a null (or absent) value ``v{i}`` into the default."""
-    default = field.default
-    if default is None:
-        return []
-    if default is attrs.NOTHING or (
-        isinstance(default, attrs.Factory) and default.takes_self  # type: ignore[arg-type]
-    ):
-        raise TypeError(f"{field.name}: payload model fields need a default (nulls become it)")
-    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-        names[f"f{i}"] = default.factory
-        return [f"    if v{i} is None:", f"        v{i} = f{i}()"]
-    names[f"z{i}"] = default
-    return [f"    if v{i} is None:", f"        v{i} = z{i}"]
 
 
 def _structure_tuple_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:

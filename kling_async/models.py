@@ -10,10 +10,9 @@ them as optional and adds new ones, so structuring is tolerant.
 from __future__ import annotations
 
 import enum
-import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import attrs
 
@@ -48,47 +47,6 @@ def _ms_to_datetime(ms: int | None) -> datetime | None:
     if ms is None:
         return None
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-
-
-class _Deferred:
-    """A deferred field's wire object with the structure hook of the converter that read
-    it. The package's own converter keeps the bare wire object instead: a JSON object of
-    plain values is then not even tracked by the garbage collector."""
-
-    __slots__ = ("hook", "wire")
-
-    def __init__(self, hook: Callable[[Any, Any], Any], wire: Any) -> None:
-        self.hook = hook
-        self.wire = wire
-
-
-def _nothing_deferred(self: Any) -> Any:
-    return None
-
-
-def _structure_on_first_read(self: Any, name: str) -> Any:
-    """``__getattr__`` of the models with deferred fields (`DEFERRED_FIELDS`).
-
-    The converter leaves such a field unset and keeps its wire object (or a `_Deferred`)
-    in a side slot; the first read of the field (directly, or through eq, repr, hash,
-    pickling, ``attrs.asdict``) structures it and lets the wire object go.
-    """
-    spec = DEFERRED_FIELDS.get(type(self), {}).get(name)
-    if spec is None:
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-    slot, cls = spec
-    deferred = getattr(self, slot)
-    if deferred is None:
-        value = None
-    elif deferred.__class__ is _Deferred:
-        value = deferred.hook(deferred.wire, cls)
-    else:
-        from .convert import CONVERTER  # imported here: convert imports this module
-
-        value = CONVERTER.structure(deferred, cls)
-    object.__setattr__(self, name, value)
-    object.__setattr__(self, slot, None)
-    return value
 
 
 class TaskStatus(enum.Enum):
@@ -242,14 +200,6 @@ class Task:
         """``create_time`` as an aware UTC datetime."""
         return _ms_to_datetime(self.create_time)
 
-    # ``task_info`` is structured on first read (see `DEFERRED_FIELDS`). It echoes the
-    # request, waiters never read it, and it is most of a payload's objects (15 of 24 in a
-    # KOLORS answer: the cost of structuring and of the garbage collector's passes).
-    _task_info_wire = functools.cached_property(_nothing_deferred)
-
-    if not TYPE_CHECKING:  # to type checkers the field is a plain attribute
-        __getattr__ = _structure_on_first_read
-
     @property
     def updated_at(self) -> datetime | None:
         """``update_time`` as an aware UTC datetime."""
@@ -331,15 +281,6 @@ class TaskResponse:
     user_tickets: UserTickets | None = None
     edit_project: Any = None
     reply_ref: str | None = None
-
-    # The account's quota and balances ride along with every answer and are rarely read:
-    # structured on first read (see `DEFERRED_FIELDS`).
-    _limitation_wire = functools.cached_property(_nothing_deferred)
-    _user_points_wire = functools.cached_property(_nothing_deferred)
-    _user_tickets_wire = functools.cached_property(_nothing_deferred)
-
-    if not TYPE_CHECKING:  # to type checkers the fields are plain attributes
-        __getattr__ = _structure_on_first_read
 
     @property
     def task_id(self) -> int | None:
@@ -427,24 +368,3 @@ class Account:
     max_jobs: int | None = None
     session: dict[str, Any] | None = None
     balance: dict[str, Any] | None = None
-
-
-def structure_deferred(response: TaskResponse) -> None:
-    """Structure every deferred field of an answer now (see `DEFERRED_FIELDS`): one kept
-    for a while takes less memory structured than as its wire objects."""
-    for name in DEFERRED_FIELDS[TaskResponse]:
-        getattr(response, name)
-    if response.task is not None:
-        response.task.task_info  # noqa: B018
-
-
-#: Fields the converter structures on first read, by model: field -> (side slot, type).
-#: They are kept as wire objects until read; no reader can tell the difference.
-DEFERRED_FIELDS: Final[Mapping[type, Mapping[str, tuple[str, type]]]] = {
-    Task: {"task_info": ("_task_info_wire", TaskInfo)},
-    TaskResponse: {
-        "limitation": ("_limitation_wire", Limitation),
-        "user_points": ("_user_points_wire", UserPoints),
-        "user_tickets": ("_user_tickets_wire", UserTickets),
-    },
-}

@@ -51,7 +51,7 @@ from .errors import (
     TaskTimeoutError,
     TransportError,
 )
-from .models import TaskResponse, structure_deferred
+from .models import TaskResponse
 
 __all__ = [
     "DEFAULT_IMAGE_TIMEOUT",
@@ -74,8 +74,6 @@ class _PollTimeout(Exception):
 #: Seconds a poll started at (or just before) the deadline may take to answer.
 _POLL_GRACE: Final = 10.0
 
-#: A wait this long (seconds) or longer holds the last answer with its taskInfo structured.
-_HOLD_STRUCTURED: Final = 1.0
 
 #: Failures of a poll that are worth another poll before the deadline.
 _TRANSIENT = (TransportError, ServerError, RateLimitError, PayloadError)
@@ -250,11 +248,6 @@ class _Step:
             if left <= 0:
                 raise waiter._timed_out(self.task_id, self._timeout, last)
             delay = min(delay, left)
-        if delay >= _HOLD_STRUCTURED and last is not None:
-            # Kept for a while: structured, the answer takes less memory than its wire
-            # form (4 KB against 8 for a KOLORS answer), and the structuring is cheap next
-            # to the wait (it is deferred only for short waits).
-            structure_deferred(last)
         if push is None:
             await asyncio.sleep(delay)
         else:

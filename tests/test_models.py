@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gc
 import json
-import pickle
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,12 +30,10 @@ from kling_async import (
 )
 from kling_async.convert import (
     CONVERTER,
-    _structure_model_factory,
     structure,
     structure_task,
     unstructure,
 )
-from kling_async.models import _Deferred, structure_deferred
 
 PAYLOADS = Path(__file__).parent / "payloads"
 TASK_PAYLOADS = (
@@ -615,58 +611,6 @@ def _eager(wire: dict[str, Any]) -> TaskResponse:
     )
 
 
-@pytest.mark.parametrize("name", TASK_PAYLOADS)
-def test_task_info_is_structured_on_first_use_and_behaves_as_a_field(name: str) -> None:
-    wire = load(name)
-    lazy = structure_task(wire)
-    assert lazy.task is not None
-    assert lazy.task._task_info_wire is not None  # kept aside, not structured yet
-    pickled = pickle.loads(pickle.dumps(structure_task(wire)))
-    assert repr(structure_task(wire)) == repr(_eager(wire))
-    assert structure_task(wire) == _eager(wire)
-    assert unstructure(structure_task(wire)) == unstructure(_eager(wire))
-    assert attrs.asdict(structure_task(wire)) == attrs.asdict(_eager(wire))
-    assert pickled == _eager(wire)
-    info = lazy.task.task_info
-    assert isinstance(info, TaskInfo)
-    assert lazy.task.task_info is info  # structured once
-    assert lazy.task._task_info_wire is None  # the wire object is let go
-    assert info == CONVERTER.structure(wire["task"]["taskInfo"], TaskInfo)
-    assert lazy.arguments == info.args
-
-
-@pytest.mark.parametrize("name", TASK_PAYLOADS)
-@pytest.mark.parametrize(
-    ("field", "wire_name", "cls"),
-    [
-        ("limitation", "limitation", Limitation),
-        ("user_points", "userPoints", UserPoints),
-        ("user_tickets", "userTickets", UserTickets),
-    ],
-)
-def test_balances_are_structured_on_first_read(
-    name: str, field: str, wire_name: str, cls: type[Any]
-) -> None:
-    wire = load(name)
-    lazy = structure_task(wire)
-    slot = f"_{field}_wire"
-    if wire.get(wire_name) is None:
-        assert getattr(lazy, slot) is None
-        assert getattr(lazy, field) is None
-        return
-    assert getattr(lazy, slot) is not None  # kept aside, not structured yet
-    assert structure_task(wire) == _eager(wire)
-    assert repr(structure_task(wire)) == repr(_eager(wire))
-    assert pickle.loads(pickle.dumps(structure_task(wire))) == _eager(wire)
-    value = getattr(lazy, field)
-    assert isinstance(value, cls)
-    assert getattr(lazy, field) is value  # structured once
-    assert getattr(lazy, slot) is None  # the wire object is let go
-    assert value == CONVERTER.structure(wire[wire_name], cls)
-    with pytest.raises(attrs.exceptions.FrozenInstanceError):
-        setattr(lazy, field, None)
-
-
 @pytest.mark.parametrize("value", [None, "text", 7, [], {}])
 def test_a_task_info_that_is_null_or_not_an_object(value: Any) -> None:
     task = structure_task({"task": {"id": 1, "taskInfo": value}}).task
@@ -675,33 +619,6 @@ def test_a_task_info_that_is_null_or_not_an_object(value: Any) -> None:
     assert task == Task(id=1, task_info=task.task_info)
     with pytest.raises(AttributeError, match="no attribute 'task_infos'"):
         task.task_infos  # type: ignore[attr-defined]  # noqa: B018
-
-
-@pytest.mark.parametrize("name", TASK_PAYLOADS)
-def test_structure_deferred_structures_every_deferred_field_now(name: str) -> None:
-    """What a waiter does to an answer it keeps for a while (less memory structured)."""
-    wire = load(name)
-    resp = structure_task(wire)
-    structure_deferred(resp)
-    slots = ("_limitation_wire", "_user_points_wire", "_user_tickets_wire")
-    assert [getattr(resp, slot) for slot in slots] == [None, None, None]
-    assert resp.task is not None
-    assert resp.task._task_info_wire is None
-    assert resp == _eager(wire)
-
-
-def test_deferred_fields_keep_the_bare_wire_object_with_the_packages_converter() -> None:
-    """The package's converter keeps no per-field wrapper: a quota object of plain values
-    costs the garbage collector nothing while it waits to be read."""
-    wire = load("kolors_elements_200.json")
-    resp = structure_task(wire)
-    assert resp._limitation_wire is wire["limitation"]
-    assert not gc.is_tracked(resp._limitation_wire)
-    other = make_converter().structure(wire, TaskResponse)
-    assert isinstance(other._limitation_wire, _Deferred)  # another converter's hook rides along
-    assert (
-        other.limitation == resp.limitation == CONVERTER.structure(wire["limitation"], Limitation)
-    )
 
 
 def test_hooks_registered_on_a_converter_are_used_by_the_model_hooks() -> None:
@@ -714,24 +631,3 @@ def test_hooks_registered_on_a_converter_are_used_by_the_model_hooks() -> None:
     assert resp.task is not None
     assert resp.task.task_info == TaskInfo(type="<t>")
     assert structure_task({"status_name": "succeed"}).status_name == "succeed"  # unaffected
-
-
-def test_generated_hooks_turn_nulls_into_any_default() -> None:
-    @attrs.frozen(kw_only=True)
-    class Sample:
-        count: int | None = 3
-        tags: tuple[str, ...] = ()
-        extra: dict[str, Any] | None = attrs.field(factory=dict)
-        name: str | None = None
-
-    hook = _structure_model_factory(make_converter())(Sample)
-    assert hook({"count": None, "extra": None}, Sample) == Sample()
-    assert hook({"count": "7", "name": 5}, Sample) == Sample(count=7, name="5")
-    assert hook({}, Sample).extra is not hook({}, Sample).extra  # a fresh dict each time
-
-    @attrs.frozen(kw_only=True)
-    class Required:
-        id: int
-
-    with pytest.raises(TypeError, match="id: payload model fields need a default"):
-        _structure_model_factory(make_converter())(Required)

@@ -134,11 +134,8 @@ def _structure_model_factory(conv: cattrs.Converter) -> Callable[[type[Any]], An
         generated = make_dict_structure_fn(cls, conv, **renames)
 
         def structure(data: Any, _: Any = None) -> Any:
-            if not isinstance(data, Mapping):
-                return None
-            # A null reads as absent: the field's default (a PHP-style back end sends null
-            # for "none" where the model's default is an empty tuple).
-            return generated({k: v for k, v in data.items() if v is not None}, cls)
+            # A null list reads as () through the tuple hook; other fields default to None.
+            return generated(data, cls) if isinstance(data, Mapping) else None
 
         return structure
 

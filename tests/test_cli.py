@@ -24,6 +24,8 @@ from helpers import Durations, run_command, wait_until_blocking
 
 from kling_async import cli
 from kling_async.batch import JOURNAL_NAME
+from kling_async.cli import demo as cli_demo
+from kling_async.cli import interrupt as cli_interrupt
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 
 T = TypeVar("T")
@@ -97,7 +99,7 @@ def is_mp4(data: bytes) -> bool:
 
 
 def test_demo_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
-    monkeypatch.setattr(cli, "DEMO_JOB_SECONDS", 0.05)
+    monkeypatch.setattr(cli_demo, "DEMO_JOB_SECONDS", 0.05)
     out = tmp_path / "demo"
     assert cli.main(["demo", "--out", str(out), "--jobs", "3"]) == 0
     pngs = sorted(out.glob("line-*/*.png"))
@@ -372,8 +374,8 @@ def test_rich_summary_and_plain_without_rich(tmp_path: Path) -> None:
 
     code = (
         "import sys; sys.modules['rich'] = None\n"
-        "from kling_async import cli\n"
-        "assert not cli._rich_available() and not cli.Display().fancy\n"
+        "from kling_async import cli\nfrom kling_async.cli.display import rich_available\n"
+        "assert not rich_available() and not cli.Display().fancy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
@@ -558,7 +560,7 @@ def test_batch_second_ctrl_c_stops_at_once(
                 proc.communicate()
     stderr = errors.read_text()
     assert proc.returncode == 130, stderr
-    waiting = f"waiting up to {cli.INTERRUPT_GRACE:g} s for the answer to 2 submissions"
+    waiting = f"waiting up to {cli_interrupt.INTERRUPT_GRACE:g} s for the answer to 2 submissions"
     assert waiting in stderr
     assert "2 submissions had not answered" in stderr
     assert f"batch {jobs} --out {out} --account {ACCOUNT}:2\n" in stderr
@@ -575,7 +577,7 @@ def test_batch_ctrl_c_gives_unanswered_posts_a_grace(
     capsys: Any,
 ) -> None:
     """One Ctrl-C ends the command even when the server never answers its POSTs."""
-    monkeypatch.setattr(cli, "INTERRUPT_GRACE", 0.05)
+    monkeypatch.setattr(cli_interrupt, "INTERRUPT_GRACE", 0.05)
     jobs = write_batch(images, 4)
     out = tmp_path / "out"
     durations.seconds = 3600.0

@@ -1,0 +1,131 @@
+"""The ``kling-async`` command: demo, image, video, task, upload, batch, simulate.
+
+::
+
+    kling-async demo                         # local simulator, no token, no network
+    kling-async image --prompt "a cat" --subject cat.png --subject hat.jpg --out out/
+    kling-async video --prompt "they dance" --image a.png --duration 10 --json
+    kling-async task 123456789 --wait --out out/
+    kling-async upload photo.jpg
+    kling-async batch jobs.jsonl --out results/ --account a@example.com:3
+    kling-async simulate --port 8787
+
+Global options (before or after the command): ``--token`` (default ``$USEAPI_TOKEN``),
+``--email``, ``--base-url``, ``--verbose``. Exit status: 0 success, 1 a job or request
+failed, 2 bad arguments or input (nothing was sent), 130 interrupted. Progress bars and
+tables need rich (``pip install "kling-async[cli]"``); without it, or when stdout is not a
+terminal, output is plain lines. The token is never printed.
+
+Ctrl-C stops a command and says how to resume it. Submissions already sent get up to
+`INTERRUPT_GRACE` seconds to answer, so that their task ids reach the journal (the wait is
+announced); a second Ctrl-C stops at once, and a re-run looks those up in the account's
+task list. A program started with SIGINT ignored (a background job of a non-interactive
+shell) keeps ignoring it, as Unix programs do: stop it with SIGTERM (or SIGKILL); the
+journal is resumable either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from ..batch import JobsFileError, JournalConflictError
+from ..errors import KlingError, RequestValidationError
+from .commands import cmd_batch, cmd_generate, cmd_task, cmd_upload, problems_text
+from .demo import cmd_demo
+from .display import Display
+from .interrupt import (
+    CTRL_C,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    CtrlC,
+    Interrupted,
+    UsageError,
+    interrupted_text,
+    resume_command,
+)
+from .parser import build_parser
+
+__all__ = ["Display", "build_parser", "main"]
+
+#: Kept for callers of the single-module CLI (the hint is built from the options given).
+_resume_command = resume_command
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``kling-async``; returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:  # --help, --version, or a usage error (status 2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command == "simulate":
+        from ..testing import run_from_args
+
+        return run_from_args(args)
+    _setup_logging(args.verbose)
+    display = Display()
+    # Like asyncio.run: Ctrl-C is handled only where SIGINT has Python's default handler
+    # (not when the program was started with SIGINT ignored, as a background job).
+    ctrl_c = (
+        CtrlC()
+        if threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        else None
+    )
+    try:
+        return asyncio.run(_dispatch(args, display, ctrl_c))
+    except UsageError as exc:
+        print(f"kling-async {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Interrupted as exc:
+        print(interrupted_text(args, args_list, exc.unanswered), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print(interrupted_text(args, args_list), file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+async def _dispatch(args: argparse.Namespace, display: Display, ctrl_c: CtrlC | None) -> int:
+    if ctrl_c is not None:
+        ctrl_c.install()
+        CTRL_C.set(ctrl_c)
+    try:
+        return await _run_command(args, display)
+    except asyncio.CancelledError:
+        if ctrl_c is None or not ctrl_c.presses:
+            raise
+        raise Interrupted(ctrl_c.unanswered) from None
+    finally:
+        if ctrl_c is not None:
+            ctrl_c.uninstall()
+
+
+async def _run_command(args: argparse.Namespace, display: Display) -> int:
+    commands = {
+        "demo": cmd_demo,
+        "image": cmd_generate,
+        "video": cmd_generate,
+        "task": cmd_task,
+        "upload": cmd_upload,
+        "batch": cmd_batch,
+    }
+    try:
+        return await commands[args.command](args, display)
+    except (RequestValidationError, JobsFileError, JournalConflictError) as exc:
+        raise UsageError(problems_text(exc)) from exc
+    except KlingError as exc:
+        print(f"kling-async {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _setup_logging(verbose: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

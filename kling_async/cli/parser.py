@@ -1,0 +1,214 @@
+"""The argument parser of ``kling-async``: every command and flag."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..batch import JOURNAL_NAME
+from ..client import DEFAULT_BASE_URL
+
+__all__ = ["build_parser"]
+
+
+def _add_globals(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    default: Any = argparse.SUPPRESS if suppress else None
+    parser.add_argument(
+        "--token",
+        default=default,
+        help="useapi.net API token (default $USEAPI_TOKEN); never printed",
+    )
+    parser.add_argument("--email", default=default, help="the Kling account to use")
+    parser.add_argument(
+        "--base-url",
+        default=argparse.SUPPRESS if suppress else DEFAULT_BASE_URL,
+        help=f"API base URL (default {DEFAULT_BASE_URL})",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="log every request (the token is never logged)",
+    )
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def _account(value: str) -> tuple[str, int | None]:
+    email, sep, count = value.rpartition(":")
+    if not sep:
+        email, count = value, ""
+    if "@" not in email:
+        raise argparse.ArgumentTypeError(f"expected EMAIL or EMAIL:MAXJOBS, got {value!r}")
+    if not count:
+        return email, None
+    if not count.isdigit() or not 1 <= int(count) <= 50:
+        raise argparse.ArgumentTypeError(f"MAXJOBS must be 1..50 in {value!r}")
+    return email, int(count)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``kling-async``."""
+    parser = argparse.ArgumentParser(
+        prog="kling-async",
+        allow_abbrev=False,
+        description="Generate Kling images and videos through useapi.net, one job or a batch.",
+    )
+    parser.add_argument("--version", action="version", version=f"kling-async {__version__}")
+    _add_globals(parser, suppress=False)
+    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    _add_globals(common, suppress=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_demo(sub, common)
+    _add_image(sub, common)
+    _add_video(sub, common)
+    _add_task(sub, common)
+    _add_upload(sub, common)
+    _add_batch(sub, common)
+    _add_simulate(sub)
+    return parser
+
+
+Sub = Any  # argparse's _SubParsersAction is private
+
+
+def _add_demo(sub: Sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "demo",
+        allow_abbrev=False,
+        parents=[common],
+        help="run a small batch against the built-in simulator (no token, no network)",
+    )
+    p.add_argument("--out", type=Path, default=Path("kling-demo"), help="folder (./kling-demo)")
+    p.add_argument("--jobs", type=_positive_int, default=3, help="image jobs, plus one video (3)")
+
+
+def _add_output(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path(), help="folder for the files (.)")
+    p.add_argument("--json", action="store_true", help="print the final task JSON instead")
+
+
+def _add_image(sub: Sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("image", allow_abbrev=False, parents=[common], help="KOLORS-elements images")
+    p.add_argument("--prompt", help="what to generate (at most 2500 characters)")
+    p.add_argument(
+        "--subject", action="append", default=[], metavar="IMAGE", help="up to 4; file or URL"
+    )
+    p.add_argument("--scene", metavar="IMAGE", help="scene/background image")
+    p.add_argument("--style", metavar="IMAGE", help="style reference image")
+    p.add_argument("--aspect-ratio", help="1:1, 16:9 (default), 4:3, 3:2, 2:3, 3:4, 9:16, 21:9")
+    p.add_argument("--count", type=int, help="images to generate, 1-9 (1)")
+    _add_output(p)
+
+
+def _add_video(sub: Sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "video", allow_abbrev=False, parents=[common], help="image2video-elements video"
+    )
+    p.add_argument("--prompt", required=True, help="what happens (at most 2500 characters)")
+    p.add_argument(
+        "--image", action="append", default=[], metavar="IMAGE", help="1 to 4; file or URL"
+    )
+    p.add_argument("--negative-prompt", help="what to avoid")
+    p.add_argument("--duration", type=int, help="5 (default) or 10 seconds")
+    p.add_argument("--mode", help="std (default) or pro")
+    p.add_argument("--aspect-ratio", help="16:9 (default), 9:16, 1:1")
+    p.add_argument("--audio", action="store_true", default=None, help="add sound effects")
+    _add_output(p)
+
+
+def _add_task(sub: Sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "task", allow_abbrev=False, parents=[common], help="show a task; --wait for it to finish"
+    )
+    p.add_argument("task_id", type=_positive_int, metavar="ID")
+    p.add_argument("--wait", action="store_true", help="wait until the task is final")
+    p.add_argument("--out", type=Path, help="download the files here when it succeeded")
+    p.add_argument("--json", action="store_true", help="print the task JSON")
+
+
+def _add_upload(sub: Sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "upload", allow_abbrev=False, parents=[common], help="upload a file; print its URL"
+    )
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("--content-type", help="default: from the file's bytes or name")
+    p.add_argument("--json", action="store_true", help='print {"url": ...}')
+
+
+def _add_batch(sub: Sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "batch",
+        allow_abbrev=False,
+        parents=[common],
+        help="run a JSON-lines file of jobs; resumable",
+        description="One job per line: "
+        '{"kind": "image"|"video", ...request fields by their Python names}. '
+        f"The journal ({JOURNAL_NAME} in --out) records every task id; run the same "
+        "command again to resume after a crash or Ctrl-C: nothing with a task id is "
+        "submitted again.",
+    )
+    p.add_argument("jobs", type=Path, metavar="JOBS.jsonl")
+    p.add_argument("--out", type=Path, required=True, help="results and the journal go here")
+    p.add_argument(
+        "--max-jobs", type=_positive_int, help="concurrent jobs per account (default: maxJobs)"
+    )
+    p.add_argument(
+        "--account",
+        action="extend",
+        nargs="+",
+        type=_account,
+        default=[],
+        metavar="EMAIL[:MAXJOBS]",
+        help="accounts to spread jobs over (repeatable)",
+    )
+    p.add_argument(
+        "--retry-failed", action="store_true", help="submit failed lines again (pays again)"
+    )
+    p.add_argument(
+        "--resubmit-unknown",
+        action="store_true",
+        help="submit again lines whose earlier submission cannot be found or ruled out",
+    )
+    p.add_argument(
+        "--webhook",
+        type=_webhook_address,
+        metavar="HOST:PORT[/path]",
+        help="push mode: receive replyUrl callbacks here instead of polling (polling stays "
+        "as a slow fallback)",
+    )
+    p.add_argument(
+        "--webhook-url",
+        metavar="URL",
+        help="the public URL useapi.net reaches --webhook at (default: http://HOST:PORT/path)",
+    )
+
+
+def _webhook_address(value: str) -> tuple[str, int, str]:
+    address, slash, path = value.partition("/")
+    host, colon, port = address.rpartition(":")
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT[/path], got {value!r}")
+    return host.strip("[]"), int(port), "/" + path if slash and path else "/kling/callback"
+
+
+def _add_simulate(sub: Sub) -> None:
+    from ..testing import add_simulator_arguments
+
+    p = sub.add_parser(
+        "simulate",
+        allow_abbrev=False,
+        help="run the local simulator (same flags as python -m kling_async.testing)",
+    )
+    add_simulator_arguments(p)

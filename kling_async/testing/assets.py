@@ -104,7 +104,7 @@ class AssetHandlers:
             task is None
             or task.account != account
             or task.status_at(time.monotonic())[1] != "succeed"
-            or index >= (1 if task.request.is_video else task.request.image_count)
+            or index >= task.request.work_count
         ):
             raise ErrorAnswer(404, {"error": f"Work {work} not found"})
         return task, index
@@ -124,7 +124,7 @@ class AssetHandlers:
         files = []
         for raw in query["workIds"].split(","):
             task, index = self._work(raw, account.email)
-            ext = "mp4" if task.request.is_video else "png"
+            ext = task.request.ext
             if ext.upper() not in types:
                 raise bad_request(
                     f"fileTypes {','.join(types)} not available for work "
@@ -157,10 +157,10 @@ class AssetHandlers:
         if gen.is_video and stem == "cover" and ext == "png" and not clean:
             cover = media.png(width, height, media.WATERMARKED_RGB, task.id)
             data, content_type = cover, "image/png"
-        elif stem.isdigit() and ext == ("mp4" if gen.is_video else "png"):
-            if int(stem) >= (1 if gen.is_video else gen.image_count):
+        elif stem.isdigit() and ext == gen.ext:
+            if int(stem) >= gen.work_count:
                 raise web.HTTPNotFound()
-            duration = wire.video_duration_ms(task) if gen.is_video else 0
+            duration = wire.video_duration_ms(task) if gen.kind != "image" else 0
             data, content_type = media.result_file(
                 ext, width, height, duration, clean=clean, pattern=task.id + int(stem)
             )
@@ -177,7 +177,7 @@ class AssetHandlers:
         with zipfile.ZipFile(buffer, "w") as archive:
             for task, index, ext in files:
                 width, height = media.dimensions(task.request.aspect_ratio)
-                duration = wire.video_duration_ms(task) if task.request.is_video else 0
+                duration = wire.video_duration_ms(task) if task.request.kind != "image" else 0
                 data, _ = media.result_file(
                     ext, width, height, duration, clean=True, pattern=task.id + index
                 )

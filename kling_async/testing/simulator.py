@@ -56,7 +56,8 @@ class KlingSimulator:
             callback body; default False: the body is exactly the GET /tasks/{id} model.
         busy_retry_after: seconds in the 429 "busy" answer's Retry-After; default: until
             the account's first job ends, rounded up, at least 1.
-        host, port: where to listen; port 0 picks a free one.
+        host: the address to listen on (default 127.0.0.1).
+        port: the port to listen on; 0 picks a free one.
     """
 
     def __init__(

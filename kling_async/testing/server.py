@@ -28,6 +28,7 @@ from kling_async.testing.answers import (
 )
 from kling_async.testing.assets import AssetHandlers
 from kling_async.testing.callbacks import CallbackSender
+from kling_async.testing.catalog import CatalogHandlers
 from kling_async.testing.endpoints_image import IMAGE_ENDPOINTS
 from kling_async.testing.endpoints_video import VIDEO_ENDPOINTS
 from kling_async.testing.faults import FaultInjector
@@ -67,6 +68,7 @@ class SimulatorServer:
         self.closing = asyncio.Event()
         self._auth = f"Bearer {token}"
         self.assets = AssetHandlers(state, seed=seed)
+        self.catalog = CatalogHandlers(state, seed=seed)
 
     # plumbing ---------------------------------------------------------------------------
     def route(
@@ -191,6 +193,7 @@ class SimulatorServer:
             web.get(f"{api}/scheduler/", r("accounts", self.scheduler)),
             web.get(f"{api}/scheduler/available", r("accounts", self.available)),
             web.delete(f"{api}/scheduler/{{task_id}}", r("accounts", self.release)),
+            *self.catalog.routes(api, r),
             web.get("/simulator/stats", r(None, self.stats, paid=False)),
             web.get("/files/zip/{key}.zip", cdn(self.assets.zip_file)),
             web.get("/files/{task_id}/{name}", cdn(self.assets.result_file)),
@@ -271,6 +274,8 @@ class SimulatorServer:
         tasks = self.state.tasks
         for task_id in reversed(account.task_ids):
             task = tasks[task_id]
+            if task.deleted:
+                continue
             created = task.created_ms
             if after_ms is not None and created <= after_ms:
                 break

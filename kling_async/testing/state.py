@@ -64,6 +64,7 @@ class SimTask:
     root_url: str
     wall_offset_ms: float
     info: dict[str, Any]  # taskInfo, fixed at submission
+    deleted: bool = False  # DELETE /tasks/{id}: polls answer 404, listings skip it
 
     def ms(self, t: float) -> int:
         """Epoch milliseconds of monotonic instant ``t``."""
@@ -341,7 +342,7 @@ class SimState:
             raise bad_request("Invalid task_id parameter")
         account = self.resolve(email)
         task = self.tasks.get(int(task_id))
-        if task is None or task.account != account.email:
+        if task is None or task.account != account.email or task.deleted:
             raise ErrorAnswer(404, {"error": f"Task {task_id} not found", "message": "Not Found"})
         return task
 

@@ -115,9 +115,12 @@ class AssetHandlers:
         account = self.state.resolve(query.get("email"))
         if not query.get("workIds"):
             raise bad_request("workIds is required")
-        if not query.get("fileTypes"):
-            raise bad_request("fileTypes is required (MP4, MP3, WAV or PNG)")
-        types = [t.strip().upper() for t in query["fileTypes"].split(",")]
+        every = not query.get("fileTypes")  # absent: all files of the works, as one zip
+        types = (
+            list(DOWNLOAD_TYPES)
+            if every
+            else [t.strip().upper() for t in query["fileTypes"].split(",")]
+        )
         for file_type in types:
             if file_type not in DOWNLOAD_TYPES:
                 raise bad_request(f"fileTypes must be MP4, MP3, WAV or PNG, got {file_type!r}")
@@ -133,7 +136,7 @@ class AssetHandlers:
             files.append((task, index, ext))
         self.state.counters.downloads += 1
         root = self.state.root_url
-        if len(files) == 1 and len(types) == 1:
+        if len(files) == 1 and not every and len(types) == 1:
             task, index, ext = files[0]
             return json_response(
                 {"cdnUrl": f"{root}/files/{task.id}/{index}-clean.{ext}", "status": "success"}

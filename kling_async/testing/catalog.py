@@ -274,7 +274,8 @@ class CatalogHandlers:
         now = time.monotonic()
         tasks = [
             t for t in self.state.tasks.values()
-            if t.account == email and not t.deleted and t.status_at(now)[1] == "succeed"
+            if t.account == email and not (t.deleted or t.vanish or t.expired)
+            and t.status_at(now)[1] == "succeed"
             and content in (None, t.request.kind)
         ]  # fmt: skip
         tasks.sort(key=lambda t: t.created_at, reverse=newest)

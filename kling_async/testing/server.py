@@ -215,7 +215,7 @@ class SimulatorServer:
             gen = validate_table(spec, body)
             self._check_sources(gen.values, gen.email)
         task = self.state.submit(gen, body)
-        if task.request.reply_url is not None:
+        if task.request.reply_url is not None and task.vanish is None:
             self.callbacks.watch(task)
         return json_response(wire.submission_model(task))
 
@@ -274,7 +274,7 @@ class SimulatorServer:
         tasks = self.state.tasks
         for task_id in reversed(account.task_ids):
             task = tasks[task_id]
-            if task.deleted:
+            if task.deleted or (task.vanish is not None and now >= task.started_at):
                 continue
             created = task.created_ms
             if after_ms is not None and created <= after_ms:

@@ -8,14 +8,15 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import call
+from helpers import call, callback_receiver, wait_until
 
 from kling_async.testing import KlingSimulator
+from kling_async.testing.faults import FaultPlan, FaultRates
 
 IMG = "https://example.com/a.png"
 VID = "https://example.com/a.mp4"
 WAV = "https://example.com/a.wav"
-HOOK = "https://example.com/hook"
+BUSY = "All configured accounts are currently busy executing jobs, please retry later"
 EXTRAS = {"maxJobs": 5, "replyRef": "ref-1"}
 SHOTS = {
     "shot_1_prompt": "a fox",
@@ -279,4 +280,45 @@ async def test_recognize_faces_answers_at_once(
     assert [f["faceNo"] for f in answer["faces"]] == [1, 2]
     status, answer = await call(http, sim, "POST", "images/recognize-faces", json={})
     assert (status, answer["error"]) == (400, "imageReference is required")
+    assert sim.stats["tasks_created"] == 0
+
+
+async def test_table_endpoints_share_slots_and_callbacks(http: aiohttp.ClientSession) -> None:
+    simulator = KlingSimulator(
+        token="test-token", accounts={"a@example.com": 1}, job_seconds=30, duration_sigma=0
+    )
+    async with simulator as sim, callback_receiver("/hook") as (hook, received):
+        body = {"prompt": "a fox", "replyUrl": hook, "replyRef": "r1"}
+        status, answer = await call(http, sim, "POST", "videos/text2video", json=body)
+        assert status == 200
+        status, busy = await call(http, sim, "POST", "images/kolors", json={"prompt": "x"})
+        assert (status, busy["error"]) == (429, BUSY)
+        assert sim.stats["rate_limited"] == 1
+        sim.finish(answer["task"]["id"])
+        await wait_until(lambda: received)
+        assert received[0]["task"]["id"] == answer["task"]["id"]
+        assert received[0]["status_name"] == "succeed"
+        status, _ = await call(http, sim, "POST", "images/kolors", json={"prompt": "x"})
+        assert status == 200
+
+
+async def test_failure_word_fails_a_table_task(
+    sim: KlingSimulator, http: aiohttp.ClientSession
+) -> None:
+    body = {"speakerId": "sp_1", "text": "please fail"}
+    status, answer = await call(http, sim, "POST", "tts/create", json=body)
+    assert status == 200
+    sim.finish(answer["task"]["id"])
+    status, task = await call(http, sim, "GET", f"tasks/{answer['task']['id']}")
+    assert (task["status_name"], task["works"]) == ("failed", [])
+    assert task["task"]["type"] == "tts_create"
+
+
+async def test_submit_faults_reach_table_endpoints(
+    sim: KlingSimulator, http: aiohttp.ClientSession
+) -> None:
+    sim.set_fault_plan(FaultPlan(rules={"submit": FaultRates(server_error=1.0)}))
+    status, answer = await call(http, sim, "POST", "videos/omni", json={"prompt": "fox"})
+    assert (status, answer) == (500, {"error": "Internal Server Error"})
+    assert sim.stats["faults"] == {"server_error": 1}
     assert sim.stats["tasks_created"] == 0

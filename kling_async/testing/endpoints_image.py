@@ -68,7 +68,7 @@ IMAGE_ENDPOINTS: Final = (
             F("imageCount", "int", low=1, high=9),
             F("faceStrength", "int", low=1, high=100),
             F("subjectStrength", "int", low=1, high=100),
-            F("faceNo", "int", low=1, high=99),
+            F("faceNo", "int", low=0, high=99),
             *EXTRAS,
         ),
         (_kolors_rules,),

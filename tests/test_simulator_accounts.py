@@ -342,7 +342,6 @@ async def test_download_errors(sim: KlingSimulator, http: aiohttp.ClientSession)
     w = work_id
     cases = [
         (f"email={A}&fileTypes=PNG", 400, "workIds is required"),
-        (f"email={A}&workIds={w}", 400, "fileTypes is required (MP4, MP3, WAV or PNG)"),
         (f"workIds={w}&fileTypes=GIF", 400, "fileTypes must be MP4, MP3, WAV or PNG, got 'GIF'"),
         ("workIds=x&fileTypes=PNG", 400, "workIds must be comma-separated work ids, got 'x'"),
         ("workIds=5&fileTypes=PNG", 404, "Work 5 not found"),

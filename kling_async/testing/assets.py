@@ -104,7 +104,7 @@ class AssetHandlers:
             task is None
             or task.account != account
             or task.status_at(time.monotonic())[1] != "succeed"
-            or index >= (1 if task.request.is_video else task.request.image_count)
+            or index >= task.request.work_count
         ):
             raise ErrorAnswer(404, {"error": f"Work {work} not found"})
         return task, index
@@ -115,16 +115,19 @@ class AssetHandlers:
         account = self.state.resolve(query.get("email"))
         if not query.get("workIds"):
             raise bad_request("workIds is required")
-        if not query.get("fileTypes"):
-            raise bad_request("fileTypes is required (MP4, MP3, WAV or PNG)")
-        types = [t.strip().upper() for t in query["fileTypes"].split(",")]
+        every = not query.get("fileTypes")  # absent: all files of the works, as one zip
+        types = (
+            list(DOWNLOAD_TYPES)
+            if every
+            else [t.strip().upper() for t in query["fileTypes"].split(",")]
+        )
         for file_type in types:
             if file_type not in DOWNLOAD_TYPES:
                 raise bad_request(f"fileTypes must be MP4, MP3, WAV or PNG, got {file_type!r}")
         files = []
         for raw in query["workIds"].split(","):
             task, index = self._work(raw, account.email)
-            ext = "mp4" if task.request.is_video else "png"
+            ext = task.request.ext
             if ext.upper() not in types:
                 raise bad_request(
                     f"fileTypes {','.join(types)} not available for work "
@@ -133,7 +136,7 @@ class AssetHandlers:
             files.append((task, index, ext))
         self.state.counters.downloads += 1
         root = self.state.root_url
-        if len(files) == 1 and len(types) == 1:
+        if len(files) == 1 and not every and len(types) == 1:
             task, index, ext = files[0]
             return json_response(
                 {"cdnUrl": f"{root}/files/{task.id}/{index}-clean.{ext}", "status": "success"}
@@ -157,10 +160,10 @@ class AssetHandlers:
         if gen.is_video and stem == "cover" and ext == "png" and not clean:
             cover = media.png(width, height, media.WATERMARKED_RGB, task.id)
             data, content_type = cover, "image/png"
-        elif stem.isdigit() and ext == ("mp4" if gen.is_video else "png"):
-            if int(stem) >= (1 if gen.is_video else gen.image_count):
+        elif stem.isdigit() and ext == gen.ext:
+            if int(stem) >= gen.work_count:
                 raise web.HTTPNotFound()
-            duration = wire.video_duration_ms(task) if gen.is_video else 0
+            duration = wire.video_duration_ms(task) if gen.kind != "image" else 0
             data, content_type = media.result_file(
                 ext, width, height, duration, clean=clean, pattern=task.id + int(stem)
             )
@@ -177,7 +180,7 @@ class AssetHandlers:
         with zipfile.ZipFile(buffer, "w") as archive:
             for task, index, ext in files:
                 width, height = media.dimensions(task.request.aspect_ratio)
-                duration = wire.video_duration_ms(task) if task.request.is_video else 0
+                duration = wire.video_duration_ms(task) if task.request.kind != "image" else 0
                 data, _ = media.result_file(
                     ext, width, height, duration, clean=True, pattern=task.id + index
                 )

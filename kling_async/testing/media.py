@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import io
+import math
 import struct
+import wave
 import zlib
 from typing import Final
 
@@ -30,6 +33,7 @@ __all__ = [
     "png",
     "result_file",
     "video",
+    "wav",
 ]
 
 WATERMARKED_RGB: Final = (200, 200, 200)
@@ -145,8 +149,11 @@ def mp4(width: int, height: int, duration_ms: int, payload: bytes) -> bytes:
 def result_file(
     kind: str, width: int, height: int, duration_ms: int, *, clean: bool, pattern: int = 0
 ) -> tuple[bytes, str]:
-    """Bytes and content type of a result: ``kind`` is "png" (striped after ``pattern``) or
-    "mp4" (the playable clip; ``width``/``height``/``duration_ms`` are what the task reports)."""
+    """Bytes and content type of a result: ``kind`` is "png" (striped after ``pattern``),
+    "wav" (a tone) or "mp4" (the playable clip; ``width``/``height``/``duration_ms`` are what
+    the task reports)."""
+    if kind == "wav":
+        return wav(max(duration_ms, 100), pattern), "audio/wav"
     if kind == "mp4":
         return video(CLEAN_MP4_PAYLOAD if clean else WATERMARKED_MP4_PAYLOAD), "video/mp4"
     return png(width, height, CLEAN_RGB if clean else WATERMARKED_RGB, pattern), "image/png"
@@ -173,3 +180,25 @@ def image_size(data: bytes) -> tuple[int, int] | None:
         (length,) = struct.unpack(">H", data[i + 2 : i + 4])
         i += 2 + int(length)
     return None
+
+
+_WAV_RATE: Final = 8000
+
+
+@functools.lru_cache(maxsize=16)
+def wav(duration_ms: int, pattern: int = 0) -> bytes:
+    """A real mono 8 kHz 16-bit WAV: a sine tone whose pitch follows ``pattern``, at most 1 s
+    long (the task reports the longer ``duration_ms``; the file stays tiny)."""
+    frames = _WAV_RATE * min(duration_ms, 1000) // 1000
+    pitch = 220 + (pattern % 8) * 55
+    samples = b"".join(
+        struct.pack("<h", int(8000 * math.sin(2 * math.pi * pitch * i / _WAV_RATE)))
+        for i in range(frames)
+    )
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(_WAV_RATE)
+        out.writeframes(samples)
+    return buffer.getvalue()

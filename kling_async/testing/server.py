@@ -28,8 +28,12 @@ from kling_async.testing.answers import (
 )
 from kling_async.testing.assets import AssetHandlers
 from kling_async.testing.callbacks import CallbackSender
+from kling_async.testing.catalog import CatalogHandlers
+from kling_async.testing.endpoints_image import IMAGE_ENDPOINTS
+from kling_async.testing.endpoints_video import VIDEO_ENDPOINTS
 from kling_async.testing.faults import FaultInjector
 from kling_async.testing.state import SimState
+from kling_async.testing.table import Endpoint, F, validate_table
 from kling_async.testing.validation import KOLORS, VIDEO, int_param, read_body, validate
 
 __all__ = ["SimulatorServer"]
@@ -37,6 +41,7 @@ __all__ = ["SimulatorServer"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 LIST_PAGE_SIZE: Final = 30
+TABLE: Final[dict[str, Endpoint]] = {e.path: e for e in (*VIDEO_ENDPOINTS, *IMAGE_ENDPOINTS)}
 _GATEWAY_PAGE: Final = (
     "<html>\r\n<head><title>{0}</title></head>\r\n<body>\r\n<center><h1>{0}</h1></center>\r\n"
     "<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n"
@@ -63,6 +68,7 @@ class SimulatorServer:
         self.closing = asyncio.Event()
         self._auth = f"Bearer {token}"
         self.assets = AssetHandlers(state, seed=seed)
+        self.catalog = CatalogHandlers(state, seed=seed)
 
     # plumbing ---------------------------------------------------------------------------
     def route(
@@ -169,6 +175,11 @@ class SimulatorServer:
         routes = [
             web.post(f"{api}/{KOLORS}", r("submit", self.generate, count=self._count_post)),
             web.post(f"{api}/{VIDEO}", r("submit", self.generate, count=self._count_post)),
+            *(
+                web.post(f"{api}/{path}", r("submit", self.generate, count=self._count_post))
+                for path in TABLE
+            ),
+            web.post(f"{api}/images/recognize-faces", r("submit", self.recognize_faces)),
             web.get(f"{api}/tasks/{{task_id}}", r("tasks", self.get_task, count=self._count_poll)),
             web.get(f"{api}/tasks", r("tasks", self.list_tasks, count=self._count_list)),
             web.get(f"{api}/tasks/", r("tasks", self.list_tasks, count=self._count_list)),
@@ -182,6 +193,7 @@ class SimulatorServer:
             web.get(f"{api}/scheduler/", r("accounts", self.scheduler)),
             web.get(f"{api}/scheduler/available", r("accounts", self.available)),
             web.delete(f"{api}/scheduler/{{task_id}}", r("accounts", self.release)),
+            *self.catalog.routes(api, r),
             web.get("/simulator/stats", r(None, self.stats, paid=False)),
             web.get("/files/zip/{key}.zip", cdn(self.assets.zip_file)),
             web.get("/files/{task_id}/{name}", cdn(self.assets.result_file)),
@@ -193,13 +205,47 @@ class SimulatorServer:
 
     # generation -------------------------------------------------------------------------
     async def generate(self, request: web.Request) -> web.StreamResponse:
-        """POST images/kolors-elements and videos/image2video-elements."""
-        endpoint = KOLORS if request.path.endswith(KOLORS) else VIDEO
+        """POST a generation endpoint: the two seed pages, or one of the wire table."""
+        path = request.path.removeprefix("/v1/kling/")
         body = await read_body(request)
-        task = self.state.submit(validate(endpoint, body), body)
-        if task.request.reply_url is not None:
+        spec = TABLE.get(path)
+        if spec is None:
+            gen = validate(path, body)
+        else:
+            gen = validate_table(spec, body)
+            self._check_sources(gen.values, gen.email)
+        task = self.state.submit(gen, body)
+        if task.request.reply_url is not None and task.vanish is None:
             self.callbacks.watch(task)
         return json_response(wire.submission_model(task))
+
+    def _check_sources(self, values: dict[str, Any], email: str | None) -> None:
+        """videos/extend and images/upscale name a succeeded task of the right content."""
+        if "task_id" not in values:
+            return
+        source = self.state.task_for(str(values["task_id"]), email)
+        wanted = "image" if "workId" in values else "video"
+        if source.status_name != "succeed" or source.request.kind != wanted:
+            raise bad_request(f"task_id {source.id} must be a succeeded {wanted} task")
+        if "workId" in values and values["workId"] not in (w["workId"] for w in source.works):
+            raise bad_request(f"workId {values['workId']} is not a work of task {source.id}")
+
+    async def recognize_faces(self, request: web.Request) -> web.StreamResponse:
+        """POST images/recognize-faces: answered at once with the faces found (two)."""
+        body = await read_body(request)
+        spec = Endpoint(
+            "images/recognize-faces", "image", "", (F("imageReference", "url", required=True),)
+        )
+        validate_table(spec, body)
+        self.state.resolve(body.get("email"))
+        faces = [
+            {
+                "faceNo": n,
+                "box": {"top": 0.1, "left": 0.1 + 0.4 * (n - 1), "width": 0.3, "height": 0.4},
+            }
+            for n in (1, 2)
+        ]
+        return json_response({"faces": faces, "imageReference": body["imageReference"]})
 
     # tasks ------------------------------------------------------------------------------
     async def get_task(self, request: web.Request) -> web.StreamResponse:
@@ -228,12 +274,14 @@ class SimulatorServer:
         tasks = self.state.tasks
         for task_id in reversed(account.task_ids):
             task = tasks[task_id]
+            if task.deleted or (task.vanish is not None and now >= task.started_at):
+                continue
             created = task.created_ms
             if after_ms is not None and created <= after_ms:
                 break
             if before_ms is not None and created >= before_ms:
                 continue
-            if content_type and content_type != ("video" if task.request.is_video else "image"):
+            if content_type and content_type != task.request.kind:
                 continue
             history.append(wire.task_model(task, now, eta=self.eta))
             if len(history) >= size:

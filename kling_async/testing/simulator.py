@@ -56,7 +56,13 @@ class KlingSimulator:
             callback body; default False: the body is exactly the GET /tasks/{id} model.
         busy_retry_after: seconds in the 429 "busy" answer's Retry-After; default: until
             the account's first job ends, rounded up, at least 1.
-        host, port: where to listen; port 0 picks a free one.
+        vanish_on_moderation: a prompt with a moderation word is accepted (200) and the
+            task then vanishes: polls answer 404 once it would be processing, as useapi.net's
+            scripts describe; default False: the POST answers 500 (moderation).
+        vanish_on_no_credits: an account out of credits (:meth:`set_out_of_credits`) accepts
+            jobs that then vanish the same way; default False: the POST answers 412.
+        host: the address to listen on (default 127.0.0.1).
+        port: the port to listen on; 0 picks a free one.
     """
 
     def __init__(
@@ -77,6 +83,8 @@ class KlingSimulator:
         progress_callbacks: bool = False,
         callback_echo_reply_ref: bool = False,
         busy_retry_after: float | None = None,
+        vanish_on_moderation: bool = False,
+        vanish_on_no_credits: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -93,6 +101,8 @@ class KlingSimulator:
             failure_words=failure_words,
             strict_assets=strict_assets,
             busy_retry_after=busy_retry_after,
+            vanish_on_moderation=vanish_on_moderation,
+            vanish_on_no_credits=vanish_on_no_credits,
         )
         self._callbacks = CallbackSender(
             seed=seed,
@@ -166,7 +176,8 @@ class KlingSimulator:
         rate_limited (429 busy answers), faults {kind: n}, uploads, downloads,
         file_requests, file_requests_with_auth, callbacks_sent, callbacks_dropped,
         callbacks_failed, account_errors (596 answers), payment_required (402 and 412
-        answers).
+        answers), tasks_vanished (accepted tasks that vanish), polls_gone (404 answers to
+        polls of vanished or deleted tasks), polls_expired (410 answers).
         """
         return self._state.snapshot()
 
@@ -241,6 +252,14 @@ class KlingSimulator:
     def finish_all(self) -> None:
         """Make every running task final now (succeed, or failed for failure words)."""
         self._callbacks.wake(self._state.finish())
+
+    def expire(self, task_id: int) -> None:
+        """Make a task expired: its polls answer 410 from now on (results kept 7 days)."""
+        self._state.tasks[task_id].expired = True
+
+    def delete_task(self, task_id: int) -> None:
+        """Delete a task as DELETE /tasks/{id} does: its polls answer 404."""
+        self._state.tasks[task_id].deleted = True
 
     def finish(self, task_id: int) -> None:
         """Make one running task final now."""

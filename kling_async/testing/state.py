@@ -28,6 +28,7 @@ from kling_async.testing.answers import (
     format_retry_after,
     out_of_credits,
 )
+from kling_async.testing.counters import Counters
 from kling_async.testing.validation import Generation
 from kling_async.testing.wire import FAILED, PROCESSING, SUBMITTED, SUCCEED
 
@@ -64,6 +65,9 @@ class SimTask:
     root_url: str
     wall_offset_ms: float
     info: dict[str, Any]  # taskInfo, fixed at submission
+    deleted: bool = False  # DELETE /tasks/{id}: polls answer 404, listings skip it
+    vanish: str | None = None  # why the task answers 404 once processing (moderation, ...)
+    expired: bool = False  # polls answer 410
 
     def ms(self, t: float) -> int:
         """Epoch milliseconds of monotonic instant ``t``."""
@@ -137,28 +141,6 @@ class Account:
         return len(heap)
 
 
-@attrs.define
-class Counters:
-    """Request counters; :meth:`SimState.snapshot` renders them with the derived ones."""
-
-    posts: int = 0
-    polls: int = 0
-    lists: int = 0
-    polls_by_task: dict[int, int] = attrs.field(factory=dict)
-    rate_limited: int = 0
-    faults: dict[str, int] = attrs.field(factory=dict)
-    uploads: int = 0
-    downloads: int = 0
-    file_requests: int = 0
-    file_requests_with_auth: int = 0
-    callbacks_sent: int = 0
-    callbacks_dropped: int = 0
-    callbacks_failed: int = 0
-    account_errors: int = 0  # 596 answers
-    payment_required: int = 0  # 402 and 412 answers
-    first_task: int = 0  # index in SimState.order of the first task since reset
-
-
 class SimState:
     """The simulated service's data: accounts, tasks, uploads, counters."""
 
@@ -174,6 +156,8 @@ class SimState:
         failure_words: tuple[str, ...],
         strict_assets: bool,
         busy_retry_after: float | None,
+        vanish_on_moderation: bool = False,
+        vanish_on_no_credits: bool = False,
     ) -> None:
         self.accounts: dict[str, Account] = {}
         for email, max_jobs in accounts.items():
@@ -189,6 +173,7 @@ class SimState:
         self.failure_words = tuple(w.lower() for w in failure_words)
         self.strict_assets = strict_assets
         self.busy_retry_after = busy_retry_after
+        self.vanish_on = {"moderation": vanish_on_moderation, "credits": vanish_on_no_credits}
         self.root_url = ""
         self.subscription_active = True  # False: every API call answers 402
         self._durations = random.Random(f"{seed}:durations")  # noqa: S311 (seeded on purpose)
@@ -249,11 +234,17 @@ class SimState:
                 {"error": BUSY, "retryAfter": wait},
                 headers={"Retry-After": format_retry_after(wait)},
             )
+        vanish = None
         if account.out_of_credits:
-            raise out_of_credits()
+            if not self.vanish_on["credits"]:
+                raise out_of_credits()
+            vanish = "credits"
         prompt = gen.prompt.lower()
         if any(word in prompt for word in self.moderation_words):
-            raise ErrorAnswer(500, dict(MODERATION_BODY))
+            if not self.vanish_on["moderation"]:
+                raise ErrorAnswer(500, dict(MODERATION_BODY))
+            vanish = vanish or "moderation"
+        self.counters.tasks_vanished += vanish is not None
         word = next((w for w in self.failure_words if w in prompt), None)
         failure = None if word is None else f"Generation failed (simulated: prompt has {word!r})"
         duration = self._duration(gen, body)
@@ -272,6 +263,7 @@ class SimState:
             root_url=self.root_url,
             wall_offset_ms=self.wall_offset_ms,
             info=wire.task_info(gen),
+            vanish=vanish,
         )
         self._next_id += 1
         self.tasks[task.id] = task
@@ -341,8 +333,15 @@ class SimState:
             raise bad_request("Invalid task_id parameter")
         account = self.resolve(email)
         task = self.tasks.get(int(task_id))
-        if task is None or task.account != account.email:
+        gone = task is not None and (
+            task.deleted or (task.vanish is not None and time.monotonic() >= task.started_at)
+        )
+        if task is None or task.account != account.email or gone:
+            self.counters.polls_gone += gone
             raise ErrorAnswer(404, {"error": f"Task {task_id} not found", "message": "Not Found"})
+        if task.expired:
+            self.counters.polls_expired += 1
+            raise ErrorAnswer(410, {"error": f"Task {task_id} has expired", "message": "Gone"})
         return task
 
     # counters ---------------------------------------------------------------------------
@@ -387,4 +386,7 @@ class SimState:
             "callbacks_failed": c.callbacks_failed,
             "account_errors": c.account_errors,
             "payment_required": c.payment_required,
+            "tasks_vanished": c.tasks_vanished,
+            "polls_gone": c.polls_gone,
+            "polls_expired": c.polls_expired,
         }

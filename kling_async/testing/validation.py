@@ -67,11 +67,29 @@ class Generation:
     max_jobs: int | None
     reply_url: str | None
     reply_ref: str | None
+    content: str = ""  # "image" | "video" | "audio"; "" on the two seed endpoints
+    task_type: str = ""  # task.type; "" on the two seed endpoints (wire.TASK_TYPES)
+    values: dict[str, Any] = attrs.field(factory=dict)  # table endpoints: normalised fields
+
+    @property
+    def kind(self) -> str:
+        """What the works are: "image", "video" or "audio"."""
+        return self.content or ("video" if self.endpoint == VIDEO else "image")
 
     @property
     def is_video(self) -> bool:
-        """True for image2video-elements."""
-        return self.endpoint == VIDEO
+        """True when the works are videos."""
+        return self.kind == "video"
+
+    @property
+    def ext(self) -> str:
+        """The extension of the result files: png, mp4 or wav."""
+        return {"video": "mp4", "audio": "wav"}.get(self.kind, "png")
+
+    @property
+    def work_count(self) -> int:
+        """How many works the task makes (imageCount for images, else one)."""
+        return self.image_count if self.kind == "image" else 1
 
 
 async def read_body(request: web.Request) -> dict[str, Any]:

@@ -59,7 +59,15 @@ def task_info(gen: Generation) -> dict[str, Any]:
     boxes = json.dumps(
         [{"top": 0, "left": 0, "width": 1, "height": 1}] * len(gen.images), separators=(",", ":")
     )
-    if gen.is_video:
+    if gen.task_type:  # a table endpoint: inputs by field name, the rest as arguments
+        inputs = [_input(name, url) for name, url in gen.images]
+        urls = {name for name, _ in gen.images}
+        pairs = [
+            (name, str(value).lower() if isinstance(value, bool) else str(value))
+            for name, value in gen.values.items()
+            if name not in urls and name not in ("maxJobs", "replyUrl", "replyRef")
+        ]
+    elif gen.is_video:
         for i, (_, url) in enumerate(gen.images):
             inputs += [_input(f"ref_img_{i}", url), _input(f"raw_ref_img_{i}", url)]
         pairs = [
@@ -90,7 +98,7 @@ def task_info(gen: Generation) -> dict[str, Any]:
             ("biz", "klingai"),
         ]
     return {
-        "type": TASK_TYPES[gen.endpoint],
+        "type": gen.task_type or TASK_TYPES[gen.endpoint],
         "inputs": inputs,
         "arguments": [{"name": n, "value": v} for n, v in pairs],
         "extraArgs": {},
@@ -207,6 +215,18 @@ def works(task: SimTask, at: float) -> list[dict[str, Any]]:
         "status_final": final,
     }
     tail = {"starNum": 0, "cloneCount": 0, "reportNum": 0, "createTime": task.created_ms + 16}
+    if task.request.kind == "audio":
+        return [
+            {
+                "workId": work_id(task.id, 0),
+                "workItemId": 0,
+                **common,
+                "contentType": "audio",
+                "resource": _resource(f"{base}/0.wav", 0, 0, video_duration_ms(task)),
+                "cover": None,
+                **tail,
+            }
+        ]
     if task.request.is_video:
         return [
             {
@@ -229,7 +249,7 @@ def works(task: SimTask, at: float) -> list[dict[str, Any]]:
             "cover": None,
             **tail,
         }
-        for i in range(task.request.image_count)
+        for i in range(task.request.work_count)
     ]
 
 

@@ -1,12 +1,9 @@
-"""The batch runner and its journal, in process against the simulator."""
+"""The batch runner, in process against the simulator."""
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
-import sqlite3
-import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +18,8 @@ from kling_async.batch import (
     Job,
     JobEvent,
     JobRecord,
-    JobsFileError,
     JobState,
     Journal,
-    JournalConflictError,
     job_from_request,
     parse_jobs_file,
 )
@@ -64,92 +59,6 @@ class Recorder:
 
     def job_event(self, event: JobEvent, record: JobRecord) -> None:
         self.events.append((event, record.line))
-
-
-# --------------------------------------------------------------------------- jobs file
-
-
-def test_parse_resolves_paths_and_skips_comments(images: Path) -> None:
-    path = write_jobs(
-        images,
-        [
-            "# a comment",
-            image_line("one"),
-            "",
-            {"kind": "video", "prompt": "two", "images": "a.png", "duration": "10"},
-        ],
-    )
-    jobs = parse_jobs_file(path)
-    assert [j.line for j in jobs] == [2, 4]
-    assert jobs[0].request.image_inputs()["subject_images[0]"] == str(images / "a.png")
-    assert jobs[1].kind == "video"
-    assert jobs[1].request.duration == 10  # type: ignore[attr-defined]
-
-
-def test_parse_reports_every_bad_line(images: Path) -> None:
-    path = write_jobs(
-        images,
-        [
-            image_line("ok"),
-            {"kind": "image", "prompt": "x", "subject_images": ["a.png"], "image_count": 12},
-            "{not json",
-            {"kind": "audio", "prompt": "x"},
-            {"kind": "video", "prompt": "x", "images": ["a.png"], "colour": "red"},
-            {"kind": "video", "prompt": "x", "images": ["missing.png"]},
-            {"kind": "image", "subject_images": 5},
-        ],
-    )
-    with pytest.raises(JobsFileError) as info:
-        parse_jobs_file(path)
-    problems = info.value.problems
-    assert len(problems) == 6
-    assert problems[0].startswith("jobs.jsonl line 2: subject_images")
-    assert "line 3: not valid JSON" in problems[1]
-    assert "line 4: kind" in problems[2]
-    assert "line 5: colour: unknown field" in problems[3]
-    assert "line 6: images[0]" in problems[4]
-    assert "line 7: subject_images" in problems[5]
-
-
-def test_parse_empty_file(tmp_path: Path) -> None:
-    with pytest.raises(JobsFileError) as info:
-        parse_jobs_file(write_jobs(tmp_path, ["# nothing"]))
-    assert info.value.problems == ("jobs.jsonl: no jobs (one JSON object per line)",)
-
-
-# --------------------------------------------------------------------------- journal
-
-
-def test_journal_refuses_an_edited_line_that_was_sent(images: Path) -> None:
-    jobs = parse_jobs_file(write_jobs(images, [image_line("one"), image_line("two")]))
-    with Journal(images / "j.sqlite3") as journal:
-        journal.sync(jobs)
-        journal.mark_submitting(2, ACCOUNT)
-        journal.mark_submitted(2, 42, ACCOUNT)
-        edited = parse_jobs_file(write_jobs(images, [image_line("uno"), image_line("dos")]))
-        with pytest.raises(JournalConflictError) as info:
-            journal.sync(edited)
-        assert info.value.problems == ("line 2 (task 42) was edited after it was sent",)
-        assert journal.record(1).prompt == "one"  # nothing changed
-        with pytest.raises(JournalConflictError, match="1 line"):
-            journal.sync(edited[:1])
-        journal.sync([edited[0], jobs[1]])  # an unsent line may change
-        assert journal.record(1).prompt == "uno"
-
-
-def test_journal_retry_failed(images: Path) -> None:
-    jobs = parse_jobs_file(write_jobs(images, [image_line("one")]))
-    with Journal(":memory:") as journal:
-        journal.sync(jobs)
-        journal.mark_failed(1, "boom", "failed")
-        journal.sync(jobs)
-        assert journal.record(1).state is JobState.FAILED
-        journal.sync(jobs, retry_failed=True)
-        record = journal.record(1)
-        assert (record.state, record.error, record.task_id) == (JobState.PENDING, None, None)
-
-
-# --------------------------------------------------------------------------- runner
 
 
 async def run_batch(
@@ -345,14 +254,3 @@ async def test_a_job_past_its_deadline_keeps_its_slot_until_it_ends(
     assert third.state is JobState.SUCCEEDED
     assert sim.stats["tasks_created"] == 3
     assert max(sim.stats["peak_running"].values()) <= 2
-
-
-def test_a_file_that_is_not_a_journal_is_refused_and_left_closed(tmp_path: Path) -> None:
-    not_a_journal = tmp_path / "jobs.db"
-    not_a_journal.write_text("these are my notes, not a database\n" * 200)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ResourceWarning)  # 3.13+: an unclosed connection
-        with pytest.raises(sqlite3.DatabaseError):
-            Journal(not_a_journal)
-        gc.collect()
-    assert not_a_journal.read_text().startswith("these are my notes")

@@ -1,0 +1,284 @@
+"""The sqlite3 journal of a batch (``DIR/.kling-journal.sqlite3``): one row per job.
+
+A row holds the job's line number, the line, a hash of it, its state, the task id once
+submitted, the account, the final state, the error text and the downloaded files. Every
+change is committed at once, so a process killed at any point loses no task id.
+
+States: ``pending`` (never sent) -> ``submitting`` (the POST may be in flight) ->
+``submitted`` (task id known) -> ``succeeded`` | ``failed``; ``unknown`` when a POST's
+outcome cannot be established.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+from ..errors import JournalConflictError
+from .jobsfile import Job
+
+__all__ = ["JOURNAL_NAME", "JobRecord", "JobState", "Journal"]
+
+#: The journal's file name inside the output folder.
+JOURNAL_NAME: Final = ".kling-journal.sqlite3"
+
+_SCHEMA_VERSION: Final = 1
+
+
+class JobState(enum.Enum):
+    """Where a job stands in the journal."""
+
+    PENDING = "pending"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+    @property
+    def finished(self) -> bool:
+        """Whether a resumed run leaves the job alone."""
+        return self in _FINISHED
+
+
+_FINISHED: Final = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.UNKNOWN})
+
+
+@attrs.frozen(kw_only=True)
+class JobRecord:
+    """One journal row."""
+
+    line: int
+    kind: str
+    text: str
+    digest: str
+    state: JobState
+    task_id: int | None = None
+    email: str | None = None
+    submitting_at: float | None = None
+    final_state: str | None = None
+    error: str | None = None
+    files: tuple[str, ...] = ()
+
+    @property
+    def prompt(self) -> str | None:
+        """The job's prompt, from its line."""
+        value = json.loads(self.text).get("prompt")
+        return value if isinstance(value, str) else None
+
+
+_DDL: Final = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    line INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    text TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    state TEXT NOT NULL,
+    task_id INTEGER,
+    email TEXT,
+    submitting_at REAL,
+    final_state TEXT,
+    error TEXT,
+    files TEXT NOT NULL DEFAULT '[]',
+    updated_at REAL NOT NULL
+);
+"""
+
+_COLUMNS: Final = (
+    "line, kind, text, digest, state, task_id, email, submitting_at, final_state, error, files"
+)
+
+
+class Journal:
+    """The sqlite3 journal of a batch; every write is committed before it returns.
+
+    ``Journal(path)`` opens (or creates) it; ``":memory:"`` keeps it in memory. Use it as a
+    context manager or call `close`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit: each statement is its own durable transaction.
+        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        try:
+            if self.path != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_DDL)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
+                (str(_SCHEMA_VERSION),),
+            )
+        except BaseException:
+            self._db.close()  # not a journal (or unwritable): no connection left open
+            raise
+
+    def close(self) -> None:
+        """Close the database (idempotent)."""
+        self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def records(self) -> list[JobRecord]:
+        """Every row, by line number."""
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY line").fetchall()  # noqa: S608
+        return [_record(row) for row in rows]
+
+    def record(self, line: int) -> JobRecord:
+        """The row of one line."""
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE line = ?",  # noqa: S608
+            (line,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(line)
+        return _record(row)
+
+    def sync(self, jobs: Sequence[Job], *, retry_failed: bool = False) -> None:
+        """Make the journal hold exactly ``jobs``, refusing to forget anything that was sent.
+
+        New lines are added as pending; an edited or removed line is updated or dropped
+        only while it is pending; a changed or removed line that was sent raises
+        `JournalConflictError` (nothing is changed then). ``retry_failed`` puts failed jobs
+        back to pending (they will be submitted, and paid for, again).
+        """
+        known = {r.line: r for r in self.records()}
+        wanted = {j.line: j for j in jobs}
+        problems = [
+            _conflict(rec, wanted.get(line))
+            for line, rec in known.items()
+            if rec.state is not JobState.PENDING
+            and (line not in wanted or wanted[line].digest != rec.digest)
+        ]
+        if problems:
+            raise JournalConflictError(
+                f"{len(problems)} line(s) changed since they were sent; nothing was sent",
+                problems=problems,
+            )
+        with self._transaction():
+            for line in known.keys() - wanted.keys():
+                self._db.execute("DELETE FROM jobs WHERE line = ?", (line,))
+            for job in jobs:
+                self._upsert(job, known.get(job.line), retry_failed=retry_failed)
+
+    def _upsert(self, job: Job, rec: JobRecord | None, *, retry_failed: bool) -> None:
+        now = time.time()
+        if rec is None or rec.state is JobState.PENDING:
+            self._db.execute(
+                "INSERT OR REPLACE INTO jobs (line, kind, text, digest, state, updated_at) "
+                "VALUES (?, ?, ?, ?, 'pending', ?)",
+                (job.line, job.kind, job.text, job.digest, now),
+            )
+        elif retry_failed and rec.state is JobState.FAILED:
+            self._db.execute(
+                "UPDATE jobs SET state = 'pending', task_id = NULL, email = NULL, "
+                "submitting_at = NULL, final_state = NULL, error = NULL, files = '[]', "
+                "updated_at = ? WHERE line = ?",
+                (now, job.line),
+            )
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _update(self, line: int, **values: Any) -> JobRecord:
+        values["updated_at"] = time.time()
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        self._db.execute(
+            f"UPDATE jobs SET {assignments} WHERE line = ?",  # noqa: S608 - names are ours
+            (*values.values(), line),
+        )
+        return self.record(line)
+
+    def mark_submitting(self, line: int, email: str | None) -> JobRecord:
+        """The POST is about to be sent (its outcome is unknown until `mark_submitted`)."""
+        return self._update(
+            line, state=JobState.SUBMITTING.value, email=email, submitting_at=time.time()
+        )
+
+    def mark_submitted(self, line: int, task_id: int, email: str | None) -> JobRecord:
+        """The server created task ``task_id``."""
+        return self._update(
+            line, state=JobState.SUBMITTED.value, task_id=task_id, email=email, error=None
+        )
+
+    def mark_succeeded(self, line: int, final_state: str | None, files: Sequence[str]) -> JobRecord:
+        """The task succeeded and its files are on disk."""
+        return self._update(
+            line,
+            state=JobState.SUCCEEDED.value,
+            final_state=final_state,
+            files=json.dumps(list(files)),
+            error=None,
+        )
+
+    def mark_failed(self, line: int, error: str, final_state: str | None = None) -> JobRecord:
+        """The job ended without a result (the task failed, or the POST was refused)."""
+        return self._update(line, state=JobState.FAILED.value, error=error, final_state=final_state)
+
+    def mark_unknown(self, line: int, error: str) -> JobRecord:
+        """Whether the POST created a task cannot be told: do not resubmit blindly."""
+        return self._update(line, state=JobState.UNKNOWN.value, error=error)
+
+    def mark_pending(self, line: int, note: str | None = None) -> JobRecord:
+        """Back to never-sent (established that no task exists)."""
+        return self._update(
+            line, state=JobState.PENDING.value, task_id=None, submitting_at=None, error=note
+        )
+
+    def note_error(self, line: int, error: str, final_state: str | None = None) -> JobRecord:
+        """Record an error without changing the state (the job is resumable)."""
+        if final_state is None:
+            return self._update(line, error=error)
+        return self._update(line, error=error, final_state=final_state)
+
+    def claimed_task_ids(self) -> set[int]:
+        """Every task id some row already owns."""
+        rows = self._db.execute("SELECT task_id FROM jobs WHERE task_id IS NOT NULL")
+        return {int(r[0]) for r in rows}
+
+
+def _record(row: tuple[Any, ...]) -> JobRecord:
+    line, kind, text, digest, state, task_id, email, submitting_at, final, error, files = row
+    return JobRecord(
+        line=line,
+        kind=kind,
+        text=text,
+        digest=digest,
+        state=JobState(state),
+        task_id=task_id,
+        email=email,
+        submitting_at=submitting_at,
+        final_state=final,
+        error=error,
+        files=tuple(json.loads(files)),
+    )
+
+
+def _conflict(rec: JobRecord, job: Job | None) -> str:
+    sent = f"task {rec.task_id}" if rec.task_id is not None else rec.state.value
+    if job is None:
+        return f"line {rec.line} ({sent}) is gone from the jobs file"
+    return f"line {rec.line} ({sent}) was edited after it was sent"

@@ -1,0 +1,67 @@
+"""The journal: one row per job, refusing to forget anything that was sent."""
+
+from __future__ import annotations
+
+import gc
+import json
+import sqlite3
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kling_async.batch import JobState, Journal, JournalConflictError, parse_jobs_file
+
+ACCOUNT = "a@example.com"
+
+
+def write_jobs(folder: Path, lines: list[Any]) -> Path:
+    path = folder / "jobs.jsonl"
+    text = [x if isinstance(x, str) else json.dumps(x) for x in lines]
+    path.write_text("\n".join(text) + "\n")
+    return path
+
+
+def image_line(prompt: str) -> dict[str, Any]:
+    return {"kind": "image", "prompt": prompt, "subject_images": ["a.png", "b.png"]}
+
+
+def test_journal_refuses_an_edited_line_that_was_sent(images: Path) -> None:
+    jobs = parse_jobs_file(write_jobs(images, [image_line("one"), image_line("two")]))
+    with Journal(images / "j.sqlite3") as journal:
+        journal.sync(jobs)
+        journal.mark_submitting(2, ACCOUNT)
+        journal.mark_submitted(2, 42, ACCOUNT)
+        edited = parse_jobs_file(write_jobs(images, [image_line("uno"), image_line("dos")]))
+        with pytest.raises(JournalConflictError) as info:
+            journal.sync(edited)
+        assert info.value.problems == ("line 2 (task 42) was edited after it was sent",)
+        assert journal.record(1).prompt == "one"  # nothing changed
+        with pytest.raises(JournalConflictError, match="1 line"):
+            journal.sync(edited[:1])
+        journal.sync([edited[0], jobs[1]])  # an unsent line may change
+        assert journal.record(1).prompt == "uno"
+
+
+def test_journal_retry_failed(images: Path) -> None:
+    jobs = parse_jobs_file(write_jobs(images, [image_line("one")]))
+    with Journal(":memory:") as journal:
+        journal.sync(jobs)
+        journal.mark_failed(1, "boom", "failed")
+        journal.sync(jobs)
+        assert journal.record(1).state is JobState.FAILED
+        journal.sync(jobs, retry_failed=True)
+        record = journal.record(1)
+        assert (record.state, record.error, record.task_id) == (JobState.PENDING, None, None)
+
+
+def test_a_file_that_is_not_a_journal_is_refused_and_left_closed(tmp_path: Path) -> None:
+    not_a_journal = tmp_path / "jobs.db"
+    not_a_journal.write_text("these are my notes, not a database\n" * 200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)  # 3.13+: an unclosed connection
+        with pytest.raises(sqlite3.DatabaseError):
+            Journal(not_a_journal)
+        gc.collect()
+    assert not_a_journal.read_text().startswith("these are my notes")

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import gc
 import json
+import signal
 import sqlite3
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kling_async.batch import JobState, Journal, JournalConflictError, parse_jobs_file
+from kling_async.batch import (
+    JOURNAL_NAME,
+    JobState,
+    Journal,
+    JournalConflictError,
+    parse_jobs_file,
+)
 
 ACCOUNT = "a@example.com"
 
@@ -65,3 +74,60 @@ def test_a_file_that_is_not_a_journal_is_refused_and_left_closed(tmp_path: Path)
             Journal(not_a_journal)
         gc.collect()
     assert not_a_journal.read_text().startswith("these are my notes")
+
+
+HOLDER = """
+import sys
+from kling_async.batch import Journal
+journal = Journal(sys.argv[1])
+print("holding", flush=True)
+sys.stdin.readline()
+journal.close()
+print("released", flush=True)
+"""
+
+
+def hold_journal(path: Path) -> subprocess.Popen[str]:
+    """Another process that opens the journal (takes its lock) and keeps it open."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline() == "holding\n"
+    return holder
+
+
+def test_a_second_writer_is_refused_until_the_first_closes(tmp_path: Path) -> None:
+    path = tmp_path / JOURNAL_NAME
+    holder = hold_journal(path)
+    try:
+        with pytest.raises(JournalConflictError) as info:
+            Journal(path)
+        assert str(info.value) == (
+            f"another run is using the journal {path} (locked: {path}.lock); nothing was "
+            "sent. Wait for it to end, or use another output folder"
+        )
+        assert info.value.problems == (f"{path}.lock is locked by another process",)
+        with Journal(path, read_only=True) as reader:  # reading needs no lock
+            assert reader.records() == []
+    finally:
+        out, _ = holder.communicate("\n")
+    assert out == "released\n"
+    with Journal(path) as journal:  # the lock went with the close
+        assert journal.records() == []
+
+
+def test_a_killed_writer_leaves_no_lock_behind(images: Path) -> None:
+    path = images / JOURNAL_NAME
+    holder = hold_journal(path)
+    with pytest.raises(JournalConflictError):
+        Journal(path)
+    holder.send_signal(signal.SIGKILL)
+    holder.communicate()  # reaps it and closes its pipes
+    assert holder.returncode == -signal.SIGKILL
+    with Journal(path) as journal:
+        journal.sync(parse_jobs_file(write_jobs(images, [image_line("after the kill")])))
+        assert journal.record(1).prompt == "after the kill"

@@ -167,7 +167,7 @@ async def test_cancelled_batch_resumes_without_resubmitting(
     out = tmp_path / "out"
     running = asyncio.ensure_future(run_batch(sim, jobs, out))
     await wait_until(lambda: sim.stats["tasks_created"] == 2)
-    with Journal(out / ".journal") as journal:
+    with Journal(out / ".journal", read_only=True) as journal:
         await wait_until(lambda: sum(r.task_id is not None for r in journal.records()) == 2)
     running.cancel()
     with pytest.raises(asyncio.CancelledError):

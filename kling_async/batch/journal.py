@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import fcntl
 import json
 import os
 import sqlite3
@@ -32,6 +33,26 @@ __all__ = ["JOURNAL_NAME", "JobRecord", "JobState", "Journal"]
 JOURNAL_NAME: Final = ".kling-journal.sqlite3"
 
 _SCHEMA_VERSION: Final = 1
+
+
+def _lock(journal_path: str) -> int:
+    """Hold the journal's lock file (``<journal>.lock``) for as long as the descriptor is
+    open. An OS lock (``flock``): a killed run's lock goes with its process."""
+    lock_path = f"{journal_path}.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise JournalConflictError(
+            f"another run is using the journal {journal_path} (locked: {lock_path}); "
+            "nothing was sent. Wait for it to end, or use another output folder",
+            problems=[f"{lock_path} is locked by another process"],
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class JobState(enum.Enum):
@@ -102,16 +123,28 @@ _COLUMNS: Final = (
 class Journal:
     """The sqlite3 journal of a batch; every write is committed before it returns.
 
-    ``Journal(path)`` opens (or creates) it; ``":memory:"`` keeps it in memory. Use it as a
-    context manager or call `close`.
+    ``Journal(path)`` opens (or creates) it and holds its lock: one writer per journal, a
+    second one raises `JournalConflictError` at once. ``read_only=True`` opens an existing
+    journal to read it (a progress display, a test) while a run writes it: no lock, no
+    writes. ``":memory:"`` keeps it in memory. Use it as a context manager or call `close`.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False) -> None:
         self.path = os.fspath(path)
+        self._lock_fd: int | None = None
+        if read_only:
+            uri = Path(self.path).resolve().as_uri() + "?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
+            return
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit: each statement is its own durable transaction.
-        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            self._lock_fd = _lock(self.path)  # before reading: one writer per folder
+        try:
+            # Autocommit: each statement is its own durable transaction.
+            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        except BaseException:
+            self._unlock()
+            raise
         try:
             if self.path != ":memory:":
                 self._db.execute("PRAGMA journal_mode=WAL")
@@ -123,11 +156,18 @@ class Journal:
             )
         except BaseException:
             self._db.close()  # not a journal (or unwritable): no connection left open
+            self._unlock()
             raise
 
     def close(self) -> None:
-        """Close the database (idempotent)."""
+        """Close the database and release the lock (idempotent)."""
         self._db.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
 
     def __enter__(self) -> Journal:
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import signal
@@ -131,3 +132,50 @@ def test_a_killed_writer_leaves_no_lock_behind(images: Path) -> None:
     with Journal(path) as journal:
         journal.sync(parse_jobs_file(write_jobs(images, [image_line("after the kill")])))
         assert journal.record(1).prompt == "after the kill"
+
+
+SCHEMA_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE jobs (
+    line INTEGER PRIMARY KEY, kind TEXT NOT NULL, text TEXT NOT NULL, digest TEXT NOT NULL,
+    state TEXT NOT NULL, task_id INTEGER, email TEXT, submitting_at REAL, final_state TEXT,
+    error TEXT, files TEXT NOT NULL DEFAULT '[]', updated_at REAL NOT NULL
+);
+INSERT INTO meta VALUES ('schema', '1');
+INSERT INTO jobs (line, kind, text, digest, state, task_id, updated_at)
+    VALUES (1, 'image', '{"prompt":"old"}', 'd', 'submitted', 7, 0);
+"""
+
+
+def test_a_schema_1_journal_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / JOURNAL_NAME
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(SCHEMA_1)
+    with Journal(path) as journal:
+        [rec] = journal.records()
+        assert (rec.state, rec.task_id, rec.prompt, rec.body) == (
+            JobState.SUBMITTED,
+            7,
+            "old",
+            None,
+        )
+        body = {"prompt": "old", "subjectImage1": "https://x/a.png"}
+        assert journal.mark_submitting(1, ACCOUNT, body).body == body
+
+
+def test_a_journal_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / JOURNAL_NAME
+    with Journal(path):
+        pass
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
+    with pytest.raises(JournalConflictError) as info:
+        Journal(path)
+    assert str(info.value) == (
+        f"the journal {path} was written by a newer kling-async (schema 99, this one knows "
+        "2); nothing was sent"
+    )
+    with Journal(path, read_only=True):  # the failed open left no lock behind
+        pass
+    with pytest.raises(JournalConflictError, match="schema 99"):
+        Journal(path)

@@ -23,6 +23,7 @@ from kling_async.batch import (
     job_from_request,
     parse_jobs_file,
 )
+from kling_async.convert import request_body
 from kling_async.errors import TransportError
 from kling_async.testing import KlingSimulator
 
@@ -254,3 +255,48 @@ async def test_a_job_past_its_deadline_keeps_its_slot_until_it_ends(
     assert third.state is JobState.SUCCEEDED
     assert sim.stats["tasks_created"] == 3
     assert max(sim.stats["peak_running"].values()) <= 2
+
+
+async def test_a_lost_post_never_adopts_a_task_with_other_images(
+    sim: KlingSimulator, images: Path, tmp_path: Path
+) -> None:
+    """Same prompt, other images (a sibling line, or another run): not this POST's task."""
+    twin_a = {"kind": "image", "prompt": "twin", "subject_images": ["a.png", "a.png"]}
+    twin_b = {"kind": "image", "prompt": "twin", "subject_images": ["b.png", "b.png"]}
+    [other] = parse_jobs_file(write_jobs(images, [twin_a]))
+    jobs = parse_jobs_file(write_jobs(images, [twin_b]))
+    async with client(sim) as kling:
+        stray = await kling.submit(other.request)  # a's task, not this journal's
+        body = request_body(await kling.upload_images(jobs[0].request))
+    with Journal(tmp_path / ".journal") as journal:
+        journal.sync(jobs)
+        journal.mark_submitting(1, ACCOUNT, body)  # the crash window: nothing reached Kling
+        assert journal.record(1).body == body
+
+    summary, recorder = await run_batch(sim, jobs, tmp_path)
+    [rec] = summary.records
+    assert rec.state is JobState.SUCCEEDED
+    assert rec.task_id != stray.task_id
+    assert (JobEvent.ADOPTED, 1) not in recorder.events
+    assert sim.stats["tasks_created"] == 2
+    sent = {t["id"]: t["body"] for t in sim.stats["tasks"]}
+    assert sent[rec.task_id]["prompt"] == sent[stray.task_id]["prompt"] == "twin"
+    assert sent[rec.task_id]["subjectImage1"] != sent[stray.task_id]["subjectImage1"]
+
+
+async def test_a_lost_post_is_adopted_by_its_recorded_body(
+    sim: KlingSimulator, images: Path, tmp_path: Path
+) -> None:
+    jobs = parse_jobs_file(write_jobs(images, [image_line("lost")]))
+    async with client(sim) as kling:
+        uploaded = await kling.upload_images(jobs[0].request)
+        created = await kling.submit(uploaded)  # reached Kling; the answer was lost
+    with Journal(tmp_path / ".journal") as journal:
+        journal.sync(jobs)
+        journal.mark_submitting(1, ACCOUNT, request_body(uploaded))
+
+    summary, recorder = await run_batch(sim, jobs, tmp_path)
+    assert (JobEvent.ADOPTED, 1) in recorder.events
+    assert summary.records[0].task_id == created.task_id
+    assert summary.records[0].state is JobState.SUCCEEDED
+    assert sim.stats["tasks_created"] == 1

@@ -48,6 +48,7 @@ from .events import BatchObserver, BatchSummary, JobEvent, NullObserver
 from .jobsfile import KINDS, Job, job_from_request, parse_job, parse_jobs_file
 from .journal import JOURNAL_NAME, JobRecord, JobState, Journal
 from .lost import LOOKUP_SLACK_SECONDS, LostPosts
+from .matching import matches_body
 from .outcomes import OUTCOMES, Outcome, Phase, outcome_of
 from .runner import BatchRunner
 
@@ -72,6 +73,7 @@ __all__ = [
     "Outcome",
     "Phase",
     "job_from_request",
+    "matches_body",
     "outcome_of",
     "parse_job",
     "parse_jobs_file",

@@ -18,7 +18,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -32,7 +32,7 @@ __all__ = ["JOURNAL_NAME", "JobRecord", "JobState", "Journal"]
 #: The journal's file name inside the output folder.
 JOURNAL_NAME: Final = ".kling-journal.sqlite3"
 
-_SCHEMA_VERSION: Final = 1
+_SCHEMA_VERSION: Final = 2  # 2: the wire body of each POST (``body``)
 
 
 def _lock(journal_path: str) -> int:
@@ -89,6 +89,8 @@ class JobRecord:
     final_state: str | None = None
     error: str | None = None
     files: tuple[str, ...] = ()
+    #: The exact JSON body of the job's POST (uploaded URLs included), from `mark_submitting`.
+    body: Mapping[str, Any] | None = None
 
     @property
     def prompt(self) -> str | None:
@@ -111,12 +113,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     final_state TEXT,
     error TEXT,
     files TEXT NOT NULL DEFAULT '[]',
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    body TEXT
 );
 """
 
 _COLUMNS: Final = (
-    "line, kind, text, digest, state, task_id, email, submitting_at, final_state, error, files"
+    "line, kind, text, digest, state, task_id, email, submitting_at, final_state, error, files, "
+    "body"
 )
 
 
@@ -150,14 +154,29 @@ class Journal:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_DDL)
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
-                (str(_SCHEMA_VERSION),),
-            )
+            self._migrate()
         except BaseException:
             self._db.close()  # not a journal (or unwritable): no connection left open
             self._unlock()
             raise
+
+    def _migrate(self) -> None:
+        """Bring an older journal to this schema; refuse a newer one."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        found = int(row[0]) if row is not None else _SCHEMA_VERSION
+        if found > _SCHEMA_VERSION:
+            raise JournalConflictError(
+                f"the journal {self.path} was written by a newer kling-async (schema {found}, "
+                f"this one knows {_SCHEMA_VERSION}); nothing was sent",
+                problems=[f"journal schema {found} > {_SCHEMA_VERSION}"],
+            )
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
+        if "body" not in columns:  # schema 1: rows sent then have no body (matched by prompt)
+            self._db.execute("ALTER TABLE jobs ADD COLUMN body TEXT")
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)",
+            (str(_SCHEMA_VERSION),),
+        )
 
     def close(self) -> None:
         """Close the database and release the lock (idempotent)."""
@@ -252,10 +271,17 @@ class Journal:
         )
         return self.record(line)
 
-    def mark_submitting(self, line: int, email: str | None) -> JobRecord:
-        """The POST is about to be sent (its outcome is unknown until `mark_submitted`)."""
+    def mark_submitting(
+        self, line: int, email: str | None, body: Mapping[str, Any] | None = None
+    ) -> JobRecord:
+        """The POST of ``body`` is about to be sent (its outcome is unknown until
+        `mark_submitted`); a resume matches the account's tasks against ``body``."""
         return self._update(
-            line, state=JobState.SUBMITTING.value, email=email, submitting_at=time.time()
+            line,
+            state=JobState.SUBMITTING.value,
+            email=email,
+            submitting_at=time.time(),
+            body=None if body is None else json.dumps(dict(body), sort_keys=True),
         )
 
     def mark_submitted(self, line: int, task_id: int, email: str | None) -> JobRecord:
@@ -301,7 +327,7 @@ class Journal:
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
-    line, kind, text, digest, state, task_id, email, submitting_at, final, error, files = row
+    line, kind, text, digest, state, task_id, email, submitting_at, final, error, files, body = row
     return JobRecord(
         line=line,
         kind=kind,
@@ -314,6 +340,7 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
         final_state=final,
         error=error,
         files=tuple(json.loads(files)),
+        body=None if body is None else json.loads(body),
     )
 
 

@@ -1,8 +1,9 @@
 """Settling lost POSTs: rows left ``submitting`` (or ``unknown``) by an earlier run.
 
 Money rule: such a job is never blindly resubmitted. It is looked up in the account's task
-list (``KlingClient.find_tasks``): a task of the same kind matching the job, created since
-shortly before the POST and not claimed by another row, is adopted. When the list, read
+list (``KlingClient.find_tasks``): a task of the same kind matching the POST's recorded
+wire body (`matches_body`), created since shortly before the POST and not claimed by
+another row, is adopted. When the list, read
 back to the POST, holds no such task, the POST created none and the job goes back to
 ``pending``. When the list cannot be read that far, the job is marked ``unknown``.
 """
@@ -13,11 +14,13 @@ import logging
 import time
 from typing import TYPE_CHECKING, Final
 
+from ..config import sleep_scaled
 from ..errors import AccountError, KlingError
 from ..models import TaskResponse
 from .accounts import AccountGuard, repair
 from .events import BatchObserver, JobEvent
 from .journal import JobRecord, JobState, Journal
+from .matching import matches_body
 from .outcomes import FATAL
 
 if TYPE_CHECKING:
@@ -111,21 +114,18 @@ class LostPosts:
         self.journal.mark_unknown(rec.line, text)  # reported as skipped by the run
 
     async def _lookup(self, rec: JobRecord) -> int | None:
-        """The id of the task the lost POST created, or None when the account has none."""
-        since = (rec.submitting_at or time.time()) - LOOKUP_SLACK_SECONDS
-        claimed = self.journal.claimed_task_ids()
-        wanted = rec.prompt or None
+        """The id of the task the lost POST created, or None when the account has none.
 
-        def same_job(task: TaskResponse) -> bool:
-            return (
-                task.task_id is not None
-                and task.task_id not in claimed
-                and (task.arguments.get("prompt") or None) == wanted
-            )
-
-        tasks, complete = await self.client.find_tasks(
-            same_job, since=int(since * 1000), email=rec.email, content_type=rec.kind
-        )
+        Before concluding "none", a POST sent less than the client's
+        ``recovery_confirm_delay`` ago gets the rest of that time (the server may still be
+        processing it) and the list is read again."""
+        tasks, complete = await self._find(rec)
+        if not tasks and complete:
+            sent = rec.submitting_at or time.time()
+            left = sent + self.client.config.recovery_confirm_delay - time.time()
+            if left > 0:
+                await sleep_scaled(left)
+                tasks, complete = await self._find(rec)
         if tasks:
             return tasks[-1].task_id  # the oldest match: the list is newest first
         if not complete:
@@ -134,3 +134,21 @@ class LostPosts:
                 "newest of them do not include it"
             )
         return None
+
+    async def _find(self, rec: JobRecord) -> tuple[list[TaskResponse], bool]:
+        since = (rec.submitting_at or time.time()) - LOOKUP_SLACK_SECONDS
+        claimed = self.journal.claimed_task_ids()
+        body = rec.body
+        wanted = rec.prompt or None
+
+        def same_job(task: TaskResponse) -> bool:
+            if task.task_id is None or task.task_id in claimed:
+                return False
+            if body is not None:
+                return matches_body(task, body)
+            # Sent by a journal of schema 1, which kept no body: the prompt alone.
+            return (task.arguments.get("prompt") or None) == wanted
+
+        return await self.client.find_tasks(
+            same_job, since=int(since * 1000), email=rec.email, content_type=rec.kind
+        )

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..convert import request_body
 from ..errors import (
     AccountError,
     KlingError,
@@ -236,7 +237,7 @@ class BatchRunner:
                 rec = self.journal.mark_submitted(line, resp.task_id, email)
                 self._emit(JobEvent.SUBMITTED, rec)
 
-        self.journal.mark_submitting(line, email)
+        self.journal.mark_submitting(line, email, request_body(request))
         posting = asyncio.ensure_future(
             self.client.submit(request, email=email, on_submitted=submitted)
         )

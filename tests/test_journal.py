@@ -179,3 +179,33 @@ def test_a_journal_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
         pass
     with pytest.raises(JournalConflictError, match="schema 99"):
         Journal(path)
+
+
+def test_rows_follow_their_lines_when_lines_move(images: Path) -> None:
+    lines = [image_line("one"), image_line("two"), image_line("two"), image_line("three")]
+    jobs = parse_jobs_file(write_jobs(images, lines))
+    with Journal(images / JOURNAL_NAME) as journal:
+        journal.sync(jobs)
+        journal.mark_submitting(2, ACCOUNT)
+        journal.mark_submitted(2, 42, ACCOUNT)
+        journal.mark_failed(4, "boom")
+        # A comment on top, and the lines reversed: every row keeps its own line's state.
+        moved = parse_jobs_file(write_jobs(images, ["# a note", *reversed(lines)]))
+        assert [j.line for j in moved] == [2, 3, 4, 5]
+        journal.sync(moved)
+        by_prompt = [(r.line, r.prompt, r.state, r.task_id) for r in journal.records()]
+        assert by_prompt == [
+            (2, "three", JobState.FAILED, None),
+            (3, "two", JobState.SUBMITTED, 42),
+            (4, "two", JobState.PENDING, None),
+            (5, "one", JobState.PENDING, None),
+        ]
+        # One of the two identical lines removed: the sent one stays, the pending one goes.
+        journal.sync(parse_jobs_file(write_jobs(images, [*lines[:2], lines[3]])))
+        rows = [(r.line, r.prompt, r.task_id) for r in journal.records()]
+        assert rows == [(1, "one", None), (2, "two", 42), (3, "three", None)]
+        # Editing the sent line still conflicts, wherever it is.
+        edited = [image_line("one"), image_line("deux"), lines[3]]
+        with pytest.raises(JournalConflictError) as info:
+            journal.sync(parse_jobs_file(write_jobs(images, edited)))
+        assert info.value.problems == ("line 2 (task 42) was edited after it was sent",)

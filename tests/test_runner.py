@@ -300,3 +300,28 @@ async def test_a_lost_post_is_adopted_by_its_recorded_body(
     assert summary.records[0].task_id == created.task_id
     assert summary.records[0].state is JobState.SUCCEEDED
     assert sim.stats["tasks_created"] == 1
+
+
+async def test_a_resume_survives_an_inserted_comment_and_reordered_lines(
+    sim: KlingSimulator, durations: Durations, images: Path, tmp_path: Path
+) -> None:
+    durations.seconds = 3600.0  # jobs run until the test finishes them
+    lines = [image_line(f"job {i}") for i in range(3)]
+    jobs = parse_jobs_file(write_jobs(images, lines))
+    out = tmp_path / "out"
+    running = asyncio.ensure_future(run_batch(sim, jobs, out))
+    await wait_until(lambda: sim.stats["tasks_created"] == 2)
+    with Journal(out / ".journal", read_only=True) as journal:
+        await wait_until(lambda: sum(r.task_id is not None for r in journal.records()) == 2)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+    durations.seconds = 0.05
+    sim.finish_all()
+    moved = parse_jobs_file(write_jobs(images, ["# resumed later", *reversed(lines)]))
+    summary, recorder = await run_batch(sim, moved, out)
+    assert summary.ok
+    assert len([line for e, line in recorder.events if e is JobEvent.RESUMED]) == 2
+    assert sim.stats["tasks_created"] == 3
+    assert sorted(t["body"]["prompt"] for t in sim.stats["tasks"]) == [f"job {i}" for i in range(3)]

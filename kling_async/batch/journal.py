@@ -20,7 +20,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import attrs
 
@@ -212,29 +212,42 @@ class Journal:
     def sync(self, jobs: Sequence[Job], *, retry_failed: bool = False) -> None:
         """Make the journal hold exactly ``jobs``, refusing to forget anything that was sent.
 
-        New lines are added as pending; an edited or removed line is updated or dropped
-        only while it is pending; a changed or removed line that was sent raises
-        `JournalConflictError` (nothing is changed then). ``retry_failed`` puts failed jobs
-        back to pending (they will be submitted, and paid for, again).
+        Rows are matched to lines by content (the line's digest and its occurrence among
+        identical lines), not by line number: inserting a comment or reordering lines
+        moves rows with their lines. New lines are added as pending; a pending row whose
+        line is gone is dropped; a row that was sent and whose line is gone or edited
+        raises `JournalConflictError` (nothing is changed then). ``retry_failed`` puts
+        failed jobs back to pending (they will be submitted, and paid for, again).
         """
-        known = {r.line: r for r in self.records()}
-        wanted = {j.line: j for j in jobs}
+        known = _by_content(self.records())
+        wanted = _by_content(jobs)
+        at_line = {job.line: job for job in jobs}
+        gone = [rec for key, rec in known.items() if key not in wanted]
         problems = [
-            _conflict(rec, wanted.get(line))
-            for line, rec in known.items()
+            _conflict(rec, at_line.get(rec.line))
+            for rec in gone
             if rec.state is not JobState.PENDING
-            and (line not in wanted or wanted[line].digest != rec.digest)
         ]
         if problems:
             raise JournalConflictError(
                 f"{len(problems)} line(s) changed since they were sent; nothing was sent",
                 problems=problems,
             )
+        moved = [
+            (wanted[key].line, rec.line)
+            for key, rec in known.items()
+            if key in wanted and wanted[key].line != rec.line
+        ]
         with self._transaction():
-            for line in known.keys() - wanted.keys():
-                self._db.execute("DELETE FROM jobs WHERE line = ?", (line,))
-            for job in jobs:
-                self._upsert(job, known.get(job.line), retry_failed=retry_failed)
+            for rec in gone:
+                self._db.execute("DELETE FROM jobs WHERE line = ?", (rec.line,))
+            # Through negative numbers: two rows may swap lines (line is the key).
+            for new, old in moved:
+                self._db.execute("UPDATE jobs SET line = ? WHERE line = ?", (-new, old))
+            for new, _ in moved:
+                self._db.execute("UPDATE jobs SET line = ? WHERE line = ?", (new, -new))
+            for key, job in wanted.items():
+                self._upsert(job, known.get(key), retry_failed=retry_failed)
 
     def _upsert(self, job: Job, rec: JobRecord | None, *, retry_failed: bool) -> None:
         now = time.time()
@@ -342,6 +355,20 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
         files=tuple(json.loads(files)),
         body=None if body is None else json.loads(body),
     )
+
+
+_R = TypeVar("_R", JobRecord, Job)
+
+
+def _by_content(items: Sequence[_R]) -> dict[tuple[str, int], _R]:
+    """``(digest, n)`` -> the n-th item (by line) of that digest: identical lines are
+    interchangeable, so the n-th identical row belongs to the n-th identical line."""
+    seen: dict[str, int] = {}
+    out: dict[tuple[str, int], _R] = {}
+    for item in sorted(items, key=lambda i: i.line):
+        seen[item.digest] = seen.get(item.digest, 0) + 1
+        out[(item.digest, seen[item.digest])] = item
+    return out
 
 
 def _conflict(rec: JobRecord, job: Job | None) -> str:

@@ -14,6 +14,7 @@ from helpers import Durations, serve, wait_until
 
 from kling_async import KlingClient, KolorsElements
 from kling_async.batch import (
+    MANIFEST_NAME,
     BatchRunner,
     Job,
     JobEvent,
@@ -325,3 +326,58 @@ async def test_a_resume_survives_an_inserted_comment_and_reordered_lines(
     assert len([line for e, line in recorder.events if e is JobEvent.RESUMED]) == 2
     assert sim.stats["tasks_created"] == 3
     assert sorted(t["body"]["prompt"] for t in sim.stats["tasks"]) == [f"job {i}" for i in range(3)]
+
+
+async def test_every_run_writes_results_jsonl(
+    sim: KlingSimulator, images: Path, tmp_path: Path
+) -> None:
+    lines = [image_line("p0"), image_line("nsfw thing"), image_line("this one will fail")]
+    lines.append({"kind": "video", "prompt": "a video", "images": ["a.png"]})
+    jobs = parse_jobs_file(write_jobs(images, lines))
+    out = tmp_path / "out"
+    summary, _ = await run_batch(sim, jobs, out)
+    results = [json.loads(x) for x in (out / MANIFEST_NAME).read_text().splitlines()]
+    assert [r["line"] for r in results] == [1, 2, 3, 4]
+    ok, moderated, failed, video = results
+    [rec] = [r for r in summary.records if r.line == 1]
+    assert ok == {
+        "line": 1,
+        "endpoint": "images/kolors-elements",
+        "prompt": "p0",
+        "account": ACCOUNT,
+        "task_id": rec.task_id,
+        "state": "succeeded",
+        "final_state": rec.final_state,
+        "files": list(rec.files),
+        "error": None,
+        "timings": {"submitted_at": rec.submitting_at, "updated_at": rec.updated_at},
+    }
+    assert (out / ok["files"][0]).is_file()
+    assert ok["task_id"] is not None
+    assert ok["timings"]["submitted_at"] is not None
+    assert (moderated["state"], moderated["task_id"]) == ("failed", None)
+    assert "community guidelines" in moderated["error"]
+    assert (failed["state"], failed["final_state"]) == ("failed", "failed")
+    assert failed["task_id"] is not None
+    assert failed["error"]
+    assert (video["endpoint"], video["state"]) == ("videos/image2video-elements", "succeeded")
+
+
+async def test_results_jsonl_is_updated_as_jobs_finish(
+    sim: KlingSimulator, durations: Durations, images: Path, tmp_path: Path
+) -> None:
+    durations.seconds = 3600.0  # the jobs run until the test finishes them
+    jobs = parse_jobs_file(write_jobs(images, [image_line("nsfw thing"), image_line("slow")]))
+    out = tmp_path / "out"
+    running = asyncio.ensure_future(run_batch(sim, jobs, out))
+    manifest = out / MANIFEST_NAME
+    await wait_until(manifest.is_file)  # the refused job ended; the other runs
+    states = [json.loads(x)["state"] for x in manifest.read_text().splitlines()]
+    assert states[0] == "failed"
+    assert states[1] in ("pending", "submitting", "submitted")
+    durations.seconds = 0.05
+    sim.finish_all()
+    summary, _ = await running
+    assert summary.ok is False
+    final = [json.loads(x)["state"] for x in manifest.read_text().splitlines()]
+    assert final == ["failed", "succeeded"]

@@ -48,6 +48,7 @@ from .events import BatchObserver, BatchSummary, JobEvent, NullObserver
 from .jobsfile import KINDS, Job, job_from_request, parse_job, parse_jobs_file
 from .journal import JOURNAL_NAME, JobRecord, JobState, Journal
 from .lost import LOOKUP_SLACK_SECONDS, LostPosts
+from .manifest import MANIFEST_NAME, manifest_line, write_manifest
 from .matching import matches_body
 from .outcomes import OUTCOMES, Outcome, Phase, outcome_of
 from .runner import BatchRunner
@@ -56,6 +57,7 @@ __all__ = [
     "JOURNAL_NAME",
     "KINDS",
     "LOOKUP_SLACK_SECONDS",
+    "MANIFEST_NAME",
     "OUTCOMES",
     "AccountGuard",
     "BatchObserver",
@@ -73,8 +75,10 @@ __all__ = [
     "Outcome",
     "Phase",
     "job_from_request",
+    "manifest_line",
     "matches_body",
     "outcome_of",
     "parse_job",
     "parse_jobs_file",
+    "write_manifest",
 ]

@@ -91,6 +91,8 @@ class JobRecord:
     files: tuple[str, ...] = ()
     #: The exact JSON body of the job's POST (uploaded URLs included), from `mark_submitting`.
     body: Mapping[str, Any] | None = None
+    #: When the row last changed (epoch seconds).
+    updated_at: float | None = None
 
     @property
     def prompt(self) -> str | None:
@@ -120,7 +122,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 
 _COLUMNS: Final = (
     "line, kind, text, digest, state, task_id, email, submitting_at, final_state, error, files, "
-    "body"
+    "body, updated_at"
 )
 
 
@@ -340,7 +342,8 @@ class Journal:
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
-    line, kind, text, digest, state, task_id, email, submitting_at, final, error, files, body = row
+    (line, kind, text, digest, state, task_id, email, submitting_at, final, error, files) = row[:11]
+    body, updated_at = row[11:]
     return JobRecord(
         line=line,
         kind=kind,
@@ -354,6 +357,7 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
         error=error,
         files=tuple(json.loads(files)),
         body=None if body is None else json.loads(body),
+        updated_at=updated_at,
     )
 
 

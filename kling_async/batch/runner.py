@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ..convert import request_body
 from ..errors import (
@@ -30,10 +30,16 @@ from .events import BatchObserver, BatchSummary, JobEvent, NullObserver
 from .jobsfile import Job
 from .journal import JobRecord, JobState, Journal
 from .lost import LostPosts
+from .manifest import MANIFEST_NAME, write_manifest
 from .outcomes import FATAL, Phase, outcome_of
 
 if TYPE_CHECKING:
     from ..client import KlingClient
+
+#: Events after which ``results.jsonl`` is rewritten: a job got as far as this run takes it.
+_ENDS: Final = frozenset(
+    {JobEvent.SUCCEEDED, JobEvent.FAILED, JobEvent.UNKNOWN, JobEvent.INCOMPLETE}
+)
 
 __all__ = ["BatchRunner"]
 
@@ -54,20 +60,21 @@ def _client_lifecycle(
 class BatchRunner:
     """Runs jobs through a client's job slots, journaling each step; resumable.
 
-    ``out_dir`` receives each job's files (in ``line-NNNN/`` subfolders, or directly when
-    ``subfolders`` is False). ``observer`` gets the events. A re-run resumes: finished jobs
-    are skipped, jobs with a task id are waited on again, lost POSTs are looked up (never
-    resent blindly; ``resubmit_unknown`` sends the ``unknown`` ones again).
+        ``out_dir`` receives each job's files (in ``line-NNNN/`` subfolders, or directly when
+        ``subfolders`` is False), and ``results.jsonl`` (`kling_async.batch.manifest`), rewritten
+    as jobs finish. ``observer`` gets the events. A re-run resumes: finished jobs
+        are skipped, jobs with a task id are waited on again, lost POSTs are looked up (never
+        resent blindly; ``resubmit_unknown`` sends the ``unknown`` ones again).
 
-    A run that is cancelled (or stopped by an error) waits, up to the client's
-    ``request_timeout``, for the POSTs it has out, so that their task ids reach the journal;
-    ``on_settle(n)`` is called when that wait for ``n`` POSTs begins. Cancelling the run
-    again stops the wait: those rows stay ``submitting`` and a re-run looks them up.
+        A run that is cancelled (or stopped by an error) waits, up to the client's
+        ``request_timeout``, for the POSTs it has out, so that their task ids reach the journal;
+        ``on_settle(n)`` is called when that wait for ``n`` POSTs begins. Cancelling the run
+        again stops the wait: those rows stay ``submitting`` and a re-run looks them up.
 
-    An account in error state (596) is set aside as `KlingClient.run` does it and the batch
-    goes on with the other accounts (see `kling_async.batch.accounts`). The run stops
-    (raising `AccountError`, the journal resumable) only when every account is set aside,
-    or at once with a single account.
+        An account in error state (596) is set aside as `KlingClient.run` does it and the batch
+        goes on with the other accounts (see `kling_async.batch.accounts`). The run stops
+        (raising `AccountError`, the journal resumable) only when every account is set aside,
+        or at once with a single account.
     """
 
     def __init__(
@@ -128,6 +135,7 @@ class BatchRunner:
             await _run_all(work)
         finally:
             await self._settle_posts()
+            self._write_manifest()
         aside = {email: str(why) for email, why in self.client.slots.disabled().items()}
         return BatchSummary(
             records=tuple(self.journal.records()),
@@ -137,6 +145,14 @@ class BatchRunner:
 
     def _emit(self, event: JobEvent, rec: JobRecord) -> None:
         self.observer.job_event(event, rec)
+        if event in _ENDS:
+            self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        try:
+            write_manifest(self.out_dir, self.journal.records())
+        except OSError as exc:  # the journal keeps everything: a re-run writes it again
+            log.warning("%s not written: %s", MANIFEST_NAME, exc)
 
     def _journal(
         self,

@@ -455,7 +455,7 @@ async def test_a_refused_poll_keeps_the_task_for_a_later_run(
     out = tmp_path
     running = asyncio.ensure_future(run_batch(two_accounts(no_eta_sim.base_url), jobs, out))
     await wait_until(lambda: no_eta_sim.stats["tasks_created"] == 4)
-    with Journal(out / JOURNAL_NAME) as journal:
+    with Journal(out / JOURNAL_NAME, read_only=True) as journal:
         await wait_until(
             lambda: [r.state for r in journal.records()].count(JobState.SUBMITTED) == 4
         )

@@ -1,12 +1,9 @@
-"""The batch runner and its journal, in process against the simulator."""
+"""The batch runner, in process against the simulator."""
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
-import sqlite3
-import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,17 +14,17 @@ from helpers import Durations, serve, wait_until
 
 from kling_async import KlingClient, KolorsElements
 from kling_async.batch import (
+    MANIFEST_NAME,
     BatchRunner,
     Job,
     JobEvent,
     JobRecord,
-    JobsFileError,
     JobState,
     Journal,
-    JournalConflictError,
     job_from_request,
     parse_jobs_file,
 )
+from kling_async.convert import request_body
 from kling_async.errors import TransportError
 from kling_async.testing import KlingSimulator
 
@@ -64,92 +61,6 @@ class Recorder:
 
     def job_event(self, event: JobEvent, record: JobRecord) -> None:
         self.events.append((event, record.line))
-
-
-# --------------------------------------------------------------------------- jobs file
-
-
-def test_parse_resolves_paths_and_skips_comments(images: Path) -> None:
-    path = write_jobs(
-        images,
-        [
-            "# a comment",
-            image_line("one"),
-            "",
-            {"kind": "video", "prompt": "two", "images": "a.png", "duration": "10"},
-        ],
-    )
-    jobs = parse_jobs_file(path)
-    assert [j.line for j in jobs] == [2, 4]
-    assert jobs[0].request.image_inputs()["subject_images[0]"] == str(images / "a.png")
-    assert jobs[1].kind == "video"
-    assert jobs[1].request.duration == 10  # type: ignore[attr-defined]
-
-
-def test_parse_reports_every_bad_line(images: Path) -> None:
-    path = write_jobs(
-        images,
-        [
-            image_line("ok"),
-            {"kind": "image", "prompt": "x", "subject_images": ["a.png"], "image_count": 12},
-            "{not json",
-            {"kind": "audio", "prompt": "x"},
-            {"kind": "video", "prompt": "x", "images": ["a.png"], "colour": "red"},
-            {"kind": "video", "prompt": "x", "images": ["missing.png"]},
-            {"kind": "image", "subject_images": 5},
-        ],
-    )
-    with pytest.raises(JobsFileError) as info:
-        parse_jobs_file(path)
-    problems = info.value.problems
-    assert len(problems) == 6
-    assert problems[0].startswith("jobs.jsonl line 2: subject_images")
-    assert "line 3: not valid JSON" in problems[1]
-    assert "line 4: kind" in problems[2]
-    assert "line 5: colour: unknown field" in problems[3]
-    assert "line 6: images[0]" in problems[4]
-    assert "line 7: subject_images" in problems[5]
-
-
-def test_parse_empty_file(tmp_path: Path) -> None:
-    with pytest.raises(JobsFileError) as info:
-        parse_jobs_file(write_jobs(tmp_path, ["# nothing"]))
-    assert info.value.problems == ("jobs.jsonl: no jobs (one JSON object per line)",)
-
-
-# --------------------------------------------------------------------------- journal
-
-
-def test_journal_refuses_an_edited_line_that_was_sent(images: Path) -> None:
-    jobs = parse_jobs_file(write_jobs(images, [image_line("one"), image_line("two")]))
-    with Journal(images / "j.sqlite3") as journal:
-        journal.sync(jobs)
-        journal.mark_submitting(2, ACCOUNT)
-        journal.mark_submitted(2, 42, ACCOUNT)
-        edited = parse_jobs_file(write_jobs(images, [image_line("uno"), image_line("dos")]))
-        with pytest.raises(JournalConflictError) as info:
-            journal.sync(edited)
-        assert info.value.problems == ("line 2 (task 42) was edited after it was sent",)
-        assert journal.record(1).prompt == "one"  # nothing changed
-        with pytest.raises(JournalConflictError, match="1 line"):
-            journal.sync(edited[:1])
-        journal.sync([edited[0], jobs[1]])  # an unsent line may change
-        assert journal.record(1).prompt == "uno"
-
-
-def test_journal_retry_failed(images: Path) -> None:
-    jobs = parse_jobs_file(write_jobs(images, [image_line("one")]))
-    with Journal(":memory:") as journal:
-        journal.sync(jobs)
-        journal.mark_failed(1, "boom", "failed")
-        journal.sync(jobs)
-        assert journal.record(1).state is JobState.FAILED
-        journal.sync(jobs, retry_failed=True)
-        record = journal.record(1)
-        assert (record.state, record.error, record.task_id) == (JobState.PENDING, None, None)
-
-
-# --------------------------------------------------------------------------- runner
 
 
 async def run_batch(
@@ -258,7 +169,7 @@ async def test_cancelled_batch_resumes_without_resubmitting(
     out = tmp_path / "out"
     running = asyncio.ensure_future(run_batch(sim, jobs, out))
     await wait_until(lambda: sim.stats["tasks_created"] == 2)
-    with Journal(out / ".journal") as journal:
+    with Journal(out / ".journal", read_only=True) as journal:
         await wait_until(lambda: sum(r.task_id is not None for r in journal.records()) == 2)
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -347,12 +258,126 @@ async def test_a_job_past_its_deadline_keeps_its_slot_until_it_ends(
     assert max(sim.stats["peak_running"].values()) <= 2
 
 
-def test_a_file_that_is_not_a_journal_is_refused_and_left_closed(tmp_path: Path) -> None:
-    not_a_journal = tmp_path / "jobs.db"
-    not_a_journal.write_text("these are my notes, not a database\n" * 200)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ResourceWarning)  # 3.13+: an unclosed connection
-        with pytest.raises(sqlite3.DatabaseError):
-            Journal(not_a_journal)
-        gc.collect()
-    assert not_a_journal.read_text().startswith("these are my notes")
+async def test_a_lost_post_never_adopts_a_task_with_other_images(
+    sim: KlingSimulator, images: Path, tmp_path: Path
+) -> None:
+    """Same prompt, other images (a sibling line, or another run): not this POST's task."""
+    twin_a = {"kind": "image", "prompt": "twin", "subject_images": ["a.png", "a.png"]}
+    twin_b = {"kind": "image", "prompt": "twin", "subject_images": ["b.png", "b.png"]}
+    [other] = parse_jobs_file(write_jobs(images, [twin_a]))
+    jobs = parse_jobs_file(write_jobs(images, [twin_b]))
+    async with client(sim) as kling:
+        stray = await kling.submit(other.request)  # a's task, not this journal's
+        body = request_body(await kling.upload_images(jobs[0].request))
+    with Journal(tmp_path / ".journal") as journal:
+        journal.sync(jobs)
+        journal.mark_submitting(1, ACCOUNT, body)  # the crash window: nothing reached Kling
+        assert journal.record(1).body == body
+
+    summary, recorder = await run_batch(sim, jobs, tmp_path)
+    [rec] = summary.records
+    assert rec.state is JobState.SUCCEEDED
+    assert rec.task_id != stray.task_id
+    assert (JobEvent.ADOPTED, 1) not in recorder.events
+    assert sim.stats["tasks_created"] == 2
+    sent = {t["id"]: t["body"] for t in sim.stats["tasks"]}
+    assert sent[rec.task_id]["prompt"] == sent[stray.task_id]["prompt"] == "twin"
+    assert sent[rec.task_id]["subjectImage1"] != sent[stray.task_id]["subjectImage1"]
+
+
+async def test_a_lost_post_is_adopted_by_its_recorded_body(
+    sim: KlingSimulator, images: Path, tmp_path: Path
+) -> None:
+    jobs = parse_jobs_file(write_jobs(images, [image_line("lost")]))
+    async with client(sim) as kling:
+        uploaded = await kling.upload_images(jobs[0].request)
+        created = await kling.submit(uploaded)  # reached Kling; the answer was lost
+    with Journal(tmp_path / ".journal") as journal:
+        journal.sync(jobs)
+        journal.mark_submitting(1, ACCOUNT, request_body(uploaded))
+
+    summary, recorder = await run_batch(sim, jobs, tmp_path)
+    assert (JobEvent.ADOPTED, 1) in recorder.events
+    assert summary.records[0].task_id == created.task_id
+    assert summary.records[0].state is JobState.SUCCEEDED
+    assert sim.stats["tasks_created"] == 1
+
+
+async def test_a_resume_survives_an_inserted_comment_and_reordered_lines(
+    sim: KlingSimulator, durations: Durations, images: Path, tmp_path: Path
+) -> None:
+    durations.seconds = 3600.0  # jobs run until the test finishes them
+    lines = [image_line(f"job {i}") for i in range(3)]
+    jobs = parse_jobs_file(write_jobs(images, lines))
+    out = tmp_path / "out"
+    running = asyncio.ensure_future(run_batch(sim, jobs, out))
+    await wait_until(lambda: sim.stats["tasks_created"] == 2)
+    with Journal(out / ".journal", read_only=True) as journal:
+        await wait_until(lambda: sum(r.task_id is not None for r in journal.records()) == 2)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+    durations.seconds = 0.05
+    sim.finish_all()
+    moved = parse_jobs_file(write_jobs(images, ["# resumed later", *reversed(lines)]))
+    summary, recorder = await run_batch(sim, moved, out)
+    assert summary.ok
+    assert len([line for e, line in recorder.events if e is JobEvent.RESUMED]) == 2
+    assert sim.stats["tasks_created"] == 3
+    assert sorted(t["body"]["prompt"] for t in sim.stats["tasks"]) == [f"job {i}" for i in range(3)]
+
+
+async def test_every_run_writes_results_jsonl(
+    sim: KlingSimulator, images: Path, tmp_path: Path
+) -> None:
+    lines = [image_line("p0"), image_line("nsfw thing"), image_line("this one will fail")]
+    lines.append({"kind": "video", "prompt": "a video", "images": ["a.png"]})
+    jobs = parse_jobs_file(write_jobs(images, lines))
+    out = tmp_path / "out"
+    summary, _ = await run_batch(sim, jobs, out)
+    results = [json.loads(x) for x in (out / MANIFEST_NAME).read_text().splitlines()]
+    assert [r["line"] for r in results] == [1, 2, 3, 4]
+    ok, moderated, failed, video = results
+    [rec] = [r for r in summary.records if r.line == 1]
+    assert ok == {
+        "line": 1,
+        "endpoint": "images/kolors-elements",
+        "prompt": "p0",
+        "account": ACCOUNT,
+        "task_id": rec.task_id,
+        "state": "succeeded",
+        "final_state": rec.final_state,
+        "files": list(rec.files),
+        "error": None,
+        "timings": {"submitted_at": rec.submitting_at, "updated_at": rec.updated_at},
+    }
+    assert (out / ok["files"][0]).is_file()
+    assert ok["task_id"] is not None
+    assert ok["timings"]["submitted_at"] is not None
+    assert (moderated["state"], moderated["task_id"]) == ("failed", None)
+    assert "community guidelines" in moderated["error"]
+    assert (failed["state"], failed["final_state"]) == ("failed", "failed")
+    assert failed["task_id"] is not None
+    assert failed["error"]
+    assert (video["endpoint"], video["state"]) == ("videos/image2video-elements", "succeeded")
+
+
+async def test_results_jsonl_is_updated_as_jobs_finish(
+    sim: KlingSimulator, durations: Durations, images: Path, tmp_path: Path
+) -> None:
+    durations.seconds = 3600.0  # the jobs run until the test finishes them
+    jobs = parse_jobs_file(write_jobs(images, [image_line("nsfw thing"), image_line("slow")]))
+    out = tmp_path / "out"
+    running = asyncio.ensure_future(run_batch(sim, jobs, out))
+    manifest = out / MANIFEST_NAME
+    await wait_until(manifest.is_file)  # the refused job ended; the other runs
+    states = [json.loads(x)["state"] for x in manifest.read_text().splitlines()]
+    assert states[0] == "failed"
+    assert states[1] in ("pending", "submitting", "submitted")
+    durations.seconds = 0.05
+    sim.finish_all()
+    summary, _ = await running
+    assert summary.ok is False
+    final = [json.loads(x)["state"] for x in manifest.read_text().splitlines()]
+    assert final == ["failed", "succeeded"]

@@ -1,0 +1,54 @@
+"""``DIR/results.jsonl``: one JSON line per job of a batch, rewritten as jobs finish.
+
+Each line: ``line``, ``endpoint``, ``prompt``, ``account``, ``task_id``, ``state``,
+``final_state``, ``files`` (relative to ``DIR``), ``error`` and ``timings`` (epoch seconds:
+``submitted_at``, when the POST was sent; ``updated_at``, the row's last change). The file
+is replaced atomically, so a reader never sees half of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Final
+
+from .jobsfile import KINDS
+from .journal import JobRecord
+
+__all__ = ["MANIFEST_NAME", "manifest_line", "write_manifest"]
+
+#: The manifest's file name inside the output folder.
+MANIFEST_NAME: Final = "results.jsonl"
+
+
+def manifest_line(rec: JobRecord) -> dict[str, Any]:
+    """The manifest's JSON object for one journal row."""
+    kind = KINDS.get(rec.kind)
+    return {
+        "line": rec.line,
+        "endpoint": kind.endpoint if kind is not None else None,
+        "prompt": rec.prompt,
+        "account": rec.email,
+        "task_id": rec.task_id,
+        "state": rec.state.value,
+        "final_state": rec.final_state,
+        "files": list(rec.files),
+        "error": rec.error,
+        "timings": {"submitted_at": rec.submitting_at, "updated_at": rec.updated_at},
+    }
+
+
+def write_manifest(folder: str | os.PathLike[str], records: Iterable[JobRecord]) -> Path:
+    """Write ``folder/results.jsonl`` for ``records`` (by line); return its path."""
+    path = Path(folder) / MANIFEST_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(
+        json.dumps(manifest_line(rec), ensure_ascii=False) + "\n"
+        for rec in sorted(records, key=lambda r: r.line)
+    )
+    part = path.with_name(path.name + ".part")
+    part.write_text(text, encoding="utf-8")
+    os.replace(part, path)  # atomic: readers see the old file or the new one
+    return path

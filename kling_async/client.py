@@ -35,12 +35,12 @@ from .config import (
 )
 from .convert import structure_task
 from .endpoints import EndpointMethods
-from .errors import AccountError, ConfigurationError, RequestValidationError
+from .errors import ConfigurationError, RequestValidationError
 from .files import Downloads, Uploads
 from .jobs import JobEvents, JobRunner, check_timeout
 from .models import Account, TaskResponse
 from .requests import GenerationRequest, ImageSource
-from .slots import JobSlots, SlotHold
+from .slots import JobSlots
 from .submit import PushReceiver, Submitter
 from .transport import Hook, RequestInfo, Transport, check_base_url, debug_from_env
 from .waiter import PollLimiter, PollPolicy, TaskWaiter
@@ -367,10 +367,3 @@ class KlingClient(EndpointMethods):
         return await self.jobs.run(
             request, email=email, timeout=timeout, on_submitted=on_submitted, events=events
         )
-
-    # The batch runner's way in until it adopts `JobRunner` (`self.jobs`).
-    def _hold_until_final(self, hold: SlotHold, submission: Any, email: str | None) -> None:
-        self.jobs.hold_until_final(hold, submission, email)
-
-    def _set_aside(self, email: str | None, error: AccountError) -> bool:
-        return self.jobs.set_aside(email, error)

@@ -350,6 +350,7 @@ async def test_every_run_writes_results_jsonl(
         "final_state": rec.final_state,
         "files": list(rec.files),
         "error": None,
+        "options": {},  # nothing but the prompt and image URLs was sent
         "timings": {"submitted_at": rec.submitting_at, "updated_at": rec.updated_at},
     }
     assert (out / ok["files"][0]).is_file()

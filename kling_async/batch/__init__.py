@@ -45,6 +45,7 @@ only when no account is left, or, with a single account, at once.
 from ..errors import JobsFileError, JournalConflictError
 from .accounts import AccountGuard
 from .events import BatchObserver, BatchSummary, JobEvent, NullObserver
+from .gallery import GALLERY_NAME, read_manifest, write_gallery
 from .jobsfile import KINDS, Job, job_from_request, parse_job, parse_jobs_file
 from .journal import JOURNAL_NAME, JobRecord, JobState, Journal
 from .lost import LOOKUP_SLACK_SECONDS, LostPosts
@@ -54,6 +55,7 @@ from .outcomes import OUTCOMES, Outcome, Phase, outcome_of
 from .runner import BatchRunner
 
 __all__ = [
+    "GALLERY_NAME",
     "JOURNAL_NAME",
     "KINDS",
     "LOOKUP_SLACK_SECONDS",
@@ -80,5 +82,7 @@ __all__ = [
     "outcome_of",
     "parse_job",
     "parse_jobs_file",
+    "read_manifest",
+    "write_gallery",
     "write_manifest",
 ]

@@ -1,7 +1,8 @@
 """``DIR/results.jsonl``: one JSON line per job of a batch, rewritten as jobs finish.
 
 Each line: ``line``, ``endpoint``, ``prompt``, ``account``, ``task_id``, ``state``,
-``final_state``, ``files`` (relative to ``DIR``), ``error`` and ``timings`` (epoch seconds:
+``final_state``, ``files`` (relative to ``DIR``), ``error``, ``options`` (the POST's
+settings) and ``timings`` (epoch seconds:
 ``submitted_at``, when the POST was sent; ``updated_at``, the row's last change). The file
 is replaced atomically, so a reader never sees half of it.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -36,7 +37,18 @@ def manifest_line(rec: JobRecord) -> dict[str, Any]:
         "final_state": rec.final_state,
         "files": list(rec.files),
         "error": rec.error,
+        "options": _options(rec.body),
         "timings": {"submitted_at": rec.submitting_at, "updated_at": rec.updated_at},
+    }
+
+
+def _options(body: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The settings of a job's POST body: not its prompt, account, callback or file URLs."""
+    skip = {"prompt", "email", "replyUrl", "replyRef"}
+    return {
+        k: v
+        for k, v in (body or {}).items()
+        if k not in skip and not (isinstance(v, str) and v.startswith(("http://", "https://")))
     }
 
 

@@ -27,6 +27,7 @@ from ..requests import GenerationRequest
 from ..slots import SlotHold
 from .accounts import AccountGuard, Resend
 from .events import BatchObserver, BatchSummary, JobEvent, NullObserver
+from .gallery import GALLERY_NAME, write_gallery
 from .jobsfile import Job
 from .journal import JobRecord, JobState, Journal
 from .lost import LostPosts
@@ -46,15 +47,14 @@ __all__ = ["BatchRunner"]
 log = logging.getLogger("kling_async")
 
 
-# TODO(merge): use kling_async.jobs
 def _client_lifecycle(
     client: KlingClient,
 ) -> tuple[
     Callable[[str | None, AccountError], bool],
     Callable[[SlotHold, int | TaskResponse, str | None], object],
 ]:
-    """The client's set-aside and hold-until-final steps (today private to the client)."""
-    return client._set_aside, client._hold_until_final
+    """The client's set-aside and hold-until-final steps (its `JobRunner`'s)."""
+    return client.jobs.set_aside, client.jobs.hold_until_final
 
 
 class BatchRunner:
@@ -151,8 +151,9 @@ class BatchRunner:
     def _write_manifest(self) -> None:
         try:
             write_manifest(self.out_dir, self.journal.records())
+            write_gallery(self.out_dir)
         except OSError as exc:  # the journal keeps everything: a re-run writes it again
-            log.warning("%s not written: %s", MANIFEST_NAME, exc)
+            log.warning("%s / %s not written: %s", MANIFEST_NAME, GALLERY_NAME, exc)
 
     def _journal(
         self,

@@ -82,7 +82,14 @@ def test_soak_catches_a_client_that_resends_paid_posts(
 
     # The retry loop looks the name up in retry's namespace on every failure.
     monkeypatch.setattr(retry, "is_retryable", sabotaged)
-    assert soak.main(["--jobs", "150", "--seed", "5"]) == 1
+    # Whether a reset lands on a POST in a way that gets it resent depends on timing, so the
+    # soak gets a few seeded runs to catch it (one catch is enough; honest clients never fail).
+    for seed in ("5", "6", "7", "8"):
+        capsys.readouterr()
+        if soak.main(["--jobs", "150", "--seed", seed]) == 1:
+            break
+    else:
+        pytest.fail("the soak did not notice a client that resends paid POSTs")
     figures = dict(line.split(": ") for line in capsys.readouterr().out.splitlines())
     assert int(figures["submitted_twice"]) > 0
     assert int(figures["lost"]) > 0

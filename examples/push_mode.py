@@ -12,9 +12,8 @@ from kling_async.testing import KlingSimulator
 
 
 async def main() -> None:
-    async with KlingSimulator(
-        accounts={"me@example.com": 5}, job_seconds=0.5, callback_echo_reply_ref=True
-    ) as sim:
+    # The simulator calls back as useapi.net documents it: the task model, once, at the end.
+    async with KlingSimulator(accounts={"me@example.com": 5}, job_seconds=0.5) as sim:
         receiver = KlingWebhookReceiver(trust_callbacks=True)  # serves on 127.0.0.1, any port
         async with KlingClient(token=sim.token, base_url=sim.base_url, webhook=receiver) as kling:
             jobs = [

@@ -18,7 +18,9 @@ Money rules, enforced here:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
@@ -79,14 +81,11 @@ class TaskFinder(Protocol):
 
 
 class ReplyTags(Protocol):
-    """What a submission needs from a push receiver: its URL, a fresh tag, binding."""
+    """What a submission needs from a push receiver: the replyUrl of a tag, binding."""
 
-    @property
-    def reply_url(self) -> str: ...
+    def reply_url_for(self, tag: str) -> str: ...
 
-    def new_ref(self) -> str: ...
-
-    def bind(self, reply_ref: str, task_id: int) -> None: ...
+    def bind(self, tag: str, task_id: int) -> None: ...
 
 
 class PushReceiver(PushSource, ReplyTags, Protocol):
@@ -168,8 +167,9 @@ class Submitter:
         """Build the body of ``request`` (its images already URLs) and send the POST to
         ``email``'s account in a task of its own."""
         if self._webhook is not None and request.reply_url is None:
+            tag = request.reply_ref or secrets.token_hex(12)
             request = attrs.evolve(
-                request, reply_url=self._webhook.reply_url, reply_ref=self._webhook.new_ref()
+                request, reply_url=self._webhook.reply_url_for(tag), reply_ref=tag
             )
         body = request_body(request)
         if email:
@@ -241,8 +241,10 @@ class Submitter:
         assert task_id is not None  # checked by _post_with_recovery
         self.known.remember(task_id, email)
         hook = self._webhook
-        if hook is not None and request.reply_ref and request.reply_url == hook.reply_url:
-            hook.bind(request.reply_ref, task_id)
+        tag = request.reply_ref
+        with contextlib.suppress(KlingError):  # a receiver with no address yet (no URL of ours)
+            if hook is not None and tag and request.reply_url == hook.reply_url_for(tag):
+                hook.bind(tag, task_id)
         log.info("submitted task %s (%s) on %s", task_id, request.endpoint, email or "default")
 
     async def _post_with_recovery(

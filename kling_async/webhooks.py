@@ -1,12 +1,19 @@
 """Push mode: a ``replyUrl`` receiver that completes waiters without polling.
 
-useapi.net POSTs the task model to a request's ``replyUrl`` as the task progresses,
-possibly more than once; delivery, retries and signing are undocumented. So:
+useapi.net POSTs "the GET /tasks/{task_id} model" to a request's ``replyUrl`` "once job
+completed or failed"; the body carries no signature and no guaranteed ``replyRef``, and
+delivery and retries are undocumented. So the secret is in the URL itself:
 
-- Every callback must come to the receiver's secret path, and carry a ``replyRef`` that the
-  client minted for that very submission (``<nonce>.<HMAC(secret, nonce)>``) and that
-  matches the task id in the body. Anything else is answered 401/404 and logged without
-  the payload: a forged call, or a real call replayed for another task, changes nothing.
+- Every submission gets its own ``replyUrl``: ``<public url>/<tag>.<HMAC(secret, tag)>``,
+  where ``tag`` is the submission's client-minted tag (also sent as ``replyRef``). A call to
+  a path whose HMAC does not check (constant-time compare) is answered 404; one whose body
+  is about another task than the one this tag's POST created, or whose ``replyRef`` (used
+  only when present) is not the tag, is answered 401. Either is logged without the payload:
+  a forged call, or a real call replayed for another task, changes nothing.
+- The task is identified by the body's ``task.id`` (or a top-level ``id``). A callback that
+  beats the POST's answer is kept until the task id is known, then checked against it.
+- A body over `MAX_CALLBACK_BYTES` is answered 413, JSON nested deeper than
+  `MAX_CALLBACK_DEPTH` 400, both before it is parsed.
 - A final state is never replaced by an earlier one; duplicates are harmless.
 - Waiters still poll, slowly, when no callback came for a while, so a lost callback never
   strands a job. A final callback is confirmed with one ``GET /tasks/{id}`` unless
@@ -23,10 +30,13 @@ Three ways to run it::
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 from typing import Any
 
@@ -36,26 +46,87 @@ from .convert import PayloadError, structure_task
 from .errors import ConfigurationError
 from .models import TaskResponse, TaskStatus
 
-__all__ = ["KlingWebhookReceiver"]
+__all__ = ["MAX_CALLBACK_BYTES", "MAX_CALLBACK_DEPTH", "KlingWebhookReceiver"]
 
 log = logging.getLogger("kling_async")
 
+#: A callback body larger than this is answered 413 (a task model is a few kB).
+MAX_CALLBACK_BYTES = 1 << 20
+#: A callback body nested deeper than this is answered 400 (a task model is 5 levels deep).
+MAX_CALLBACK_DEPTH = 32
+
 _RANK = {TaskStatus.SUBMITTED: 1, TaskStatus.PROCESSING: 2}
-_MAX_BODY = 4 << 20
 #: Callbacks kept for submissions whose POST answer has not arrived yet (oldest dropped).
 _MAX_EARLY = 10_000
+_PLAIN_TAG = re.compile(r"[A-Za-z0-9_-]+")
+_JSON_MARKS = re.compile(rb'["\\\[\]{}]')
 
 
 def _rank(resp: TaskResponse) -> int:
     return 3 if resp.is_final else _RANK.get(resp.state, 0)
 
 
+def _encode_tag(tag: str) -> str:
+    """The tag as a path segment: itself when plain, else ``~`` + base64url (no padding)."""
+    if _PLAIN_TAG.fullmatch(tag):
+        return tag
+    return "~" + base64.urlsafe_b64encode(tag.encode()).decode().rstrip("=")
+
+
+def _decode_tag(segment: str) -> str | None:
+    if not segment.startswith("~"):
+        return segment if _PLAIN_TAG.fullmatch(segment) else None
+    packed = segment[1:]
+    try:
+        return base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4)).decode()
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _too_deep(raw: bytes, limit: int) -> bool:
+    """Whether the JSON text ``raw`` nests arrays/objects deeper than ``limit``, found by a
+    scan of its brackets and strings only: the parser itself would recurse that deep."""
+    depth, in_string, skip = 0, False, -1
+    for mark in _JSON_MARKS.finditer(raw):
+        pos = mark.start()
+        if pos == skip:  # the character after a backslash in a string
+            continue
+        char = raw[pos : pos + 1]
+        if in_string:
+            if char == b"\\":
+                skip = pos + 1
+            elif char == b'"':
+                in_string = False
+        elif char == b'"':
+            in_string = True
+        elif char in b"[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in b"]}":
+            depth -= 1
+    return False
+
+
+def _as_task_model(payload: Any) -> Any:
+    """A body with only a top-level ``id`` (no ``task`` object) as the task model."""
+    if isinstance(payload, dict) and payload.get("task") is None:
+        task_id = payload.get("id")
+        if isinstance(task_id, int) and not isinstance(task_id, bool):
+            keys = ("status", "status_name", "status_final")
+            task = {"id": task_id, **{k: payload[k] for k in keys if k in payload}}
+            return {**payload, "task": task}
+    return payload
+
+
 class KlingWebhookReceiver:
     """Receives useapi.net's task callbacks and hands them to the client's waiters.
 
-    ``public_url`` is the URL useapi.net can reach (the ``replyUrl`` is it plus ``/<secret>``);
-    when None it is derived from the address `start` binds. ``path`` is the route prefix.
-    ``trust_callbacks`` skips the confirming GET of a final callback.
+    ``public_url`` is the URL prefix useapi.net can reach (each submission's ``replyUrl`` is
+    it plus ``/<tag>.<mac>``: `reply_url_for`); when None it is derived from the address
+    `start` binds. ``path`` is the route prefix. ``secret`` keys the HMAC (default: random
+    per receiver; give one to accept callbacks across restarts). ``trust_callbacks`` skips
+    the confirming GET of a final callback.
     """
 
     def __init__(
@@ -72,10 +143,10 @@ class KlingWebhookReceiver:
         self.trusted = trust_callbacks
         self.host, self.port = host, port
         self._public_url = public_url.rstrip("/") if public_url else None
-        self.__secret = secret or secrets.token_urlsafe(24)
-        self._bound: dict[str, int] = {}  # nonce -> task id
-        self._nonces: dict[int, str] = {}  # task id -> nonce
-        self._early: dict[str, TaskResponse] = {}  # nonce -> callback that beat the POST answer
+        self.__secret = (secret or secrets.token_urlsafe(24)).encode()
+        self._bound: dict[str, int] = {}  # tag -> task id
+        self._tags: dict[int, str] = {}  # task id -> tag
+        self._early: dict[str, TaskResponse] = {}  # tag -> callback that beat the POST answer
         self._latest: dict[int, TaskResponse] = {}
         self._changed: dict[int, asyncio.Event] = {}
         self._runner: web.AppRunner | None = None
@@ -91,7 +162,7 @@ class KlingWebhookReceiver:
     @property
     def route(self) -> str:
         """The aiohttp route pattern this receiver answers."""
-        return f"{self.path}/{{secret}}"
+        return f"{self.path}/{{token}}"
 
     def add_routes(self, app: web.Application) -> None:
         """Mount the receiver in an existing aiohttp application (set `public_url` too)."""
@@ -113,10 +184,10 @@ class KlingWebhookReceiver:
         self._public_url = value.rstrip("/") if value else None
 
     async def start(self, host: str | None = None, port: int | None = None) -> str:
-        """Serve standalone on ``host:port`` (port 0: any free port); returns the replyUrl."""
+        """Serve standalone on ``host:port`` (port 0: any free port); returns `url_prefix`."""
         if self._runner is not None:
-            return self.reply_url
-        app = web.Application(client_max_size=_MAX_BODY)
+            return self.url_prefix
+        app = web.Application(client_max_size=MAX_CALLBACK_BYTES)
         app.router.add_post(self.route, self.handler)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -125,7 +196,7 @@ class KlingWebhookReceiver:
         self._runner = runner
         bound = runner.addresses[0]
         self.host, self.port = str(bound[0]), int(bound[1])
-        return self.reply_url
+        return self.url_prefix
 
     async def stop(self) -> None:
         """Stop serving (idempotent)."""
@@ -134,45 +205,45 @@ class KlingWebhookReceiver:
             await runner.cleanup()
 
     @property
-    def reply_url(self) -> str:
-        """The ``replyUrl`` to send: the public URL plus the secret path segment."""
-        base = self._public_url
-        if base is None:
-            if not self.port:
-                raise ConfigurationError(
-                    "the webhook receiver has no address yet: start() it, or set public_url"
-                )
-            host = f"[{self.host}]" if ":" in self.host else self.host
-            base = f"http://{host}:{self.port}{self.path}"
-        return f"{base}/{self.__secret}"
+    def url_prefix(self) -> str:
+        """What every submission's ``replyUrl`` starts with: `public_url`, or the address
+        `start` bound plus `path`."""
+        if self._public_url is not None:
+            return self._public_url
+        if not self.port:
+            raise ConfigurationError(
+                "the webhook receiver has no address yet: start() it, or set public_url"
+            )
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{self.path}"
 
     # -- the client's side -----------------------------------------------------------------
 
-    def new_ref(self) -> str:
-        """A fresh ``replyRef`` for one submission: ``<nonce>.<mac>``."""
-        nonce = secrets.token_hex(8)
-        return f"{nonce}.{self._mac(nonce)}"
+    def reply_url_for(self, tag: str) -> str:
+        """The ``replyUrl`` of one submission: `url_prefix` plus ``/<tag>.<mac>``, the mac an
+        HMAC of ``tag`` under the receiver's secret (only the secret's holder can make a URL
+        that is accepted). ``tag`` is the submission's ``replyRef``."""
+        return f"{self.url_prefix}/{_encode_tag(tag)}.{self._mac(tag)}"
 
-    def bind(self, reply_ref: str, task_id: int) -> None:
-        """Tie a submission's ``replyRef`` to the task id its POST answered."""
-        nonce = reply_ref.partition(".")[0]
-        self._bound[nonce] = task_id
-        self._nonces[task_id] = nonce
-        early = self._early.pop(nonce, None)
+    def bind(self, tag: str, task_id: int) -> None:
+        """Tie a submission's tag (its replyUrl) to the task id its POST answered."""
+        self._bound[tag] = task_id
+        self._tags[task_id] = tag
+        early = self._early.pop(tag, None)
         if early is not None and early.task_id == task_id:
             self._store(task_id, early)
 
     def tracks(self, task_id: int) -> bool:
         """Whether callbacks are expected for a task (it was submitted with our replyUrl)."""
-        return task_id in self._nonces
+        return task_id in self._tags
 
     def forget(self, task_id: int) -> None:
         """Drop what is kept about a task (after its waiter finished)."""
         self._latest.pop(task_id, None)
         self._changed.pop(task_id, None)
-        nonce = self._nonces.pop(task_id, None)
-        if nonce is not None:
-            self._bound.pop(nonce, None)
+        tag = self._tags.pop(task_id, None)
+        if tag is not None:
+            self._bound.pop(tag, None)
 
     def latest(self, task_id: int) -> TaskResponse | None:
         """The most advanced state received for a task."""
@@ -205,41 +276,60 @@ class KlingWebhookReceiver:
 
     # -- verification ----------------------------------------------------------------------
 
-    def _mac(self, nonce: str) -> str:
-        key = self.__secret.encode()
-        return hmac.new(key, nonce.encode(), hashlib.sha256).hexdigest()[:32]
+    def _mac(self, tag: str) -> str:
+        return hmac.new(self.__secret, tag.encode(), hashlib.sha256).hexdigest()[:32]
 
-    def _ref_ok(self, ref: object) -> str | None:
-        if not isinstance(ref, str) or "." not in ref:
+    def _tag_of(self, token: str) -> str | None:
+        """The tag of a path segment ``<tag>.<mac>`` whose mac checks, else None."""
+        segment, _, mac = token.rpartition(".")
+        tag = _decode_tag(segment)
+        if not tag:
             return None
-        nonce, _, mac = ref.partition(".")
-        return nonce if hmac.compare_digest(mac, self._mac(nonce)) else None
+        return tag if hmac.compare_digest(mac.encode(), self._mac(tag).encode()) else None
 
     def _reject(self, request: web.Request, status: int, why: str) -> web.Response:
         self.rejected += 1
         log.warning("rejected callback from %s: %s", request.remote, why)
         return web.json_response({"error": why}, status=status)
 
+    async def _read(self, request: web.Request) -> bytes | None:
+        """The body, or None when it is over `MAX_CALLBACK_BYTES` (read no further)."""
+        if (request.content_length or 0) > MAX_CALLBACK_BYTES:
+            return None
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(64 << 10):
+            body += chunk
+            if len(body) > MAX_CALLBACK_BYTES:
+                return None
+        return bytes(body)
+
     async def handler(self, request: web.Request) -> web.Response:
         """The aiohttp handler: verify, structure, hand over."""
-        given = request.match_info.get("secret", "")
-        if not hmac.compare_digest(given.encode(), self.__secret.encode()):
+        tag = self._tag_of(request.match_info.get("token", ""))
+        if tag is None:
             return self._reject(request, 404, "unknown callback path")
+        raw = await self._read(request)
+        if raw is None:
+            return self._reject(request, 413, f"body over {MAX_CALLBACK_BYTES} bytes")
+        if _too_deep(raw, MAX_CALLBACK_DEPTH):
+            return self._reject(request, 400, f"JSON nested over {MAX_CALLBACK_DEPTH} levels")
         try:
-            payload: Any = json.loads(await request.read())
+            payload: Any = _as_task_model(json.loads(raw))
             resp = structure_task(payload)
         except (ValueError, PayloadError):
             return self._reject(request, 400, "body is not a task model")
-        nonce = self._ref_ok(payload.get("replyRef") if isinstance(payload, dict) else None)
-        if nonce is None:
-            return self._reject(request, 401, "missing or forged replyRef")
         task_id = resp.task_id
-        bound = self._bound.get(nonce)
-        if task_id is None or (bound is not None and bound != task_id):
-            return self._reject(request, 401, "replyRef belongs to another task")
+        if task_id is None:
+            return self._reject(request, 400, "body has no task id")
+        ref = payload.get("replyRef") if isinstance(payload, dict) else None
+        if ref is not None and ref != tag:
+            return self._reject(request, 401, "replyRef does not match the callback URL")
+        bound = self._bound.get(tag)
+        if bound is not None and bound != task_id:
+            return self._reject(request, 401, "the callback URL belongs to another task")
         self.received += 1
         if bound is None:
-            self._early[nonce] = resp  # the callback beat the POST's answer
+            self._early[tag] = resp  # the callback beat the POST's answer
             while len(self._early) > _MAX_EARLY:  # late callbacks of forgotten tasks
                 del self._early[next(iter(self._early))]
         else:

@@ -325,7 +325,7 @@ async def test_non_http_result_urls_are_refused(url: str, tmp_path: Path) -> Non
 # --------------------------------------------------------------------------- replyUrl receiver
 
 
-def callback(task_id: int, ref: str | None) -> dict[str, Any]:
+def callback(task_id: int, ref: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "status": 99,
         "status_name": "succeed",
@@ -342,14 +342,12 @@ async def test_receiver_rejects_callbacks_without_its_secret(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    receiver = KlingWebhookReceiver()
-    reply_url = await receiver.start("127.0.0.1", 0)
-    secret = reply_url.rsplit("/", 1)[1]
-    base = reply_url.rsplit("/", 1)[0]
-    good_ref = receiver.new_ref()
-    receiver.bind(good_ref, 111)
-    other_ref = receiver.new_ref()
-    receiver.bind(other_ref, 222)
+    receiver = KlingWebhookReceiver(secret="the-receivers-secret")
+    prefix = await receiver.start("127.0.0.1", 0)
+    good, other = receiver.reply_url_for("good"), receiver.reply_url_for("other")
+    mac = good.rsplit(".", 1)[1]
+    receiver.bind("good", 111)
+    receiver.bind("other", 222)
     try:
         async with aiohttp.ClientSession() as http:
 
@@ -357,17 +355,19 @@ async def test_receiver_rejects_callbacks_without_its_secret(
                 async with http.post(url, json=body) as resp:
                     return resp.status
 
-            forged = good_ref.split(".")[0] + "." + "0" * 32
             attempts = [
-                (base, callback(111, good_ref)),  # no secret segment at all
-                (base + "/", callback(111, good_ref)),
-                (f"{base}/{'x' * len(secret)}", callback(111, good_ref)),  # wrong secret
-                (f"{base}/{secret[:-1]}", callback(111, good_ref)),  # almost the secret
-                (f"{base}/{secret}extra", callback(111, good_ref)),
-                (reply_url, callback(111, None)),  # the path, but no replyRef
-                (reply_url, callback(111, forged)),  # a forged replyRef
-                (reply_url, callback(111, other_ref)),  # another task's replyRef
-                (reply_url, "not a task model"),
+                (prefix, callback(111)),  # no token segment at all
+                (prefix + "/", callback(111)),
+                (f"{prefix}/good", callback(111)),  # the tag without its mac
+                (f"{prefix}/good.{'x' * len(mac)}", callback(111)),  # wrong mac
+                (f"{prefix}/good.{mac[:-1]}", callback(111)),  # almost the mac
+                (f"{prefix}/good.{mac}extra", callback(111)),
+                (f"{prefix}/other.{mac}", callback(222)),  # a tag with another tag's mac
+                (f"{prefix}/the-receivers-secret", callback(111)),  # the secret itself
+                (other, callback(111)),  # a genuine URL of another task
+                (good, callback(111, "other")),  # another task's replyRef
+                (good, "not a task model"),
+                (good, [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]),
             ]
             statuses = [await post(url, body) for url, body in attempts]
             assert all(400 <= s < 500 for s in statuses), statuses
@@ -375,12 +375,13 @@ async def test_receiver_rejects_callbacks_without_its_secret(
             assert receiver.latest(111) is None
             assert receiver.latest(222) is None
 
-            assert await post(reply_url, callback(111, good_ref)) == 200
+            assert await post(good, callback(111)) == 200
             latest = receiver.latest(111)
             assert latest is not None
             assert latest.succeeded
     finally:
         await receiver.stop()
         await asyncio.sleep(0)
-    assert secret not in repr(receiver)
-    assert secret not in caplog.text
+    assert "the-receivers-secret" not in repr(receiver)
+    assert "the-receivers-secret" not in caplog.text
+    assert mac not in caplog.text  # a rejected or accepted URL is never logged

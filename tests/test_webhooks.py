@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import threading
 from collections.abc import AsyncIterator
@@ -16,38 +17,59 @@ from aiohttp import web
 from helpers import serve, wait_until
 from yarl import URL
 
-from kling_async import KlingClient, KolorsElements, PollPolicy, TaskStatus, TaskTimeoutError, cli
+from kling_async import (
+    Image2VideoElements,
+    KlingClient,
+    KolorsElements,
+    PollPolicy,
+    TaskStatus,
+    TaskTimeoutError,
+    cli,
+)
 from kling_async.client import DEFAULT_CONFIG
 from kling_async.retry import fast_mode
 from kling_async.testing import KlingSimulator
-from kling_async.webhooks import KlingWebhookReceiver
+from kling_async.webhooks import MAX_CALLBACK_BYTES, MAX_CALLBACK_DEPTH, KlingWebhookReceiver
 
 TOKEN = "push-token"
 IMAGES = ["https://example.com/a.jpg", "https://example.com/b.jpg"]
+#: The simulator's callbacks as documented (the GET /tasks model, once, at the end), and
+#: with the options: a callback per status, the replyRef echoed in the body.
+MODES = {
+    "documented": {},
+    "progress+echo": {"progress_callbacks": True, "callback_echo_reply_ref": True},
+}
 
 
 def _config(fallback: float) -> Any:
     return attrs.evolve(DEFAULT_CONFIG, poll=PollPolicy(push_fallback=fallback))
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[KlingSimulator]:
+@pytest.fixture(params=list(MODES))
+async def sim(request: pytest.FixtureRequest) -> AsyncIterator[KlingSimulator]:
+    options: dict[str, Any] = MODES[request.param]
     async with KlingSimulator(
         token=TOKEN,
         accounts={"a@example.com": 20},
         job_seconds=0.05,
         duration_sigma=0.0,
-        callback_echo_reply_ref=True,
-        progress_callbacks=True,
+        **options,
     ) as simulator:
         yield simulator
 
 
 async def _run_jobs(
-    sim: KlingSimulator, receiver: KlingWebhookReceiver, count: int, fallback: float = 3600
+    sim: KlingSimulator,
+    receiver: KlingWebhookReceiver,
+    count: int,
+    fallback: float = 3600,
+    **fields: Any,
 ) -> list[Any]:
     """Runs ``count`` jobs on a client of ``sim`` with ``receiver``, poll fallback ``fallback``."""
-    jobs = [KolorsElements(prompt=f"push job {i}", subject_images=IMAGES) for i in range(count)]
+    jobs = [
+        KolorsElements(prompt=f"push job {i}", subject_images=IMAGES, **fields)
+        for i in range(count)
+    ]
     with fast_mode(1.0):
         async with KlingClient(
             token=TOKEN, base_url=sim.base_url, webhook=receiver, config=_config(fallback)
@@ -63,7 +85,12 @@ async def test_callbacks_complete_jobs_without_polling(sim: KlingSimulator) -> N
     assert len({r.task_id for r in results}) == 100
     assert sim.stats["polls"] == 0
     assert receiver.rejected == 0
+    assert receiver.received == sim.stats["callbacks_sent"] >= 100
     assert not receiver.running  # the client started it, so the client stopped it
+    # Each submission had a replyUrl of its own, its tag sent as replyRef.
+    bodies = [t["body"] for t in sim.stats["tasks"]]
+    assert len({b["replyUrl"] for b in bodies}) == 100
+    assert all(b["replyUrl"].split("/")[-1].startswith(b["replyRef"] + ".") for b in bodies)
 
 
 async def test_final_callback_is_confirmed_by_default(sim: KlingSimulator) -> None:
@@ -74,6 +101,17 @@ async def test_final_callback_is_confirmed_by_default(sim: KlingSimulator) -> No
     assert sorted(sim.stats["polls_by_task"].values()) == [1] * 10
 
 
+async def test_the_callers_reply_ref_is_the_tag(sim: KlingSimulator) -> None:
+    receiver = KlingWebhookReceiver(trust_callbacks=True)
+    results = await _run_jobs(sim, receiver, 1, reply_ref="my job #1/ü")
+    assert results[0].succeeded
+    assert sim.stats["polls"] == 0
+    (body,) = [t["body"] for t in sim.stats["tasks"]]
+    assert body["replyRef"] == "my job #1/ü"
+    assert "#" not in body["replyUrl"]
+    assert "ü" not in body["replyUrl"]
+
+
 async def test_lost_callbacks_fall_back_to_polling() -> None:
     async with KlingSimulator(
         token=TOKEN,
@@ -81,14 +119,82 @@ async def test_lost_callbacks_fall_back_to_polling() -> None:
         job_seconds=0.05,
         callback_drop_rate=0.3,
         seed=7,
-        callback_echo_reply_ref=True,
-        progress_callbacks=True,
     ) as sim:
         receiver = KlingWebhookReceiver(trust_callbacks=True)
         results = await _run_jobs(sim, receiver, 40, fallback=0.2)
         assert all(r.succeeded for r in results)
         assert sim.stats["callbacks_dropped"] > 0
         assert sim.stats["polls"] > 0
+
+
+#: useapi.net's published GET /tasks/{task_id} answer (tasks.md), the elided parts left out.
+PUBLISHED: dict[str, Any] = {
+    "status": 99, "status_name": "succeed", "status_final": True,
+    "etaTime": 0, "etaTimeOverSla": False, "queuingEtaTime": 0, "originEtaTime": 0,
+    "originQueuingEtaTime": 0, "message": "success",
+    "task": {
+        "id": 123456789, "userId": 12345, "type": "m2v_img2video_hq",
+        "scene": "NORMAL_CREATION", "status": 99, "status_name": "succeed", "status_final": True,
+        "taskInfo": {
+            "type": "m2v_img2video_hq",
+            "inputs": [{"name": "input", "inputType": "URL", "token": None, "blobStorage": None,
+                        "url": "https://s21-kling.klingai.com/a.jpg", "cover": None,
+                        "fromWorkId": None}],
+            "arguments": [{"name": "prompt", "value": "A person dancing"}],
+            "extraArgs": {}, "callbackPayloads": [], "scene": "NORMAL_CREATION",
+        },
+        "favored": False, "deleted": False, "viewed": True,
+        "createTime": 1744858514499, "updateTime": 1744858823172, "viewTime": 1744916388016,
+    },
+    "works": [{
+        "workId": 123456789, "workItemId": 0, "taskId": 123456789, "userId": 12345,
+        "type": "m2v_img2video_hq", "status": 99, "status_name": "succeed",
+        "status_final": True, "contentType": "video",
+        "resource": {"resource": "https://s21-kling.klingai.com/a.mp4", "height": 1268,
+                     "width": 724, "duration": 5041, "resourceKey": ""},
+        "cover": {"resource": "https://s21-kling.klingai.com/a.jpg", "height": 1268,
+                  "width": 724, "duration": 0, "resourceKey": ""},
+        "starNum": 0, "cloneCount": 0, "reportNum": 0, "createTime": 1744858514515,
+    }],
+    "editProject": None,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("trust", "gets"), [(True, 0), (False, 1)])
+async def test_the_published_model_sent_once_completes_the_wait(trust: bool, gets: int) -> None:
+    """The documented body exactly (no replyRef), once, to the submission's replyUrl."""
+    posted: list[dict[str, Any]] = []
+    polls = 0
+    submitted = {"id": 123456789, "status": 5, "status_name": "submitted", "status_final": False}
+
+    async def create(request: web.Request) -> web.Response:
+        posted.append(await request.json())
+        return web.json_response({"status": 5, "status_name": "submitted", "task": submitted})
+
+    async def get_task(request: web.Request) -> web.Response:
+        nonlocal polls
+        polls += 1
+        return web.json_response(PUBLISHED)
+
+    api = web.Application()
+    api.router.add_post("/v1/kling/videos/image2video-elements", create)
+    api.router.add_get("/v1/kling/tasks/123456789", get_task)
+    receiver = KlingWebhookReceiver(trust_callbacks=trust)
+    async with serve(api) as root, KlingClient(
+        token=TOKEN, base_url=f"{root}/v1/kling", email="p@example.com", max_jobs=1,
+        webhook=receiver, config=_config(3600),
+    ) as kling:  # fmt: skip
+        with fast_mode(1.0):
+            sub = await kling.submit(Image2VideoElements(prompt="A person dancing", images=IMAGES))
+            assert await _post(posted[0]["replyUrl"], PUBLISHED) == (200, {"ok": True})
+            done = await kling.wait(sub, timeout=60)
+    assert done.succeeded
+    assert done.works[0].resource is not None
+    assert polls == gets
+    assert receiver.received == 1
+
+
+# --------------------------------------------------------------------- the receiver alone
 
 
 @pytest.fixture
@@ -99,8 +205,9 @@ async def receiver() -> AsyncIterator[KlingWebhookReceiver]:
     await rx.stop()
 
 
-def _model(task_id: int, name: str, final: bool, ref: str | None) -> dict[str, Any]:
+def _model(task_id: int, name: str = "succeed", ref: str | None = None) -> dict[str, Any]:
     codes = {"submitted": 5, "processing": 10, "succeed": 99, "failed": 50}
+    final = name in ("succeed", "failed")
     body: dict[str, Any] = {
         "status": codes[name],
         "status_name": name,
@@ -113,81 +220,142 @@ def _model(task_id: int, name: str, final: bool, ref: str | None) -> dict[str, A
     return body
 
 
-async def _post(url: str, body: Any) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as session, session.post(url, json=body) as resp:
+async def _post(url: str, body: Any, **kwargs: Any) -> tuple[int, Any]:
+    """POSTs ``body`` (a dict, list or str as JSON; anything else as it is)."""
+    data = {"json": body} if isinstance(body, (dict, list, str)) else {"data": body}
+    async with aiohttp.ClientSession() as session, session.post(url, **data, **kwargs) as resp:
         return resp.status, await resp.json(content_type=None)
 
 
-async def test_secretless_and_wrong_path_callbacks_are_rejected(
-    receiver: KlingWebhookReceiver,
-) -> None:
-    ref = receiver.new_ref()
-    receiver.bind(ref, 111)
-    base = receiver.reply_url.rsplit("/", 1)[0]
-    status, body = await _post(f"{base}/wrong", _model(111, "succeed", True, ref))
-    assert (status, body) == (404, {"error": "unknown callback path"})
+UNKNOWN = (404, {"error": "unknown callback path"})
+DEEP = f"JSON nested over {MAX_CALLBACK_DEPTH} levels"
+OTHER_TASK = (401, {"error": "the callback URL belongs to another task"})
+
+
+async def test_forged_urls_are_rejected(receiver: KlingWebhookReceiver) -> None:
+    receiver.bind("a", 111)
+    receiver.bind("b", 222)
+    url_a, url_b = receiver.reply_url_for("a"), receiver.reply_url_for("b")
+    mac_a, mac_b = url_a.rsplit(".", 1)[1], url_b.rsplit(".", 1)[1]
+    prefix = receiver.url_prefix
+    stranger = KlingWebhookReceiver(secret="other", public_url=prefix)
+    forged = [
+        f"{prefix}/b.{mac_a}",  # another submission's tag with this one's mac
+        f"{prefix}/a.{mac_b}",
+        f"{prefix}/a.{'0' * 32}",
+        f"{prefix}/a.{mac_a[:-1]}",
+        f"{prefix}/a",
+        f"{prefix}/{mac_a}",
+        f"{prefix}/.{mac_a}",
+        stranger.reply_url_for("a"),  # right shape, another receiver's secret
+    ]
+    for url in forged:
+        assert await _post(url, _model(111)) == UNKNOWN, url
+        assert await _post(url, _model(222)) == UNKNOWN, url
     assert receiver.latest(111) is None
-
-
-async def test_forged_reply_ref_is_rejected(receiver: KlingWebhookReceiver) -> None:
-    ref = receiver.new_ref()
-    receiver.bind(ref, 222)
-    nonce = ref.partition(".")[0]
-    for forged in (None, "nodot", f"{nonce}.{'0' * 32}"):
-        status, body = await _post(receiver.reply_url, _model(222, "succeed", True, forged))
-        assert (status, body) == (401, {"error": "missing or forged replyRef"})
     assert receiver.latest(222) is None
-    assert receiver.rejected == 3
+    assert receiver.rejected == 2 * len(forged)
+    assert receiver.received == 0
 
 
-async def test_callback_replayed_for_another_task_is_rejected(
-    receiver: KlingWebhookReceiver,
-) -> None:
-    ref_a, ref_b = receiver.new_ref(), receiver.new_ref()
-    receiver.bind(ref_a, 333)
-    receiver.bind(ref_b, 444)
-    # A genuine replyRef of task 333 carried by a body about task 444.
-    status, body = await _post(receiver.reply_url, _model(444, "failed", True, ref_a))
-    assert (status, body) == (401, {"error": "replyRef belongs to another task"})
+async def test_a_body_about_another_task_is_rejected(receiver: KlingWebhookReceiver) -> None:
+    receiver.bind("a", 333)
+    receiver.bind("b", 444)
+    # A genuine URL of task 333 carrying a body about task 444 (or about a stranger).
+    assert await _post(receiver.reply_url_for("a"), _model(444, "failed")) == OTHER_TASK
+    assert await _post(receiver.reply_url_for("a"), _model(999, "failed")) == OTHER_TASK
     assert receiver.latest(444) is None
+    assert receiver.latest(333) is None
 
 
-async def test_not_json_is_rejected(receiver: KlingWebhookReceiver) -> None:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(receiver.reply_url, data=b"<html>") as resp,
-    ):
-        assert resp.status == 400
-        assert await resp.json() == {"error": "body is not a task model"}
-
-
-async def test_duplicate_and_out_of_order_callbacks(receiver: KlingWebhookReceiver) -> None:
-    ref = receiver.new_ref()
-    receiver.bind(ref, 555)
-    for name, final in [
-        ("processing", False),
-        ("succeed", True),
-        ("submitted", False),  # late
-        ("processing", False),  # late
-        ("succeed", True),  # duplicate
-    ]:
-        status, _ = await _post(receiver.reply_url, _model(555, name, final, ref))
-        assert status == 200
+async def test_reply_ref_is_checked_only_when_present(receiver: KlingWebhookReceiver) -> None:
+    receiver.bind("a", 555)
+    url = receiver.reply_url_for("a")
+    wrong = (401, {"error": "replyRef does not match the callback URL"})
+    assert await _post(url, _model(555, "processing", ref="b")) == wrong
+    assert receiver.latest(555) is None
+    assert await _post(url, _model(555, "processing", ref="a")) == (200, {"ok": True})
+    assert await _post(url, _model(555)) == (200, {"ok": True})  # no replyRef at all
     latest = receiver.latest(555)
     assert latest is not None
-    assert latest.state is TaskStatus.SUCCEED
     assert latest.is_final
 
 
-async def test_callback_before_the_post_answer_is_kept(receiver: KlingWebhookReceiver) -> None:
-    ref = receiver.new_ref()
-    status, _ = await _post(receiver.reply_url, _model(666, "processing", False, ref))
-    assert status == 200
-    assert receiver.latest(666) is None  # not bound yet
-    receiver.bind(ref, 666)
-    latest = receiver.latest(666)
+async def test_a_top_level_id_identifies_the_task(receiver: KlingWebhookReceiver) -> None:
+    receiver.bind("a", 556)
+    body = {"id": 556, "status": 99, "status_name": "succeed", "status_final": True}
+    assert await _post(receiver.reply_url_for("a"), body) == (200, {"ok": True})
+    latest = receiver.latest(556)
     assert latest is not None
-    assert latest.state is TaskStatus.PROCESSING
+    assert latest.succeeded
+    assert latest.task_id == 556
+    assert await _post(receiver.reply_url_for("a"), {**body, "id": 557}) == OTHER_TASK
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"<html>", "body is not a task model"),
+        (b"\xff\xfe", "body is not a task model"),
+        (b"[1, 2]", "body is not a task model"),
+        (b'{"status": 99, "status_final": true}', "body has no task id"),
+        (b'{"task": {"id": "x"}}', "body has no task id"),
+        (b"[" * (MAX_CALLBACK_DEPTH + 1) + b"]" * (MAX_CALLBACK_DEPTH + 1), DEEP),
+        (b'{"task": {"id": 1}, "x": ' + b"[" * 100_000, DEEP),
+    ],
+)  # fmt: skip
+async def test_bad_bodies_are_400(receiver: KlingWebhookReceiver, body: bytes, error: str) -> None:
+    receiver.bind("a", 1)
+    assert await _post(receiver.reply_url_for("a"), body) == (400, {"error": error})
+    assert receiver.latest(1) is None
+
+
+async def test_brackets_inside_strings_do_not_count_as_depth(
+    receiver: KlingWebhookReceiver,
+) -> None:
+    receiver.bind("a", 2)
+    body = {**_model(2), "message": '[{"\\' * 1000}
+    assert await _post(receiver.reply_url_for("a"), body) == (200, {"ok": True})
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_huge_body_is_413(receiver: KlingWebhookReceiver, chunked: bool) -> None:
+    receiver.bind("a", 3)
+    filler = b" " * (MAX_CALLBACK_BYTES + 1)
+    raw = b'{"task": {"id": 3}, "status_final": true, "status_name": "succeed"}' + filler
+
+    async def stream() -> AsyncIterator[bytes]:
+        for at in range(0, len(raw), 1 << 16):
+            yield raw[at : at + (1 << 16)]
+
+    body: Any = stream() if chunked else io.BytesIO(raw)
+    assert await _post(receiver.reply_url_for("a"), body) == (
+        413,
+        {"error": f"body over {MAX_CALLBACK_BYTES} bytes"},
+    )
+    assert receiver.latest(3) is None
+
+
+async def test_duplicate_and_out_of_order_callbacks(receiver: KlingWebhookReceiver) -> None:
+    receiver.bind("a", 555)
+    for name in ["processing", "succeed", "submitted", "processing", "succeed"]:
+        assert await _post(receiver.reply_url_for("a"), _model(555, name)) == (200, {"ok": True})
+    latest = receiver.latest(555)
+    assert latest is not None
+    assert latest.state is TaskStatus.SUCCEED
+
+
+@pytest.mark.parametrize(("task_id", "kept"), [(666, True), (667, False)])
+async def test_callback_before_the_post_answer(
+    receiver: KlingWebhookReceiver, task_id: int, kept: bool
+) -> None:
+    """Kept until the POST answers, then used only if it is about the task that POST made."""
+    url = receiver.reply_url_for("early")
+    assert await _post(url, _model(task_id, "processing")) == (200, {"ok": True})
+    assert receiver.latest(666) is None  # not bound yet
+    receiver.bind("early", 666)
+    latest = receiver.latest(666)
+    assert (latest is not None) is kept
 
 
 async def test_mounted_in_a_users_app(sim: KlingSimulator) -> None:
@@ -200,8 +368,8 @@ async def test_mounted_in_a_users_app(sim: KlingSimulator) -> None:
         results = await _run_jobs(sim, receiver, 5)
         assert all(r.succeeded for r in results)
         assert sim.stats["polls"] == 0
-        sent = [json.dumps(t["body"]) for t in sim.stats["tasks"]]
-        assert all(f"127.0.0.1:{port}/hooks/" in s for s in sent)
+        sent = [t["body"]["replyUrl"] for t in sim.stats["tasks"]]
+        assert all(s.startswith(f"http://127.0.0.1:{port}/hooks/") for s in sent)
 
 
 def test_batch_command_in_push_mode(tmp_path: Path) -> None:
@@ -213,8 +381,6 @@ def test_batch_command_in_push_mode(tmp_path: Path) -> None:
         token=TOKEN,
         accounts={"a@example.com": 4},
         job_seconds=0.05,
-        callback_echo_reply_ref=True,
-        progress_callbacks=True,
     )
     asyncio.run_coroutine_threadsafe(sim.start(), loop).result(timeout=30)
     try:
@@ -299,10 +465,7 @@ async def test_cancelling_a_waiter_as_a_callback_wakes_it_cancels_it() -> None:
                 await wait_until(lambda: 7 in receiver._changed)  # waiting for a callback
                 processing = {"id": 7, "status": 10, "status_name": "processing"}
                 async with aiohttp.ClientSession() as http:
-                    await http.post(
-                        receiver.reply_url,
-                        json={"task": processing, "status": 10, "replyRef": bodies[0]["replyRef"]},
-                    )
+                    await http.post(bodies[0]["replyUrl"], json={"task": processing, "status": 10})
                 # A hang guard, not a timing assertion: a swallowed cancel waits 30 s more.
                 done, _ = await asyncio.wait({waiting}, timeout=20)
                 assert done == {waiting}
@@ -344,10 +507,7 @@ async def test_an_unconfirmed_final_callback_is_not_polled_in_a_loop() -> None:
                 sub = await kling.submit(KolorsElements(prompt="p", subject_images=IMAGES))
                 final = {"id": 8, "status": 99, "status_name": "succeed", "status_final": True}
                 async with aiohttp.ClientSession() as http:
-                    await http.post(
-                        receiver.reply_url,
-                        json={**final, "task": final, "replyRef": bodies[0]["replyRef"]},
-                    )
+                    await http.post(bodies[0]["replyUrl"], json={**final, "task": final})
                 with pytest.raises(TaskTimeoutError):
                     await kling.wait(sub, timeout=0.5)
     # One confirming GET, and the one due at the deadline; not one per poll-cap turn.

@@ -12,7 +12,7 @@ from helpers import Durations
 from test_cli import SimThread, is_mp4, run
 
 from kling_async import REQUEST_TYPES, cli
-from kling_async.testing.media import png
+from kling_async.testing.media import png, video, wav
 
 
 def assert_nothing_sent(sim: SimThread) -> None:
@@ -69,6 +69,19 @@ def test_generate_uploads_local_files_and_parses_list_fields(
     assert task["body"]["sceneImage"] == "https://example.com/b.png"
     assert task["body"]["subjectImage2"].startswith("http")
     assert list(out.glob("*.png"))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="files.guess_content_type uploads a .wav as audio/x-wav (mimetypes), which POST "
+    "/assets refuses: it should sniff audio by its bytes (requests.sniff)",
+)
+def test_generate_uploads_local_video_and_audio(sim: SimThread, tmp_path: Path) -> None:
+    (tmp_path / "talk.mp4").write_bytes(video())
+    (tmp_path / "voice.wav").write_bytes(wav(400))
+    args = [f"video={tmp_path / 'talk.mp4'}", f"audio={tmp_path / 'voice.wav'}"]
+    assert run(sim, "generate", "videos/lipsync", *args, "--out", str(tmp_path / "o")) == 0
+    assert sim.stats["uploads"] == 2
 
 
 def test_generate_no_wait_prints_the_task_id_and_how_to_follow_it(

@@ -87,9 +87,13 @@ def test_generate_uploads_local_video_and_audio(sim: SimThread, tmp_path: Path) 
 def test_generate_no_wait_prints_the_task_id_and_how_to_follow_it(
     sim: SimThread, tmp_path: Path, capsys: Any
 ) -> None:
-    code = run(sim, "generate", "tts/create", "speaker_id=sp1", "text=hello", "--no-wait")
+    code = run(
+        sim, "generate", "tts/create", "speaker_id=sp1", "text=hello", "extra.other=x",
+        "--no-wait", "--extra", "newField=3",
+    )  # fmt: skip
     assert code == 0
     [task] = sim.stats["tasks"]
+    assert (task["body"]["newField"], task["body"]["other"]) == (3, "x")
     text = capsys.readouterr().out
     assert f"task {task['id']} submitted" in text
     assert f"kling-async task {task['id']}" in text
@@ -156,6 +160,9 @@ def test_endpoints_lists_every_endpoint_with_its_fields(capsys: Any) -> None:
     assert rows["cfg_scale"]["rules"] == "0..1"
     assert "email" in rows
     assert cli.main(["endpoints", "nope"]) == 2
+    assert cli.main(["endpoints", "/tts/create"]) == 0
+    assert cli.main(["endpoints", "text2video"]) == 0  # the class name, any case
+    assert "videos/text2video  (Text2Video" in capsys.readouterr().out
 
 
 def test_generate_with_the_token_from_nowhere_is_a_usage_error(capsys: Any) -> None:

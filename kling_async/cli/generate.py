@@ -38,7 +38,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         help="any generation endpoint: FIELD=VALUE ... (see 'kling-async endpoints')",
         description="Submit one job to ENDPOINT (e.g. videos/text2video). Fields by Python "
         "or wire name: prompt='a fox' duration=10 images=a.png images=b.png "
-        "shots='5:a fox runs' extra.newField=1. Local files are uploaded first.",
+        "shots='5:a fox runs' extra.newField=1, given before the options. Local files are "
+        "checked and uploaded first.",
     )
     p.add_argument("endpoint", metavar="ENDPOINT")
     p.add_argument("fields", nargs="*", metavar="FIELD=VALUE")
@@ -47,6 +48,13 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="wait for the result and download it (default); --no-wait prints the task id",
+    )
+    p.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a newer wire field sent as given (JSON value, else text); same as extra.FIELD=",
     )
     p.add_argument("--out", type=Path, default=Path(), help="folder for the files (.)")
     p.add_argument("--json", action="store_true", help="print the task JSON instead")
@@ -171,7 +179,8 @@ async def cmd_generate(args: argparse.Namespace, display: Display) -> int:
     """Submit one request to any endpoint; wait, download (with covers) and print the files."""
     cls = endpoint_class(args.endpoint)
     try:
-        request = request_from_fields(cls, args.fields)
+        extra = [f"extra.{item}" if "=" in item else item for item in args.extra]
+        request = request_from_fields(cls, [*args.fields, *extra])
     except RequestValidationError as exc:
         raise UsageError(str(exc)) from exc
     token = _token(args)

@@ -78,6 +78,7 @@ def page_report(driver: Any, page: Path, timeout: float = 30.0) -> dict[str, Any
         " images: [...document.images].map(i => [i.getAttribute('src'), i.naturalWidth]),"
         " videos: [...document.querySelectorAll('video')].map(v =>"
         "   [v.getAttribute('src'), v.readyState, v.error ? v.error.code : 0, v.videoWidth]),"
+        " posters: [...document.querySelectorAll('video')].map(v => v.getAttribute('poster')),"
         " audios: [...document.querySelectorAll('audio')].map(a =>"
         "   [a.getAttribute('src'), a.readyState, a.error ? a.error.code : 0]),"
         " prompts: [...document.querySelectorAll('.prompt')].map(p => p.textContent),"
@@ -85,3 +86,41 @@ def page_report(driver: Any, page: Path, timeout: float = 30.0) -> dict[str, Any
         " pwned: window.__pwned === true"
         "}"
     )
+
+
+def screenshot(page: Path, target: Path, width: int = 1280, height: int = 820) -> Path:
+    """Save a PNG of ``page`` once its media settled (`page_report`); return ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with chromium(width, height) as driver:
+        page_report(driver, page)
+        # Posters and first frames are painted after readyState 1: wait until videos have
+        # a frame to show (or failed), so the picture shows them.
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        WebDriverWait(driver, 30, poll_frequency=0.05).until(
+            lambda d: d.execute_script(
+                "return [...document.querySelectorAll('video')]"
+                ".every(v => v.readyState >= 2 || v.error || v.poster)"
+            )
+        )
+        driver.save_screenshot(str(target))
+    return target
+
+
+def demo_gallery_screenshot(target: Path, jobs: int = 5) -> Path:
+    """Run ``kling-async demo`` (the built-in simulator) in a temporary folder and save a
+    screenshot of its gallery (``index.html``) as ``target``: README's picture."""
+    from kling_async import cli
+
+    with tempfile.TemporaryDirectory(prefix="kling-demo-") as folder:
+        out = Path(folder) / "kling-demo"
+        if cli.main(["demo", "--out", str(out), "--jobs", str(jobs)]) != 0:
+            raise RuntimeError("kling-async demo failed")
+        return screenshot(out / "index.html", target)
+
+
+if __name__ == "__main__":
+    # python tests/browser.py docs/img/gallery.png
+    import sys
+
+    print(demo_gallery_screenshot(Path(sys.argv[1] if len(sys.argv) > 1 else "gallery.png")))

@@ -102,9 +102,10 @@ def test_demo_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
     monkeypatch.setattr(cli_demo, "DEMO_JOB_SECONDS", 0.05)
     out = tmp_path / "demo"
     assert cli.main(["demo", "--out", str(out), "--jobs", "3"]) == 0
-    pngs = sorted(out.glob("line-*/*.png"))
+    pngs = sorted(p for p in out.glob("line-*/*.png") if not p.stem.endswith("-cover"))
     mp4s = sorted(out.glob("line-*/*.mp4"))
     assert len(pngs) == 3
+    assert len(list(out.glob("line-*/*-cover.png"))) == 1  # the video's poster
     assert len(mp4s) == 1
     assert all(p.read_bytes().startswith(PNG) for p in pngs)
     assert is_mp4(mp4s[0].read_bytes())
@@ -317,7 +318,7 @@ def test_batch_end_to_end(sim: SimThread, images: Path, tmp_path: Path, capsys: 
     text = capsys.readouterr().out
     assert "5 job(s): 4 succeeded, 1 failed" in text
     assert "line 4: failed:" in text
-    assert len(list(out.glob("line-*/*.png"))) == 3
+    assert len(list(out.glob("line-*/*.png"))) == 3 + 1  # and the video's cover
     assert len(list(out.glob("line-*/*.mp4"))) == 1
     assert sim.stats["tasks_created"] == 5
     assert max(sim.stats["peak_running"].values()) <= 2
@@ -474,7 +475,8 @@ def assert_each_job_once_with_files(sim: SimThread, out: Path, count: int) -> No
     rows = journal_rows(out)
     assert [r[1] for r in rows] == ["succeeded"] * count
     for line, _, task_id in rows:
-        [file] = (out / f"line-{line:04d}").iterdir()
+        # A video's cover (its gallery poster) is saved beside it.
+        [file] = [f for f in (out / f"line-{line:04d}").iterdir() if "-cover." not in f.name]
         data = file.read_bytes()
         assert file.name.startswith(f"{task_id}-")
         assert data.startswith(PNG) or is_mp4(data)

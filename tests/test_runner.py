@@ -88,7 +88,10 @@ async def test_batch_runs_downloads_and_skips_on_rerun(
     assert failed.error
     for rec in summary.records[:5]:
         assert rec.task_id is not None
-        [name] = rec.files
+        # A video comes with its cover (the gallery's poster).
+        name, *cover = rec.files
+        assert len(cover) == (1 if rec.kind == "video" else 0)
+        assert all(c.endswith("-cover.png") for c in cover)
         data = (out / name).read_bytes()
         assert data[4:8] == b"ftyp" if rec.kind == "video" else data[:4] == b"\x89PNG"
     assert sim.stats["tasks_created"] == 6

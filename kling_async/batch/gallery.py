@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import jinja2
 
+from ..requests import sniff
 from .manifest import MANIFEST_NAME
 
 __all__ = ["GALLERY_NAME", "read_manifest", "write_gallery"]
@@ -34,7 +35,17 @@ _AUDIO: Final = frozenset({".wav", ".mp3", ".m4a", ".aac", ".ogg", ".flac"})
 _STATE_ORDER: Final = ("succeeded", "failed", "unknown", "running", "submitting", "pending")
 
 
-def _kind(name: str) -> str:
+def _kind(name: str, folder: Path | None) -> str:
+    """A file's kind by its first bytes (a WAV saved under another suffix is still audio),
+    else by its suffix."""
+    if folder is not None:
+        try:
+            with (folder / _href_path(name)).open("rb") as stream:
+                found = sniff(stream.read(64))
+        except OSError:
+            found = None
+        if found is not None:
+            return found[0]
     suffix = PurePosixPath(name).suffix.lower()
     if suffix in _IMAGE:
         return "image"
@@ -45,22 +56,30 @@ def _kind(name: str) -> str:
     return "file"
 
 
-def _href(path: str) -> str:
-    """A relative link to a file of the folder (never an absolute or parent path)."""
-    parts = [
+def _parts(path: str) -> list[str]:
+    return [
         p for p in PurePosixPath(path.replace(os.sep, "/")).parts if p not in ("", ".", "..", "/")
     ]
-    return "/".join(quote(p) for p in parts)
 
 
-def _media(files: Sequence[str]) -> list[dict[str, str]]:
+def _href_path(path: str) -> str:
+    """The file's path inside the folder (never an absolute or parent path)."""
+    return "/".join(_parts(path))
+
+
+def _href(path: str) -> str:
+    """A relative link to a file of the folder (never an absolute or parent path)."""
+    return "/".join(quote(p) for p in _parts(path))
+
+
+def _media(files: Sequence[str], folder: Path | None) -> list[dict[str, str]]:
     """The files of one job as page items; a ``*-cover.*`` image is its video's poster."""
     covers = {PurePosixPath(f).stem.removesuffix("-cover"): f for f in files if "-cover." in f}
     items = []
     for name in files:
         if name in covers.values():
             continue
-        item = {"kind": _kind(name), "href": _href(name), "name": PurePosixPath(name).name}
+        item = {"kind": _kind(name, folder), "href": _href(name), "name": PurePosixPath(name).name}
         item["poster"] = ""
         cover = covers.get(PurePosixPath(name).stem)
         if item["kind"] == "video" and cover is not None:
@@ -80,7 +99,7 @@ def _options(entry: Mapping[str, Any]) -> str:
     )
 
 
-def _card(entry: Mapping[str, Any]) -> dict[str, Any]:
+def _card(entry: Mapping[str, Any], folder: Path | None = None) -> dict[str, Any]:
     files = [str(f) for f in entry.get("files") or ()]
     timings = entry.get("timings") or {}
     started, ended = timings.get("submitted_at"), timings.get("updated_at")
@@ -99,7 +118,7 @@ def _card(entry: Mapping[str, Any]) -> dict[str, Any]:
         "error": entry.get("error") or "",
         "seconds": seconds if entry.get("state") == "succeeded" else None,
         "options": _options(entry),
-        "media": _media(files),
+        "media": _media(files, folder),
     }
 
 
@@ -135,7 +154,7 @@ def write_gallery(
 ) -> Path:
     """Render ``folder/index.html`` from ``entries`` (default: the folder's manifest)."""
     target = Path(folder)
-    cards = [_card(e) for e in (read_manifest(target) if entries is None else entries)]
+    cards = [_card(e, target) for e in (read_manifest(target) if entries is None else entries)]
     found = Counter(card["state"] for card in cards)
     order = [s for s in _STATE_ORDER if s in found] + sorted(set(found) - set(_STATE_ORDER))
     html = _template().render(

@@ -1,8 +1,12 @@
 """The jobs file: one JSON object per line, parsed and validated before anything is sent.
 
-Fields are the Python names of `KolorsElements` (``kind: image``) and `Image2VideoElements`
-(``kind: video``); relative local paths are read from the jobs file's folder. Blank lines
-and lines starting with ``#`` are skipped; `parse_jobs_file` reports every bad line at once.
+A line names its endpoint, ``{"endpoint": "videos/text2video", "prompt": "a fox"}`` (any
+key of `REQUEST_TYPES`), with the request's fields by Python or wire name
+(`request_from_mapping`); ``"kind": "image"`` / ``"video"`` stand for the two seed
+endpoints (`KolorsElements`, `Image2VideoElements`). Relative local paths in file inputs
+are read from the jobs file's folder, and every local file is checked (size, type by its
+magic bytes, minimum size) when the line is parsed. Blank lines and lines starting with
+``#`` are skipped; `parse_jobs_file` reports every bad line at once, before anything is sent.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -17,7 +22,15 @@ from typing import Any, Final
 import attrs
 
 from ..errors import JobsFileError, RequestValidationError
-from ..requests import GenerationRequest, Image2VideoElements, KolorsElements, is_remote
+from ..requests import (
+    REQUEST_TYPES,
+    GenerationRequest,
+    Image2VideoElements,
+    KolorsElements,
+    is_remote,
+    request_from_mapping,
+    spec_of,
+)
 
 __all__ = ["KINDS", "Job", "job_from_request", "parse_job", "parse_jobs_file"]
 
@@ -39,8 +52,13 @@ class Job:
 
     @property
     def kind(self) -> str:
-        """``image`` or ``video``."""
+        """The content of its results: ``image``, ``video`` or ``audio``."""
         return self.request.kind
+
+    @property
+    def endpoint(self) -> str:
+        """Its endpoint path (``videos/text2video``)."""
+        return self.request.endpoint
 
 
 def _digest(text: str) -> str:
@@ -57,10 +75,6 @@ class _LineError(Exception):
         self.field = field
 
 
-def _allowed_fields(cls: type[GenerationRequest]) -> list[str]:
-    return [f.name for f in attrs.fields(cls)]
-
-
 def _local_path(value: str, base_dir: Path) -> str:
     if is_remote(value) or not value.strip():
         return value
@@ -68,47 +82,77 @@ def _local_path(value: str, base_dir: Path) -> str:
     return str(path if path.is_absolute() else base_dir / path)
 
 
-def _resolve_images(
+def _file_keys(cls: type[GenerationRequest]) -> tuple[dict[str, bool], list[re.Pattern[str]]]:
+    """The keys of a line that hold file inputs: name -> takes a list; numbered wire names."""
+    names: dict[str, bool] = {}
+    numbered: list[re.Pattern[str]] = []
+    for field in attrs.fields(cls):
+        spec = spec_of(field)
+        if spec is None or spec.kind not in ("file", "files"):
+            continue
+        if spec.kind == "file":
+            names[field.name] = names[spec.wire] = False
+        else:
+            names[field.name] = True
+            head, _, tail = spec.wire.partition("{}")
+            numbered.append(re.compile(re.escape(head) + r"\d+" + re.escape(tail) + r"\Z"))
+    return names, numbered
+
+
+def _resolve_files(
     cls: type[GenerationRequest], fields: dict[str, Any], base_dir: Path
 ) -> dict[str, Any]:
-    """Check the JSON types of image fields and resolve relative paths against base_dir."""
+    """Check the JSON types of file inputs and resolve relative paths against base_dir."""
+    names, numbered = _file_keys(cls)
     out = dict(fields)
-    for name in cls.image_fields:
-        value = out.get(name)
-        if value is None:
+    for key, given in fields.items():
+        many = names.get(key)
+        if given is None or (many is None and not any(p.match(key) for p in numbered)):
             continue
-        many = name in ("subject_images", "images")
-        if many and isinstance(value, str):
-            value = [value]
+        value = [given] if many and isinstance(given, str) else given
         if many:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise _LineError(name, f"{name}: must be a list of URLs or file paths")
-            out[name] = [_local_path(v, base_dir) for v in value]
+                raise _LineError(key, f"{key}: must be a list of URLs or file paths")
+            out[key] = [_local_path(v, base_dir) for v in value]
         elif isinstance(value, str):
-            out[name] = _local_path(value, base_dir)
+            out[key] = _local_path(value, base_dir)
         else:
-            raise _LineError(name, f"{name}: must be a URL or a file path")
+            raise _LineError(key, f"{key}: must be a URL or a file path")
     return out
+
+
+def _line_class(obj: Mapping[str, Any]) -> type[GenerationRequest]:
+    endpoint, kind = obj.get("endpoint"), obj.get("kind")
+    if endpoint is not None:
+        cls = REQUEST_TYPES.get(endpoint.lstrip("/")) if isinstance(endpoint, str) else None
+        if cls is None:
+            raise _LineError(
+                "endpoint",
+                f"endpoint: unknown endpoint {endpoint!r} ('kling-async endpoints' lists them)",
+            )
+        if kind is not None and (not isinstance(kind, str) or KINDS.get(kind) is not cls):
+            raise _LineError("kind", f"kind: {kind!r} contradicts endpoint {endpoint!r}")
+        return cls
+    found = KINDS.get(kind) if isinstance(kind, str) else None
+    if found is None:
+        what = "missing" if kind is None else f"got {kind!r}"
+        raise _LineError(
+            "kind",
+            f'kind: must be "image" or "video" (or give "endpoint": "videos/text2video" ...), '
+            f"{what}",
+        )
+    return found
 
 
 def parse_job(obj: object, *, line: int, base_dir: Path) -> Job:
     """Build the job of one parsed JSON line; raises ``_LineError`` naming the field."""
     if not isinstance(obj, dict):
         raise _LineError(None, f"expected a JSON object, got {type(obj).__name__}")
-    kind = obj.get("kind")
-    cls = KINDS.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        raise _LineError("kind", f'kind: must be "image" or "video", got {kind!r}')
-    fields = {k: v for k, v in obj.items() if k != "kind"}
-    allowed = _allowed_fields(cls)
-    for key in fields:
-        if key not in allowed:
-            raise _LineError(
-                key, f"{key}: unknown field for kind {kind!r} (known: {', '.join(allowed)})"
-            )
-    fields = _resolve_images(cls, fields, base_dir)
+    cls = _line_class(obj)
+    fields = {k: v for k, v in obj.items() if k not in ("kind", "endpoint")}
+    fields = _resolve_files(cls, fields, base_dir)
     try:
-        request = cls(**fields)
+        request = request_from_mapping(cls, fields)
     except RequestValidationError as exc:
         raise _LineError(exc.field, str(exc)) from exc
     except (TypeError, ValueError) as exc:
@@ -165,7 +209,10 @@ def _json_safe(value: Any) -> Any:
 
 def job_from_request(line: int, request: GenerationRequest) -> Job:
     """A `Job` for a request built in code (the journal keeps its fields as JSON)."""
-    obj: dict[str, Any] = {"kind": request.kind}
+    # The two seed endpoints keep their ``kind`` line, so journals written before
+    # ``endpoint`` lines existed still match.
+    seed = KINDS.get(request.kind) is type(request)
+    obj: dict[str, Any] = {"kind": request.kind} if seed else {"endpoint": request.endpoint}
     for field in attrs.fields(type(request)):
         value = getattr(request, field.name)
         if value is None or value == () or (field.name == "extra" and not value):

@@ -24,13 +24,32 @@ __all__ = ["MANIFEST_NAME", "manifest_line", "write_manifest"]
 MANIFEST_NAME: Final = "results.jsonl"
 
 
+def _line_facts(rec: JobRecord) -> tuple[str | None, str | None]:
+    """(endpoint, prompt) of a row, from its jobs line (``endpoint`` or the ``kind`` alias)."""
+    try:
+        obj = json.loads(rec.text)
+    except ValueError:
+        obj = {}
+    obj = obj if isinstance(obj, dict) else {}
+    endpoint = obj.get("endpoint")
+    if not isinstance(endpoint, str):
+        kind = KINDS.get(rec.kind)
+        endpoint = kind.endpoint if kind is not None else None
+    # What a card shows as the job's text: its prompt, a speech's text, or its shots.
+    prompt = obj.get("prompt") or obj.get("text")
+    shots = obj.get("shots")
+    if not prompt and isinstance(shots, list):
+        prompt = " / ".join(str(s[0]) for s in shots if isinstance(s, list) and s)
+    return endpoint, prompt if isinstance(prompt, str) and prompt else None
+
+
 def manifest_line(rec: JobRecord) -> dict[str, Any]:
     """The manifest's JSON object for one journal row."""
-    kind = KINDS.get(rec.kind)
+    endpoint, prompt = _line_facts(rec)
     return {
         "line": rec.line,
-        "endpoint": kind.endpoint if kind is not None else None,
-        "prompt": rec.prompt,
+        "endpoint": endpoint,
+        "prompt": prompt,
         "account": rec.email,
         "task_id": rec.task_id,
         "state": rec.state.value,

@@ -344,7 +344,8 @@ class BatchRunner:
     async def _download(self, line: int, final: TaskResponse) -> None:
         folder = self._folder(line)
         try:
-            paths = await self.client.download(final, folder)
+            # With covers: a video's cover is its poster in the gallery.
+            paths = await self.client.download(final, folder, covers=True)
         except (KlingError, OSError) as exc:
             note = f"download failed: {exc} (re-run to download)"
             self._emit(JobEvent.INCOMPLETE, self.journal.note_error(line, note, final.status_name))

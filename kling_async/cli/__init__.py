@@ -109,7 +109,11 @@ async def _dispatch(args: argparse.Namespace, display: Display, ctrl_c: CtrlC | 
 
 
 async def _run_command(args: argparse.Namespace, display: Display) -> int:
+    from . import generate
+
     commands = {
+        "generate": generate.cmd_generate,
+        "endpoints": generate.cmd_endpoints,
         "demo": cmd_demo,
         "image": cmd_generate,
         "video": cmd_generate,

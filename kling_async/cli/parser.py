@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_task(sub, common)
     _add_upload(sub, common)
     _add_batch(sub, common)
+    from .generate import add_parsers as add_generate_parsers
+
+    add_generate_parsers(sub, common)  # generate ENDPOINT FIELD=VALUE ..., endpoints
     _add_simulate(sub)
     return parser
 

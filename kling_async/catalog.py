@@ -269,6 +269,17 @@ class Catalog:
         """``DELETE /avatars/{avatar_id}``."""
         return await self._call("DELETE", f"avatars/{_ident('avatar_id', avatar_id)}", email)
 
+    # -- images ---------------------------------------------------------------------------
+
+    async def recognize_faces(
+        self, *, image_reference: str, email: str | None = None
+    ) -> dict[str, Any]:
+        """``POST /images/recognize-faces``: the faces in an image (their numbers are the
+        ``face_no`` of `Kolors` with ``reference="face"``). The pages do not say whether
+        it answers at once; this call expects the answer in the response."""
+        body = {"imageReference": _url("image_reference", image_reference, required=True)}
+        return await self._call("POST", "images/recognize-faces", email, body=body)
+
     # -- tasks and generated assets ---------------------------------------------------------
 
     async def delete_task(self, task_id: int, *, email: str | None = None) -> TaskDeletion:

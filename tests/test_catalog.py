@@ -33,6 +33,11 @@ async def test_lists_that_feed_generation_fields(client: KlingClient) -> None:
     assert (await client.catalog.element_voices())["voices"][0]["id"] == "sp_101"
 
 
+async def test_recognize_faces_answers_at_once(client: KlingClient) -> None:
+    found = await client.catalog.recognize_faces(image_reference=URL)
+    assert [f["faceNo"] for f in found["faces"]] == [1, 2]
+
+
 async def test_elements_create_get_list_delete(client: KlingClient) -> None:
     made = await client.catalog.create_element(
         name="fox", cover_image=URL, extra_images=[IMAGES[1]], tag="animal"
@@ -110,6 +115,7 @@ async def test_generated_assets_and_delete_task(client: KlingClient, sim: KlingS
             "tts_emotion_key",
             "neutral",
         ),
+        ("recognize_faces", {"image_reference": "a.png"}, "image_reference", "http(s)"),
         ("element", {"element_id": "../x"}, "element_id", "must be an id"),
         ("delete_avatar", {"avatar_id": ""}, "avatar_id", "must be an id"),
         ("delete_task", {"task_id": "12"}, "task_id", "positive integer"),

@@ -8,9 +8,10 @@ deleting a task.
     element = await kling.catalog.create_element(name="fox", cover_image="https://...")
     await kling.catalog.delete_task(123456789)
 
-Each call answers at once (none creates a task), is a GET or DELETE retried as any GET
-(the two POSTs create nothing paid and are not retried after an ambiguous failure), and
-checks its arguments before anything is sent (`RequestValidationError` naming the field).
+Each call answers at once (none creates a task) and checks its arguments before anything
+is sent (`RequestValidationError` naming the field). Reads and deletes are retried as any
+GET; ``create_element`` and ``create_avatar`` are retried only when the server cannot have
+created anything (as a job's POST is), so a reset never saves an element twice.
 
 The service publishes the shape of `GET /assets` and `DELETE /tasks/{id}` only: those
 answer typed models (`GeneratedAssets`, `TaskDeletion`); every other call answers the
@@ -139,13 +140,14 @@ class Catalog:
         *,
         query: Mapping[str, Any] | None = None,
         body: dict[str, Any] | None = None,
+        creates: bool = False,
     ) -> dict[str, Any]:
         email = await self._accounts.with_default(self._accounts.for_call(email))
         if body is not None:
             sent = {k: v for k, v in body.items() if v is not None}
             if email:
                 sent["email"] = email
-            data = await self._transport.call(method, path, json_body=sent)
+            data = await self._transport.call(method, path, json_body=sent, creates_job=creates)
         else:
             data = await self._transport.call(
                 method, path, params=email_params(email, **(query or {}))
@@ -221,7 +223,7 @@ class Catalog:
         }
         for n, url in enumerate(extras, start=1):
             body[f"extraImage{n}"] = _url(f"extra_images[{n - 1}]", url, required=True)
-        return await self._call("POST", "elements", email, body=body)
+        return await self._call("POST", "elements", email, body=body, creates=True)
 
     async def delete_element(self, element_id: str, *, email: str | None = None) -> dict[str, Any]:
         """``DELETE /elements/{element_id}``."""
@@ -263,7 +265,7 @@ class Catalog:
             "ttsSpeed": tts_speed,
             "ttsEmotionKey": _choice("tts_emotion_key", tts_emotion_key, EMOTIONS),
         }
-        return await self._call("POST", "avatars", email, body=body)
+        return await self._call("POST", "avatars", email, body=body, creates=True)
 
     async def delete_avatar(self, avatar_id: str, *, email: str | None = None) -> dict[str, Any]:
         """``DELETE /avatars/{avatar_id}``."""

@@ -13,9 +13,10 @@ from kling_async import (
     NotFoundError,
     RequestValidationError,
     TaskResponse,
+    TransportError,
 )
 from kling_async.catalog import GeneratedAssets, TaskDeletion
-from kling_async.testing import KlingSimulator
+from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 
 URL = "https://example.com/a.jpg"
 IMAGES = [URL, "https://example.com/b.jpg"]
@@ -149,3 +150,15 @@ async def test_the_account_goes_in_the_query_and_the_body(sim: KlingSimulator) -
         assert (await kling.catalog.elements(email=EMAIL))["elements"] == [made]
         with pytest.raises(RequestValidationError, match="not a configured account"):
             await kling.catalog.elements(email="other@example.com")
+
+
+async def test_a_create_is_not_sent_again_after_an_ambiguous_failure(
+    client: KlingClient, sim: KlingSimulator
+) -> None:
+    await client.catalog.elements()  # the account is known before the faults start
+    # Every catalog call is reset after the server has read (and acted on) the request.
+    sim.set_fault_plan(FaultPlan(seed=1, rules={"accounts": FaultRates(reset_after=1.0)}))
+    with pytest.raises(TransportError, match="POST elements"):
+        await client.catalog.create_element(name="fox", cover_image=URL)
+    sim.set_fault_plan(None)
+    assert len((await client.catalog.elements())["elements"]) == 1

@@ -9,6 +9,7 @@ async with KlingClient() as kling:          # token from $USEAPI_TOKEN
 
 from ._version import __version__
 from .batch import BatchRunner, JobsFileError, Journal, JournalConflictError
+from .catalog import Catalog, GeneratedAssets, TaskDeletion
 from .client import DEFAULT_BASE_URL, ClientConfig, KlingClient, RequestInfo
 from .convert import PayloadError, make_converter
 from .errors import (
@@ -88,9 +89,11 @@ __all__ = [
     "AvatarVideo",
     "BadRequestError",
     "BatchRunner",
+    "Catalog",
     "ClientConfig",
     "ConfigurationError",
     "ExtendVideo",
+    "GeneratedAssets",
     "GenerationRequest",
     "Image2VideoEffects",
     "Image2VideoElements",
@@ -126,6 +129,7 @@ __all__ = [
     "SubmissionUnknownError",
     "Task",
     "TaskArgument",
+    "TaskDeletion",
     "TaskFailedError",
     "TaskInfo",
     "TaskInput",

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from .accounts import Accounts, KnownTasks, TaskList
+from .catalog import Catalog
 from .config import (
     BASE_URL_ENV,
     DEFAULT_BASE_URL,
@@ -367,3 +368,9 @@ class KlingClient(EndpointMethods):
         return await self.jobs.run(
             request, email=email, timeout=timeout, on_submitted=on_submitted, events=events
         )
+
+    @property
+    def catalog(self) -> Catalog:
+        """The non-generation endpoints: effects, motions, voices, elements, avatars,
+        generated assets, deleting a task (`kling_async.catalog.Catalog`)."""
+        return Catalog(self._transport, self._accounts)

@@ -5,6 +5,9 @@ of the wire names; the converter (`kling_async.convert`) maps them back. A field
 name is not the plain camelCase of its Python name carries it in ``metadata["wire"]``
 (``status_name``, ``aspect_ratio``...). Every field is optional: the API documents all of
 them as optional and adds new ones, so structuring is tolerant.
+
+Each class has ``to_dict()`` / ``to_json()`` (wire names, every field) and
+``from_dict()`` (their inverse) from `kling_async.payload.WireModel`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from datetime import datetime, timezone
 from typing import Any, Final
 
 import attrs
+
+from .payload import WIRE as WIRE  # noqa: PLC0414 (re-exported: convert reads it here)
+from .payload import WireModel
 
 __all__ = [
     "FINAL_STATUSES",
@@ -34,8 +40,6 @@ __all__ = [
     "UserTickets",
     "Work",
 ]
-
-WIRE: Final = "wire"
 
 
 def _snake(name: str | None = None, default: Any = None) -> Any:
@@ -97,7 +101,7 @@ FINAL_STATUSES: Final[frozenset[TaskStatus]] = frozenset({TaskStatus.SUCCEED, Ta
 
 
 @attrs.frozen(kw_only=True)
-class Resource:
+class Resource(WireModel):
     """A result file: ``resource`` is its URL (watermarked), ``duration`` in milliseconds."""
 
     resource: str | None = None
@@ -108,7 +112,7 @@ class Resource:
 
 
 @attrs.frozen(kw_only=True)
-class Work:
+class Work(WireModel):
     """One generated output (one image of a KOLORS job, or the video)."""
 
     work_id: int | None = None
@@ -139,7 +143,7 @@ class Work:
 
 
 @attrs.frozen(kw_only=True)
-class TaskInput:
+class TaskInput(WireModel):
     """One input of a task (an image URL, by role name)."""
 
     name: str | None = None
@@ -152,7 +156,7 @@ class TaskInput:
 
 
 @attrs.frozen(kw_only=True)
-class TaskArgument:
+class TaskArgument(WireModel):
     """One ``{name, value}`` argument; values are strings on the wire."""
 
     name: str | None = None
@@ -160,7 +164,7 @@ class TaskArgument:
 
 
 @attrs.frozen(kw_only=True)
-class TaskInfo:
+class TaskInfo(WireModel):
     """What the task was asked to do."""
 
     type: str | None = None
@@ -177,7 +181,7 @@ class TaskInfo:
 
 
 @attrs.frozen(kw_only=True)
-class Task:
+class Task(WireModel):
     """The task record."""
 
     id: int | None = None
@@ -207,7 +211,7 @@ class Task:
 
 
 @attrs.frozen(kw_only=True)
-class Limitation:
+class Limitation(WireModel):
     """The account's remaining quota for this task type."""
 
     type: str | None = None
@@ -216,7 +220,7 @@ class Limitation:
 
 
 @attrs.frozen(kw_only=True)
-class Point:
+class Point(WireModel):
     """A points balance entry."""
 
     order_id: str | None = None
@@ -228,7 +232,7 @@ class Point:
 
 
 @attrs.frozen(kw_only=True)
-class UserPoints:
+class UserPoints(WireModel):
     """The account's points."""
 
     points: tuple[Point, ...] = ()
@@ -236,7 +240,7 @@ class UserPoints:
 
 
 @attrs.frozen(kw_only=True)
-class Ticket:
+class Ticket(WireModel):
     """A ticket (package) balance entry."""
 
     order_id: str | None = None
@@ -249,14 +253,14 @@ class Ticket:
 
 
 @attrs.frozen(kw_only=True)
-class UserTickets:
+class UserTickets(WireModel):
     """The account's tickets."""
 
     ticket: tuple[Ticket, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
-class TaskResponse:
+class TaskResponse(WireModel):
     """The task model: what the generation endpoints, GET /tasks/{id} and callbacks send.
 
     Decide with `is_final` / `succeeded` (from ``status_final`` and ``status_name``), never
@@ -349,7 +353,7 @@ class TaskResponse:
 
 
 @attrs.frozen(kw_only=True)
-class AssetUpload:
+class AssetUpload(WireModel):
     """The answer of POST /assets: ``url`` goes into an image field of a request."""
 
     status: int | None = None
@@ -361,7 +365,7 @@ class AssetUpload:
 
 
 @attrs.frozen(kw_only=True)
-class Account:
+class Account(WireModel):
     """A configured Kling account (GET /accounts/{email}); ``max_jobs`` is its slot count."""
 
     email: str | None = None

@@ -29,6 +29,26 @@ CASES = [
         ],
     ),
     (
+        "docs/examples/text2video.py",
+        ["text2video succeed mp4", "shot_2_prompt", "multi-shot succeed"],
+    ),
+    ("docs/examples/kolors.py", ["kolors succeed 3 images", "round trip: True"]),
+    ("docs/examples/audio.py", ["speech succeed wav", "lipsync succeed"]),
+    (
+        "docs/examples/avatars.py",
+        ["avatar Ann listed: 1", "avatar video succeed", "avatars left: 0"],
+    ),
+    (
+        "docs/examples/catalog.py",
+        [
+            "effects include hug: True",
+            "element True True",
+            "generated videos: 1",
+            "deleted: True works: 1",
+            "then GET /tasks: 404",
+        ],
+    ),
+    (
         "docs/examples/simulator_kit.py",
         ["6 jobs succeeded", "tasks created: 6", "peak running: 3", "faults injected: True"],
     ),

@@ -261,10 +261,12 @@ class CatalogHandlers:
 
     # tasks and assets -------------------------------------------------------------------
     async def delete_task(self, request: web.Request) -> web.StreamResponse:
-        """DELETE tasks/{id}: later polls answer 404; a running job keeps its slot."""
+        """DELETE tasks/{id}: ``{"deleted": true, "workIds": [...]}`` (tasks.md); later polls
+        answer 404; a running job keeps its slot."""
         task = self.state.task_for(request.match_info["task_id"], request.query.get("email"))
+        ids = [w["workId"] for w in wire.works(task, time.monotonic())]
         task.deleted = True
-        return json_response({"id": task.id, "deleted": True})
+        return json_response({"deleted": True, "workIds": ids})
 
     async def generated(self, request: web.Request) -> web.StreamResponse:
         """GET assets: the works of the account's succeeded tasks, paged."""

@@ -269,79 +269,42 @@ async def test_poll_limiter_spacing_is_client_wide() -> None:
         PollLimiter(0)
 
 
-def test_grown_delays_are_backoffs_expo_up_to_the_cap() -> None:
-    table = waiter_module._delay_table(PollPolicy(interval=1.0, growth=2.0, max_interval=10.0))
-    assert table == (1.0, 2.0, 4.0, 8.0, 10.0)
-    flat = waiter_module._delay_table(PollPolicy(interval=0.5, growth=1.0, max_interval=5.0))
-    assert len(flat) == waiter_module._DELAY_STEPS
-    assert set(flat) == {0.5}
-
-
-async def test_a_wait_reads_delays_of_the_current_policy(sim: KlingSimulator) -> None:
-    """Delays repeat the last step past the table; a replaced policy is followed."""
-    async with KlingClient(token=TOKEN, base_url=sim.base_url, max_jobs=3) as kling:
-        waiter = TaskWaiter(kling, interval=1.0, max_interval=2.0)
-        delays = waiter_module._Delays(waiter, push=False)
-        assert [delays.next() for _ in range(5)] == [1.0, 1.25, 1.5625, 1.953125, 2.0]
-        assert delays.next() == 2.0
-        waiter.policy = PollPolicy(interval=3.0, growth=1.0, max_interval=60.0)
-        assert waiter_module._Delays(waiter, push=False).next() == 3.0
-        assert waiter_module._Delays(waiter, push=True).next() == 30.0  # push_fallback
-
-
 async def test_poll_limiter_places_go_in_arrival_order() -> None:
-    """At most ``in_flight`` places are held; freed ones go to the queue's oldest member,
-    skipping members cancelled while queued; a member cancelled just as it was handed a
-    place passes it on."""
+    """At most ``in_flight`` polls are under way; freed places go to the oldest waiter,
+    skipping one cancelled while queued."""
     limiter = PollLimiter(None, in_flight=2)
-    assert [limiter.try_enter() for _ in range(3)] == [True, True, False]
     order: list[str] = []
+    release = asyncio.Event()
 
-    async def queued(name: str) -> None:
-        await limiter.enter()
-        order.append(name)
+    async def poll(name: str) -> None:
+        async with limiter.slot():
+            order.append(name)
+            await release.wait()
 
-    first = asyncio.create_task(queued("first"))
-    gone = asyncio.create_task(queued("gone"))
-    last = asyncio.create_task(queued("last"))
-    await asyncio.sleep(0)  # all three queue
-    gone.cancel()
-    await asyncio.sleep(0)
-    assert not limiter.try_enter()  # still full: nobody jumps the queue
-    limiter.leave()
-    await first
-    limiter.leave()
-    await last
-    assert order == ["first", "last"]
-    assert gone.cancelled()
-    # Handed a place and cancelled before running: the place goes on to the next one.
-    late = asyncio.create_task(queued("late"))
-    after = asyncio.create_task(queued("after"))
-    await asyncio.sleep(0)
-    limiter.leave()  # hands "late" a place...
-    late.cancel()  # ...which it cannot use
-    await after
-    assert order == ["first", "last", "after"]
-    limiter.leave()
-    limiter.leave()
-    assert [limiter.try_enter() for _ in range(3)] == [True, True, False]
+    tasks = {name: asyncio.create_task(poll(name)) for name in ("a", "b", "c", "gone", "d")}
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert order == ["a", "b"]  # the others queue
+    tasks["gone"].cancel()
+    release.set()
+    await asyncio.gather(*(t for n, t in tasks.items() if n != "gone"))
+    assert order == ["a", "b", "c", "d"]
+    assert tasks["gone"].cancelled()
 
 
-async def test_poll_limiter_slot_context_and_no_bound() -> None:
-    limiter = PollLimiter(None, in_flight=1)
-    async with limiter.slot():
-        assert not limiter.try_enter()
-    assert limiter.try_enter()
+async def test_poll_limiter_without_bound_and_bad_bound() -> None:
     unbounded = PollLimiter(None)
-    assert all(unbounded.try_enter() for _ in range(1000))
-    unbounded.leave()
+    async with unbounded.slot(), unbounded.slot():
+        pass  # no bound: nobody waits
     with pytest.raises(ValueError, match="in_flight"):
         PollLimiter(None, in_flight=0)
 
 
 async def test_first_poll_and_final_poll_timed_from_the_eta() -> None:
     """With the service's ETA a job takes at most 3 polls; without it, many more."""
-    policy = PollPolicy(interval=0.05, growth=1.4, max_interval=1.0, max_polls_per_second=None)
+    policy = PollPolicy(
+        interval=0.05, growth=1.4, max_interval=1.0, max_polls_per_second=None, min_interval=0.05
+    )
     counts: dict[bool, list[int]] = {}
     with fast_mode(1.0):
         for eta in (True, False):

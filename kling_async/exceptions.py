@@ -76,7 +76,7 @@ class RequestValidationError(KlingError, ValueError):
     ``field`` names the offending field by its Python name (``subject_images[2]``).
     """
 
-    _pickled = ("field",)
+    _pickled: ClassVar[tuple[str, ...]] = ("field",)
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -86,7 +86,7 @@ class RequestValidationError(KlingError, ValueError):
 class JobsFileError(KlingError, ValueError):
     """The jobs file has bad lines; ``problems`` lists one message per problem."""
 
-    _pickled = ("problems",)
+    _pickled: ClassVar[tuple[str, ...]] = ("problems",)
 
     def __init__(self, message: str, *, problems: Sequence[str] = ()) -> None:
         super().__init__(message)
@@ -96,7 +96,7 @@ class JobsFileError(KlingError, ValueError):
 class JournalConflictError(KlingError):
     """The jobs file no longer matches the journal (a line that was sent has changed)."""
 
-    _pickled = ("problems",)
+    _pickled: ClassVar[tuple[str, ...]] = ("problems",)
 
     def __init__(self, message: str, *, problems: Sequence[str] = ()) -> None:
         super().__init__(message)
@@ -116,7 +116,7 @@ class APIError(KlingError):
     ``str(exc)`` reads ``429 Too Many Requests from POST images/kolors-elements: <error>``.
     """
 
-    _pickled = ("status", "message", "code", "body", "method", "path")
+    _pickled: ClassVar[tuple[str, ...]] = ("status", "message", "code", "body", "method", "path")
 
     def __init__(
         self,
@@ -168,7 +168,7 @@ class RateLimitError(APIError):
     ``retry_after`` is the server's wait in seconds, or None when it sent none.
     """
 
-    _pickled = (*APIError._pickled, "retry_after")
+    _pickled: ClassVar[tuple[str, ...]] = (*APIError._pickled, "retry_after")
 
     def __init__(self, error: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(error, **kwargs)
@@ -190,7 +190,7 @@ class ServerError(APIError):
 class TransportError(KlingError):
     """The connection failed or timed out, after the retry budget was spent."""
 
-    _pickled = ("method", "path")
+    _pickled: ClassVar[tuple[str, ...]] = ("method", "path")
 
     def __init__(self, message: str, *, method: str = "", path: str = "") -> None:
         super().__init__(message)
@@ -207,7 +207,13 @@ class SubmissionUnknownError(TransportError):
     that might be it. Check ``GET /tasks`` (``KlingClient.list_tasks``) before resubmitting.
     """
 
-    _pickled = (*TransportError._pickled, "request", "email", "sent_at", "candidates")
+    _pickled: ClassVar[tuple[str, ...]] = (
+        *TransportError._pickled,
+        "request",
+        "email",
+        "sent_at",
+        "candidates",
+    )
 
     def __init__(
         self,
@@ -231,7 +237,7 @@ class TaskFailedError(KlingError):
     """The task reached a final state other than success. ``task`` is the final response
     (the last one seen for `TaskGoneError` / `TaskExpiredError`, None if none was)."""
 
-    _pickled = ("task",)
+    _pickled: ClassVar[tuple[str, ...]] = ("task",)
 
     def __init__(self, message: str, *, task: TaskResponse | None = None) -> None:
         super().__init__(message)
@@ -247,7 +253,7 @@ class TaskGoneError(TaskFailedError):
     """A poll of a task this client created answered 404: the task was deleted, failed at
     moderation, or its account ran out of credits. ``gone_id`` is the task id."""
 
-    _pickled = ("task", "gone_id")
+    _pickled: ClassVar[tuple[str, ...]] = ("task", "gone_id")
 
     def __init__(
         self, message: str, *, task: TaskResponse | None = None, gone_id: int | None = None
@@ -276,7 +282,7 @@ class TaskTimeoutError(KlingError, TimeoutError):
     ``task_id`` is the task, ``last`` the last response seen (None if no poll answered).
     """
 
-    _pickled = ("task_id", "last")
+    _pickled: ClassVar[tuple[str, ...]] = ("task_id", "last")
 
     def __init__(
         self, message: str, *, task_id: int | None = None, last: TaskResponse | None = None

@@ -12,13 +12,16 @@ from helpers import serve
 
 from kling_async import (
     ClientConfig,
+    EmptyResultError,
     KlingClient,
     KolorsElements,
     NotFoundError,
     PollPolicy,
     RequestInfo,
     RetryPolicy,
+    TaskExpiredError,
     TaskFailedError,
+    TaskGoneError,
     TaskResponse,
     TaskTimeoutError,
     TaskWaiter,
@@ -357,3 +360,89 @@ async def test_deadline_bounds_a_poll_the_server_never_answers(
         finally:
             never.set()  # lets the handler end, so the server can shut down
     assert caught.value.task_id == 321
+
+
+# -- tasks that go away, hostile answers ----------------------------------------------------------
+
+
+async def test_a_deleted_task_ends_the_wait_as_gone(
+    long_client: KlingClient, long_sim: KlingSimulator
+) -> None:
+    sub = await long_client.submit(job("deleted later"))
+    long_sim.delete_task(sub.task_id or 0)
+    with pytest.raises(TaskGoneError) as caught:
+        await long_client.wait(sub)
+    assert isinstance(caught.value, TaskFailedError)
+    assert caught.value.task_id == sub.task_id
+    message = str(caught.value)
+    for cause in ("deleted", "moderation", "out of credits"):
+        assert cause in message
+
+
+async def test_an_expired_task_ends_the_wait_as_expired(
+    long_client: KlingClient, long_sim: KlingSimulator
+) -> None:
+    sub = await long_client.submit(job("expired later"))
+    long_sim.expire(sub.task_id or 0)
+    with pytest.raises(TaskExpiredError, match=r"expired .*7 days") as caught:
+        await long_client.wait(sub)
+    assert caught.value.task_id == sub.task_id
+
+
+async def test_a_task_that_vanishes_at_moderation_is_gone() -> None:
+    async with (
+        KlingSimulator(
+            token=TOKEN, accounts={EMAIL: 5}, job_seconds=0.05, vanish_on_moderation=True
+        ) as sim,
+        KlingClient(token=TOKEN, base_url=sim.base_url, max_jobs=5) as kling,
+    ):
+        with pytest.raises(TaskGoneError, match="failed at moderation"):
+            await kling.run(job("something nsfw"))
+        assert sim.stats["polls_gone"] >= 1
+
+
+def _hostile(answers: list[dict[str, Any]], polls: list[int]) -> web.Application:
+    """A server whose polls answer ``answers`` in turn (the last one repeats)."""
+
+    async def task(request: web.Request) -> web.Response:
+        polls.append(1)
+        return web.json_response(answers[min(len(polls), len(answers)) - 1])
+
+    app = web.Application()
+    app.router.add_get("/v1/kling/tasks/{task_id}", task)
+    return app
+
+
+def _answer(task_id: int, *, works: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "status": 99,
+        "status_name": "succeed",
+        "status_final": True,
+        "task": {"id": task_id, "status": 99, "type": "m2v_img2img"},
+        "works": works,
+    }
+
+
+WORK = {"resource": {"resource": "https://example.com/x.png"}, "contentType": "image"}
+
+
+async def test_an_answer_about_another_task_is_polled_again() -> None:
+    polls: list[int] = []
+    app = _hostile([_answer(999, works=[WORK]), _answer(321, works=[WORK])], polls)
+    async with (
+        serve(app) as root,
+        KlingClient(token=TOKEN, base_url=f"{root}/v1/kling", email=EMAIL) as kling,
+    ):
+        done = await kling.wait(321)
+    assert done.task_id == 321
+    assert len(polls) == 2
+
+
+async def test_succeed_without_works_is_an_error() -> None:
+    app = _hostile([_answer(321, works=[])], [])
+    async with (
+        serve(app) as root,
+        KlingClient(token=TOKEN, base_url=f"{root}/v1/kling", email=EMAIL) as kling,
+    ):
+        with pytest.raises(EmptyResultError, match="task 321 ended succeed without any works"):
+            await kling.wait(321)

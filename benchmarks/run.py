@@ -548,7 +548,9 @@ async def bench_overhead(sim: SimProcess, mode: Mode) -> dict[str, Any]:
 async def _bench_overhead(sim: SimProcess, mode: Mode) -> dict[str, Any]:
     n, concurrency = mode.overhead_jobs, 20
     # A first poll 1 ms after the submission: jobs last 0 s, so one poll finds each final.
-    policy = attrs.evolve(DEFAULT_POLL, interval=0.001, jitter=0.0, max_polls_per_second=None)
+    policy = attrs.evolve(
+        DEFAULT_POLL, interval=0.001, min_interval=0.0, jitter=0.0, max_polls_per_second=None
+    )
     config = ClientConfig(poll=policy)
     raw_cpu, client_cpu = [], []
     async with (

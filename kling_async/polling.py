@@ -10,7 +10,8 @@ the client-wide `PollLimiter`.
    since the task's ``createTime``. An ETA whose unit cannot be told, that is longer than
    `MAX_ETA`, or that was wrong twice in one wait (the task was not final when it said)
    is ignored for the schedule.
-3. No poll comes sooner than ``min_interval`` after the last one, whatever the ETA says.
+3. No poll that is not timed by a plausible ETA comes sooner than ``min_interval`` after
+   the last one; an ETA-timed poll may (the job is due), and at most twice in vain.
 4. Every poll takes a turn from the client's `PollLimiter` (a cap on polls per second and
    on polls in flight, shared by all waiters of a client).
 

@@ -375,8 +375,9 @@ class TaskWaiter:
         seconds = eta.seconds_left(last) if eta is not None else None
         if seconds is None:
             return next(delays)
-        floor = scaled(policy.min_interval)
-        return max(seconds * (1 + policy.eta_margin) + scaled(policy.eta_slack), floor)
+        # Not floored: a plausible ETA may time a poll sooner than ``min_interval``, and
+        # one that is wrong twice is dropped, so it can cost at most two early polls.
+        return seconds * (1 + policy.eta_margin) + scaled(policy.eta_slack)
 
 
 def _gone(task_id: int, exc: NotFoundError, last: TaskResponse | None) -> TaskGoneError:

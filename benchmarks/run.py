@@ -738,6 +738,7 @@ ROWS: list[tuple[str, tuple[str, ...]]] = [
                               "polls_per_job_fixed_20s_no_eta")),
     ("detection_lag_fraction_no_eta", ("detection_lag_fraction_fixed_500ms_no_eta",
                                        "detection_lag_fraction_fixed_20s_no_eta")),
+    ("polls_per_job_eta_seconds", ("detection_lag_fraction_eta_seconds",)),
     ("overhead_ratio", ("overhead_ratio_q1", "overhead_ratio_q3", "overhead_client_us_per_job",
                         "overhead_raw_us_per_job")),
     ("rss_kb_per_waiter", ("waiters", "waiters_rss_base_kb", "waiters_rss_peak_kb")),

@@ -42,7 +42,9 @@ async def _requests_only(n: int, start: int) -> None:
 
 
 async def _main(sim: bench.SimProcess, side: str, jobs: int) -> None:
-    policy = attrs.evolve(DEFAULT_POLL, interval=0.001, jitter=0.0, max_polls_per_second=None)
+    policy = attrs.evolve(
+        DEFAULT_POLL, interval=0.001, min_interval=0.0, jitter=0.0, max_polls_per_second=None
+    )
     config = ClientConfig(poll=policy)
     kling: KlingClient
     async with (

@@ -120,6 +120,7 @@ def scaled_policy(scale: float, base: PollPolicy = DEFAULT_POLL) -> PollPolicy:
         interval=base.interval * scale,
         max_interval=base.max_interval * scale,
         eta_slack=base.eta_slack * scale,
+        min_interval=base.min_interval * scale,
         max_polls_per_second=None if cap is None else cap / scale,
     )
 
@@ -139,11 +140,11 @@ def prompt_duration(endpoint: str, body: dict[str, Any], rng: random.Random) -> 
     return float(match.group(1)) if match else 1.0
 
 
-def _sim_process(eta: bool, accounts: dict[str, int], conn: Any) -> None:
+def _sim_process(eta: bool | str, accounts: dict[str, int], conn: Any) -> None:
     asyncio.run(_sim_main(eta, accounts, conn))
 
 
-async def _sim_main(eta: bool, accounts: dict[str, int], conn: Any) -> None:
+async def _sim_main(eta: bool | str, accounts: dict[str, int], conn: Any) -> None:
     from kling_async.testing import KlingSimulator
 
     sim = KlingSimulator(
@@ -178,7 +179,7 @@ async def _sim_main(eta: bool, accounts: dict[str, int], conn: Any) -> None:
 class SimProcess:
     """A simulator in its own process, and its side channel."""
 
-    def __init__(self, *, eta: bool, accounts: dict[str, int]) -> None:
+    def __init__(self, *, eta: bool | str, accounts: dict[str, int]) -> None:
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_sim_process, args=(eta, accounts, child), daemon=True)
@@ -452,19 +453,33 @@ async def _polls_on(
     return {k: [(tid, t, *table[tid]) for tid, t in v] for k, v in out.items()}  # type: ignore[misc]
 
 
+async def _polls_default_only(sim: SimProcess, jobs: Sequence[float], scale: float) -> list[Any]:
+    async with aiohttp.ClientSession() as session:
+        rows = await _polls_default(sim, jobs, scale)
+        table = await sim.table(session)
+    return [(tid, t, *table[tid]) for tid, t in rows]
+
+
 def _medians(rows: Sequence[Any]) -> tuple[float, float]:
     polls = statistics.median(r[5] for r in rows)
     lag = statistics.median((t - final_at) / duration for _, t, _, final_at, duration, _ in rows)
     return polls, lag
 
 
-async def bench_polls(sims: dict[bool, SimProcess], mode: Mode, seed: int) -> dict[str, Any]:
+async def bench_polls(sims: dict[bool | str, SimProcess], mode: Mode, seed: int) -> dict[str, Any]:
     """polls_per_job and detection_lag_fraction, ETA on and off, three pollers each."""
     jobs = [d * mode.scale for d in polls_durations(mode.polls_jobs, seed)]
-    with_eta, without = await asyncio.gather(
-        _polls_on(sims[True], jobs, mode.scale), _polls_on(sims[False], jobs, mode.scale)
+    with_eta, without, in_seconds = await asyncio.gather(
+        _polls_on(sims[True], jobs, mode.scale),
+        _polls_on(sims[False], jobs, mode.scale),
+        _polls_default_only(sims["seconds"], jobs, mode.scale),
     )
     out: dict[str, Any] = {}
+    # The ETA reported in seconds (the pages leave the unit open): the client must not
+    # read it as milliseconds and poll every few ms.
+    polls, lag = _medians(in_seconds)
+    out["polls_per_job_eta_seconds"] = polls
+    out["detection_lag_fraction_eta_seconds"] = lag
     for suffix, results in (("", with_eta), ("_no_eta", without)):
         for poller, rows in results.items():
             polls, lag = _medians(rows)
@@ -533,7 +548,9 @@ async def bench_overhead(sim: SimProcess, mode: Mode) -> dict[str, Any]:
 async def _bench_overhead(sim: SimProcess, mode: Mode) -> dict[str, Any]:
     n, concurrency = mode.overhead_jobs, 20
     # A first poll 1 ms after the submission: jobs last 0 s, so one poll finds each final.
-    policy = attrs.evolve(DEFAULT_POLL, interval=0.001, jitter=0.0, max_polls_per_second=None)
+    policy = attrs.evolve(
+        DEFAULT_POLL, interval=0.001, min_interval=0.0, jitter=0.0, max_polls_per_second=None
+    )
     config = ClientConfig(poll=policy)
     raw_cpu, client_cpu = [], []
     async with (
@@ -681,6 +698,7 @@ GOALS: list[tuple[str, str, float, Callable[[dict[str, Any]], float]]] = [
     ("polls_per_job", "<= 3", 3, lambda f: f["polls_per_job"]),
     ("detection_lag_fraction", "<= 0.10", 0.10, lambda f: f["detection_lag_fraction"]),
     ("polls_per_job_no_eta", "<= 8", 8, lambda f: f["polls_per_job_no_eta"]),
+    ("polls_per_job_eta_seconds", "<= 8", 8, lambda f: f["polls_per_job_eta_seconds"]),
     (
         "detection_lag_fraction_no_eta",
         "<= 0.25",
@@ -720,6 +738,7 @@ ROWS: list[tuple[str, tuple[str, ...]]] = [
                               "polls_per_job_fixed_20s_no_eta")),
     ("detection_lag_fraction_no_eta", ("detection_lag_fraction_fixed_500ms_no_eta",
                                        "detection_lag_fraction_fixed_20s_no_eta")),
+    ("polls_per_job_eta_seconds", ("detection_lag_fraction_eta_seconds",)),
     ("overhead_ratio", ("overhead_ratio_q1", "overhead_ratio_q3", "overhead_client_us_per_job",
                         "overhead_raw_us_per_job")),
     ("rss_kb_per_waiter", ("waiters", "waiters_rss_base_kb", "waiters_rss_peak_kb")),
@@ -764,11 +783,11 @@ def accounts_for(mode: Mode) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def simulators(mode: Mode) -> Iterator[dict[bool, SimProcess]]:
+def simulators(mode: Mode) -> Iterator[dict[bool | str, SimProcess]]:
     accounts = accounts_for(mode)
-    sims: dict[bool, SimProcess] = {}
+    sims: dict[bool | str, SimProcess] = {}
     try:
-        for eta in (True, False):
+        for eta in (True, False, "seconds"):
             sims[eta] = SimProcess(eta=eta, accounts=accounts)
         yield sims
     finally:
@@ -777,7 +796,7 @@ def simulators(mode: Mode) -> Iterator[dict[bool, SimProcess]]:
 
 
 async def run_all(
-    mode: Mode, seed: int, sims: dict[bool, SimProcess], log: Callable[[str], None]
+    mode: Mode, seed: int, sims: dict[bool | str, SimProcess], log: Callable[[str], None]
 ) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     sections: list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]] = [

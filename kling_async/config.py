@@ -231,6 +231,9 @@ class PollPolicy:
     jitter: float = attrs.field(default=0.1, validator=_jitter)
     max_polls_per_second: float | None = attrs.field(default=20.0, validator=_number(optional=True))
     push_fallback: float = attrs.field(default=30.0, validator=_number())
+    #: The shortest time between two polls of one task not timed by a plausible ETA
+    #: (seconds, scaled by the test switch): see `kling_async.polling`.
+    min_interval: float = attrs.field(default=5.0, validator=_number(inclusive=True))
 
 
 #: The default polling policy.

@@ -23,11 +23,21 @@ The tree::
         SubmissionUnknownError  a POST that creates a job failed after it was sent: the job
                                 may exist (.request, .email, .sent_at, .candidates)
       TaskFailedError           the task ended failed (.task holds the final response)
+        TaskGoneError           a poll of the task answered 404: deleted, failed at
+                                moderation, or out of credits (.gone_id)
+          TaskExpiredError      a poll answered 410: results expire after 7 days
+        EmptyResultError        the task ended "succeed" without any works
       TaskTimeoutError          waited past the deadline (.task_id, .last); also a TimeoutError.
                                 The job may still run; wait on it again.
 
 Every exception takes its message first and its context as keyword arguments, keeps only
-plain data (never a live response or the token), and pickles.
+plain data (never a live response or the token), and pickles. The classes live in
+`kling_async.exceptions`; this module re-exports every one of them.
+
+Exceptions that never reach a caller of the library are not part of the tree: the CLI's
+``UsageError`` and ``Interrupted`` (turned into exit statuses), the simulator's
+``ErrorAnswer`` (rendered as an HTTP answer) and the batch runner's ``Resend`` (a job moves to
+another account); private signals (``_PollTimeout`` and the like) neither.
 """
 
 from __future__ import annotations
@@ -37,12 +47,34 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
-from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
-if TYPE_CHECKING:
-    from .models import TaskResponse
+from .exceptions import (
+    AccountError,
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    EmptyResultError,
+    JobsFileError,
+    JournalConflictError,
+    KlingError,
+    ModerationError,
+    NotFoundError,
+    PayloadError,
+    PaymentRequiredError,
+    RateLimitError,
+    RequestValidationError,
+    ServerError,
+    SubmissionUnknownError,
+    TaskExpiredError,
+    TaskFailedError,
+    TaskGoneError,
+    TaskTimeoutError,
+    TransportError,
+    status_phrase,
+)
 
 __all__ = [
     "APIError",
@@ -50,6 +82,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConfigurationError",
+    "EmptyResultError",
     "JobsFileError",
     "JournalConflictError",
     "KlingError",
@@ -61,7 +94,9 @@ __all__ = [
     "RequestValidationError",
     "ServerError",
     "SubmissionUnknownError",
+    "TaskExpiredError",
     "TaskFailedError",
+    "TaskGoneError",
     "TaskTimeoutError",
     "TransportError",
     "error_from_response",
@@ -77,246 +112,6 @@ _BODY_EXCERPT = 200
 _SCAN_LIMIT = 64 * 1024
 _HTML_BLOCK = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _HTML_TAG = re.compile(r"<[!/?a-zA-Z][^>]*>")
-
-
-def _status_phrase(status: int, default: str | None = None) -> str:
-    """The reason phrase of an HTTP status (``HTTP <status>`` when it has none)."""
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return f"HTTP {status}" if default is None else default
-
-
-class KlingError(Exception):
-    """Base class of every exception this package raises on purpose."""
-
-
-class ConfigurationError(KlingError, ValueError):
-    """The client cannot work as configured: no token, a bad base URL or option, an unknown
-    account. The message names the option."""
-
-
-class RequestValidationError(KlingError, ValueError):
-    """A request was rejected before anything was sent.
-
-    ``field`` names the offending field by its Python name (``subject_images[2]``).
-    """
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), (str(self),), {"field": self.field}))
-
-
-class JobsFileError(KlingError, ValueError):
-    """The jobs file has bad lines; ``problems`` lists one message per problem."""
-
-    def __init__(self, message: str, *, problems: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.problems = tuple(problems)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), (str(self),), {"problems": self.problems}))
-
-
-class JournalConflictError(KlingError):
-    """The jobs file no longer matches the journal (a line that was sent has changed)."""
-
-    def __init__(self, message: str, *, problems: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.problems = tuple(problems)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), (str(self),), {"problems": self.problems}))
-
-
-class PayloadError(KlingError):
-    """A 2xx answer whose body does not fit the expected model at all (not even tolerantly)."""
-
-
-def _rebuild(cls: type[Exception], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Exception:
-    return cls(*args, **kwargs)
-
-
-class APIError(KlingError):
-    """The API answered with an error status.
-
-    ``error`` is the server's ``error`` text (or a body excerpt when the body is not JSON),
-    ``message`` its ``message`` field, ``code`` its ``code`` field, ``body`` the parsed JSON
-    body (or the text), ``status`` the HTTP status, ``method``/``path`` the request.
-    ``str(exc)`` reads ``429 Too Many Requests from POST images/kolors-elements: <error>``.
-    """
-
-    def __init__(
-        self,
-        error: str,
-        *,
-        status: int,
-        message: str | None = None,
-        code: int | None = None,
-        body: Any = None,
-        method: str = "",
-        path: str = "",
-    ) -> None:
-        super().__init__(error)
-        self.error = error
-        self.status = status
-        self.message = message
-        self.code = code
-        self.body = body
-        self.method = method
-        self.path = path
-
-    def _context(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "message": self.message,
-            "code": self.code,
-            "body": self.body,
-            "method": self.method,
-            "path": self.path,
-        }
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), (self.error,), self._context()))
-
-    def __str__(self) -> str:
-        head = f"{self.status} {_status_phrase(self.status, '')}".rstrip()
-        where = f" from {self.method} {self.path}".rstrip() if self.method or self.path else ""
-        # Not ``message``: Kling's is generic and misleading ("Service busy" on a moderation
-        # verdict); it is used as the text only when the body has no ``error``.
-        return f"{head}{where}: {self.error}"
-
-
-class BadRequestError(APIError):
-    """400: the server rejected the request's content."""
-
-
-class AuthenticationError(APIError):
-    """401: the API token is missing, wrong or revoked."""
-
-
-class PaymentRequiredError(APIError):
-    """402 (useapi.net subscription) or 412 (the Kling account is out of credits)."""
-
-
-class NotFoundError(APIError):
-    """404 (or 410): unknown task, deleted or moderated task, or an asset Kling cannot find."""
-
-
-class RateLimitError(APIError):
-    """429: every slot of the account is busy. Nothing was created.
-
-    ``retry_after`` is the server's wait in seconds, or None when it sent none.
-    """
-
-    def __init__(self, error: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
-        super().__init__(error, **kwargs)
-        self.retry_after = retry_after
-
-    def _context(self) -> dict[str, Any]:
-        return {**super()._context(), "retry_after": self.retry_after}
-
-
-class ModerationError(APIError):
-    """The prompt or an image was refused by Kling's moderation (500 + guideline text)."""
-
-
-class AccountError(APIError):
-    """596: the Kling account's upstream session is broken; re-add it with POST /accounts."""
-
-
-class ServerError(APIError):
-    """Any other 5xx (including HTML gateway pages)."""
-
-
-class TransportError(KlingError):
-    """The connection failed or timed out, after the retry budget was spent."""
-
-    def __init__(self, message: str, *, method: str = "", path: str = "") -> None:
-        super().__init__(message)
-        self.method = method
-        self.path = path
-
-    def _context(self) -> dict[str, Any]:
-        return {"method": self.method, "path": self.path}
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), (str(self),), self._context()))
-
-
-class SubmissionUnknownError(TransportError):
-    """A job-creating POST failed after it was sent: the job may exist and may be billed.
-
-    The client did not retry it (that could pay twice) and could not find the task in the
-    account's task list. ``request`` is the request object, ``email`` the account,
-    ``sent_at`` the epoch milliseconds when it was sent, ``candidates`` the ids of tasks
-    that might be it. Check ``GET /tasks`` (``KlingClient.list_tasks``) before resubmitting.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        method: str = "",
-        path: str = "",
-        request: Any = None,
-        email: str | None = None,
-        sent_at: int | None = None,
-        candidates: tuple[int, ...] = (),
-    ) -> None:
-        super().__init__(message, method=method, path=path)
-        self.request = request
-        self.email = email
-        self.sent_at = sent_at
-        self.candidates = candidates
-
-    def _context(self) -> dict[str, Any]:
-        return {
-            **super()._context(),
-            "request": self.request,
-            "email": self.email,
-            "sent_at": self.sent_at,
-            "candidates": self.candidates,
-        }
-
-
-class TaskFailedError(KlingError):
-    """The task reached a final state other than success. ``task`` is the final response."""
-
-    def __init__(self, message: str, *, task: TaskResponse | None = None) -> None:
-        super().__init__(message)
-        self.task = task
-
-    @property
-    def task_id(self) -> int | None:
-        """The id of the failed task, when known."""
-        return self.task.task_id if self.task is not None else None
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), (str(self),), {"task": self.task}))
-
-
-class TaskTimeoutError(KlingError, TimeoutError):
-    """The task was not final by the deadline. It may still finish: wait on it again.
-
-    ``task_id`` is the task, ``last`` the last response seen (None if no poll answered).
-    """
-
-    def __init__(
-        self, message: str, *, task_id: int | None = None, last: TaskResponse | None = None
-    ) -> None:
-        super().__init__(message)
-        self.task_id = task_id
-        self.last = last
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (
-            _rebuild,
-            (type(self), (str(self),), {"task_id": self.task_id, "last": self.last}),
-        )
 
 
 def is_moderation_text(text: str | None) -> bool:
@@ -432,7 +227,7 @@ def error_from_response(
         _opt_str(obj.get("error"))
         or _opt_str(obj.get("message"))
         or _excerpt(kept)
-        or _status_phrase(status)
+        or status_phrase(status)
     )
     message = _opt_str(obj.get("message"))
     code = _opt_int(obj.get("code"))

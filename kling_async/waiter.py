@@ -1,18 +1,14 @@
 """TaskWaiter: poll ``GET /tasks/{id}`` until ``status_final``, cheaply and with a deadline.
 
-When to poll:
-
-1. If the last answer carries the service's ETA (``etaTime``/``queuingEtaTime``, time left),
-   the next poll is timed for just after it: one or two polls per job.
-2. Otherwise the delay grows geometrically from ``interval`` by ``growth`` up to
-   ``max_interval`` (a `backoff.expo` generator), with a little jitter, so a job is
-   detected within about ``growth - 1`` of its run time after it ends.
-
-Every poll first takes a turn from the client's `PollLimiter`, a cap on polls per second
-shared by all waiters of a client, so 1,000 waiting jobs never become a request storm.
+When to poll is `kling_async.polling`'s job: a growing delay, the service's ETA when it is
+plausible, a floor per poll and a client-wide cap (`PollLimiter`).
 Transient poll failures (after the client's own retries) are retried inside the same
 deadline. At the deadline `TaskTimeoutError` is raised; the job may still finish and can
-be waited on again.
+be waited on again. A 404 on a poll of a task seen before (the submission's answer, or an
+earlier poll) ends the wait with `TaskGoneError` (deleted, failed at
+moderation, or out of credits), a 410 with `TaskExpiredError`; an answer about another task
+is not taken for the polled one (it is polled again); a ``succeed`` without works is an
+`EmptyResultError`.
 
 Default deadlines (seconds, ``timeout`` not given): `DEFAULT_IMAGE_TIMEOUT` for image
 tasks, `DEFAULT_VIDEO_TIMEOUT` for video tasks; ``timeout=None`` waits without a deadline.
@@ -21,16 +17,12 @@ tasks, `DEFAULT_VIDEO_TIMEOUT` for video tasks; ``timeout=None`` waits without a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any, Final, Protocol
 
 import attrs
-import backoff
 
-from ._places import Places
 from .config import (
     DEFAULT_IMAGE_TIMEOUT,
     DEFAULT_POLL,
@@ -42,16 +34,20 @@ from .config import (
     scaled,
 )
 from .errors import (
+    EmptyResultError,
     NotFoundError,
     PayloadError,
     PaymentRequiredError,
     RateLimitError,
     ServerError,
+    TaskExpiredError,
     TaskFailedError,
+    TaskGoneError,
     TaskTimeoutError,
     TransportError,
 )
 from .models import TaskResponse
+from .polling import EtaReader, PollLimiter, poll_delays
 
 __all__ = [
     "DEFAULT_IMAGE_TIMEOUT",
@@ -77,49 +73,6 @@ _POLL_GRACE: Final = 10.0
 
 #: Failures of a poll that are worth another poll before the deadline.
 _TRANSIENT = (TransportError, ServerError, RateLimitError, PayloadError)
-
-
-class PollLimiter(Places):
-    """Spaces polls at least ``1 / rate`` seconds apart across every waiter of a client,
-    and lets at most ``in_flight`` polls be under way at once (its `Places`: `try_enter`,
-    `enter`, `leave`).
-
-    The second bound keeps memory flat when thousands of waiters come due together: a
-    waiter queued here holds only its own frame, not a request being built (the
-    connection pool would queue those anyway).
-    """
-
-    __slots__ = ("_next", "rate")
-
-    def __init__(self, rate: float | None, in_flight: int | None = None) -> None:
-        if rate is not None and rate <= 0:
-            raise ValueError(f"max_polls_per_second must be > 0 or None, got {rate}")
-        if in_flight is not None and in_flight < 1:
-            raise ValueError(f"in_flight must be >= 1 or None, got {in_flight}")
-        super().__init__(in_flight)
-        self.rate = rate
-        self._next = 0.0
-
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one of the in-flight places for the duration of a poll (``async with``)."""
-        if not self.try_enter():
-            await self.enter()
-        try:
-            yield
-        finally:
-            self.leave()
-
-    async def turn(self) -> None:
-        """Wait for this caller's turn to poll."""
-        if self.rate is None:
-            return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        slot = max(now, self._next)
-        self._next = slot + scaled(1.0 / self.rate)
-        if slot > now:
-            await asyncio.sleep(slot - now)
 
 
 class PushSource(Protocol):
@@ -158,48 +111,13 @@ def default_timeout(response: TaskResponse | None) -> float:
     return default_deadline(kind)
 
 
-#: The longest table of grown delays; past its end the last delay repeats.
-_DELAY_STEPS: Final = 128
-
-
-def _delay_table(policy: PollPolicy) -> tuple[float, ...]:
-    """The delays a `backoff.expo` generator gives for ``policy``, up to the first that
-    reaches ``max_interval`` (it then repeats): worked out once per policy, not per wait."""
-    gen = backoff.expo(base=policy.growth, factor=policy.interval, max_value=policy.max_interval)
-    next(gen)  # backoff's generators are primed with a first next()
-    table: list[float] = []
-    for delay in gen:
-        table.append(delay)
-        if delay >= policy.max_interval or len(table) >= _DELAY_STEPS:
-            return tuple(table)
-    raise AssertionError("backoff.expo ended")  # pragma: no cover - it never does
-
-
-class _Delays:
-    """The grown delays of one wait, read from its waiter's table on first use (a task
-    whose answers carry an ETA never needs them)."""
-
-    __slots__ = ("_next", "_push", "_table", "_waiter")
-
-    def __init__(self, waiter: TaskWaiter, push: bool) -> None:
-        self._waiter, self._push = waiter, push
-        self._table: tuple[float, ...] = ()
-        self._next = 0
-
-    def next(self) -> float:
-        table = self._table or self._waiter._delays(self._push)
-        self._table = table
-        i = self._next
-        self._next = i + 1
-        return table[i] if i < len(table) else table[-1]
-
-
 class _Step:
     """One wait's state, moved on by `advance` one poll (or callback) at a time."""
 
     __slots__ = (
         "_delays",
         "_email",
+        "_eta",
         "_loop",
         "_push",
         "_timeout",
@@ -229,7 +147,9 @@ class _Step:
         if push is not None and not push.tracks(task_id):
             push = None  # submitted without our replyUrl: no callback will come
         self._push = push
-        self._delays = _Delays(waiter, push is not None)
+        policy = waiter.policy
+        self._delays = poll_delays(policy, policy.push_fallback if push is not None else None)
+        self._eta = EtaReader()
         self._unconfirmed: TaskResponse | None = None  # a final callback one GET did not confirm
 
     async def advance(self) -> None:
@@ -239,10 +159,7 @@ class _Step:
         waiter, last, deadline, push = self._waiter, self.last, self.deadline, self._push
         # Seconds of real waiting: policy delays are scaled by the test mode, the service's
         # ETA is not (it is the service's own clock).
-        if push is None:
-            delay = waiter._next_delay(last, self._delays)
-        else:
-            delay = scaled(self._delays.next())
+        delay = waiter._next_delay(last, self._delays, self._eta if push is None else None)
         if deadline is not None:
             left = deadline - self._loop.time()
             if left <= 0:
@@ -265,13 +182,27 @@ class _Step:
             # The deadline holds while a poll is out too (its retries may take minutes),
             # but the poll due at the deadline gets a moment to answer.
             budget = None if deadline is None else max(deadline - self._loop.time(), _POLL_GRACE)
-            self.last = await waiter._poll(self.task_id, self._email, budget)
-        except (NotFoundError, PaymentRequiredError):
+            answer = await waiter._poll(self.task_id, self._email, budget)
+        except NotFoundError as exc:
+            if last is None:
+                raise  # never seen: an unknown id (a typo), not a task that went away
+            raise _gone(self.task_id, exc, last) from exc
+        except PaymentRequiredError:
             raise
         except _TRANSIENT as exc:
             log.info("poll of task %s failed (%s); polling again", self.task_id, exc)
         except _PollTimeout:
             raise waiter._timed_out(self.task_id, self._timeout, last) from None
+        else:
+            if answer.task_id != self.task_id:
+                log.warning(
+                    "poll of task %s answered about task %s; polling again",
+                    self.task_id,
+                    answer.task_id,
+                )
+                return
+            self.last = answer
+            self._eta.answered(answer)
 
     def close(self) -> None:
         """The wait is over: a push source stops keeping callbacks for the task."""
@@ -309,20 +240,6 @@ class TaskWaiter:
         self.policy = attrs.evolve(policy, **changes) if changes else policy
         self.timeout = timeout
         self._client = client
-        self._tables: dict[bool, tuple[PollPolicy, tuple[float, ...]]] = {}
-
-    def _delays(self, push: bool) -> tuple[float, ...]:
-        """The grown delays of a wait (``push``: the fallback waits for a callback), worked
-        out again when ``policy`` was replaced."""
-        policy = self.policy
-        known = self._tables.get(push)
-        if known is not None and known[0] is policy:
-            return known[1]
-        table = _delay_table(
-            attrs.evolve(policy, interval=policy.push_fallback) if push else policy
-        )
-        self._tables[push] = (policy, table)
-        return table
 
     async def wait(
         self,
@@ -350,6 +267,12 @@ class TaskWaiter:
         if not last.succeeded:
             raise TaskFailedError(
                 f"task {last.task_id} {last.status_name or 'failed'}: {last.failure_reason}",
+                task=last,
+            )
+        if not last.works:
+            raise EmptyResultError(
+                f"task {last.task_id} ended {last.status_name or 'succeed'} without any works: "
+                "nothing to download",
                 task=last,
             )
         return last
@@ -415,15 +338,9 @@ class TaskWaiter:
 
     async def _poll_once(self, task_id: int, email: str | None) -> TaskResponse:
         limiter = self._client.poll_limiter
-        if limiter.rate is not None:
-            await limiter.turn()
-        # Not `async with limiter.slot()`: two coroutines fewer on every poll.
-        if not limiter.try_enter():
-            await limiter.enter()
-        try:
+        await limiter.turn()
+        async with limiter.slot():
             return await self._client.get_task(task_id, email)
-        finally:
-            limiter.leave()
 
     def _deadline(self, timeout: float | Unset | None, last: TaskResponse | None) -> float | None:
         chosen = self.timeout if isinstance(timeout, Unset) else timeout
@@ -449,12 +366,31 @@ class TaskWaiter:
         seconds = default_timeout(last) if isinstance(chosen, Unset) else chosen
         return f"{seconds:g} s"
 
-    def _next_delay(self, last: TaskResponse | None, delays: _Delays) -> float:
+    def _next_delay(
+        self, last: TaskResponse | None, delays: Iterator[float], eta: EtaReader | None
+    ) -> float:
+        """Seconds until the next poll: after the service's ETA when it is plausible (not
+        in push mode: there the callback is awaited), else the next grown delay."""
         policy = self.policy
-        eta = last.eta_seconds if last is not None else None
-        if eta and not (last is not None and last.eta_time_over_sla):
-            return eta * (1 + policy.eta_margin) + scaled(policy.eta_slack)
-        delay = delays.next()
-        if policy.jitter:
-            delay *= random.uniform(1 - policy.jitter, 1 + policy.jitter)  # noqa: S311
-        return scaled(delay)
+        seconds = eta.seconds_left(last) if eta is not None else None
+        if seconds is None:
+            return next(delays)
+        # Not floored: a plausible ETA may time a poll sooner than ``min_interval``, and
+        # one that is wrong twice is dropped, so it can cost at most two early polls.
+        return seconds * (1 + policy.eta_margin) + scaled(policy.eta_slack)
+
+
+def _gone(task_id: int, exc: NotFoundError, last: TaskResponse | None) -> TaskGoneError:
+    """The typed end of a wait whose task answered 404 (gone) or 410 (expired)."""
+    if exc.status == 410:
+        return TaskExpiredError(
+            f"task {task_id} expired (410: results are kept 7 days): {exc.error}",
+            task=last,
+            gone_id=task_id,
+        )
+    return TaskGoneError(
+        f"task {task_id} is gone (404): it was deleted, failed at moderation, or its "
+        f"account ran out of credits: {exc.error}",
+        task=last,
+        gone_id=task_id,
+    )

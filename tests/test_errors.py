@@ -553,3 +553,69 @@ def test_the_exception_tree_matches_the_docstring() -> None:
         assert kling_bases == [public[parent]], child
     assert tree["ModerationError"] == "APIError"
     assert tree["SubmissionUnknownError"] == "TransportError"
+
+
+def _documented_tree() -> dict[str, str | None]:
+    """Each class name in errors' docstring tree -> its parent's name (None at the root)."""
+    import re
+
+    import kling_async.errors as errors_module
+
+    doc = errors_module.__doc__ or ""
+    block = doc.split("The tree::", 1)[1].split("\n\n", 2)[1]
+    parents: dict[str, str | None] = {}
+    stack: list[tuple[int, str]] = []
+    for line in block.splitlines():
+        found = re.match(r"^( +)([A-Z]\w+)\b", line)
+        if found is None or len(found.group(1)) >= 20:  # a description's continuation
+            continue
+        depth, name = len(found.group(1)), found.group(2)
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        parents[name] = stack[-1][1] if stack else None
+        stack.append((depth, name))
+    return parents
+
+
+def _package_exceptions() -> list[type[BaseException]]:
+    import importlib
+    import pkgutil
+
+    import kling_async
+
+    found: dict[str, type[BaseException]] = {}
+    for info in pkgutil.walk_packages(kling_async.__path__, "kling_async."):
+        if info.name.endswith(".__main__"):  # runs the CLI when imported
+            continue
+        try:
+            module = importlib.import_module(info.name)
+        except ImportError:  # an optional extra that is not installed (redis, rich)
+            continue
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseException)
+                and value.__module__.startswith("kling_async")
+            ):
+                found[f"{value.__module__}.{value.__qualname__}"] = value
+    return list(found.values())
+
+
+def test_every_exception_of_the_package_is_in_the_documented_tree() -> None:
+    import kling_async.errors as errors_module
+
+    tree = _documented_tree()
+    doc = errors_module.__doc__ or ""
+    classes = _package_exceptions()
+    assert KlingError in classes
+    for cls in classes:
+        if issubclass(cls, KlingError):
+            assert cls.__name__ in tree, f"{cls.__name__} is missing from the tree"
+            parent = tree[cls.__name__]
+            base = next(b for b in cls.__mro__[1:] if issubclass(b, KlingError) or b is Exception)
+            assert parent == (None if base is Exception else base.__name__), cls.__name__
+            assert getattr(errors_module, cls.__name__) is cls  # re-exported by errors
+        elif not cls.__name__.startswith("_"):
+            # Not part of the tree: named where the docstring says why it never reaches a caller.
+            assert f"``{cls.__name__}``" in doc, f"{cls.__qualname__} is not documented"
+    assert set(tree) == {c.__name__ for c in classes if issubclass(c, KlingError)}

@@ -16,7 +16,7 @@ import kling_async
 from kling_async import KlingError
 
 #: Foundation modules whose public names must reach the package (or be listed below).
-FOUNDATION = ("errors", "models", "requests", "convert")
+FOUNDATION = ("errors", "exceptions", "models", "requests", "convert")
 #: Public in their module but deliberately not re-exported by the package.
 SUBMODULE_ONLY = frozenset(
     {
@@ -24,6 +24,7 @@ SUBMODULE_ONLY = frozenset(
         "error_from_response",
         "is_moderation_text",
         "parse_retry_after",
+        "status_phrase",
         # requests: the allowed values are in the messages; helpers for the client.
         "ASPECT_RATIOS_IMAGE",
         "ASPECT_RATIOS_VIDEO",

@@ -12,13 +12,16 @@ from helpers import serve
 
 from kling_async import (
     ClientConfig,
+    EmptyResultError,
     KlingClient,
     KolorsElements,
     NotFoundError,
     PollPolicy,
     RequestInfo,
     RetryPolicy,
+    TaskExpiredError,
     TaskFailedError,
+    TaskGoneError,
     TaskResponse,
     TaskTimeoutError,
     TaskWaiter,
@@ -269,79 +272,42 @@ async def test_poll_limiter_spacing_is_client_wide() -> None:
         PollLimiter(0)
 
 
-def test_grown_delays_are_backoffs_expo_up_to_the_cap() -> None:
-    table = waiter_module._delay_table(PollPolicy(interval=1.0, growth=2.0, max_interval=10.0))
-    assert table == (1.0, 2.0, 4.0, 8.0, 10.0)
-    flat = waiter_module._delay_table(PollPolicy(interval=0.5, growth=1.0, max_interval=5.0))
-    assert len(flat) == waiter_module._DELAY_STEPS
-    assert set(flat) == {0.5}
-
-
-async def test_a_wait_reads_delays_of_the_current_policy(sim: KlingSimulator) -> None:
-    """Delays repeat the last step past the table; a replaced policy is followed."""
-    async with KlingClient(token=TOKEN, base_url=sim.base_url, max_jobs=3) as kling:
-        waiter = TaskWaiter(kling, interval=1.0, max_interval=2.0)
-        delays = waiter_module._Delays(waiter, push=False)
-        assert [delays.next() for _ in range(5)] == [1.0, 1.25, 1.5625, 1.953125, 2.0]
-        assert delays.next() == 2.0
-        waiter.policy = PollPolicy(interval=3.0, growth=1.0, max_interval=60.0)
-        assert waiter_module._Delays(waiter, push=False).next() == 3.0
-        assert waiter_module._Delays(waiter, push=True).next() == 30.0  # push_fallback
-
-
 async def test_poll_limiter_places_go_in_arrival_order() -> None:
-    """At most ``in_flight`` places are held; freed ones go to the queue's oldest member,
-    skipping members cancelled while queued; a member cancelled just as it was handed a
-    place passes it on."""
+    """At most ``in_flight`` polls are under way; freed places go to the oldest waiter,
+    skipping one cancelled while queued."""
     limiter = PollLimiter(None, in_flight=2)
-    assert [limiter.try_enter() for _ in range(3)] == [True, True, False]
     order: list[str] = []
+    release = asyncio.Event()
 
-    async def queued(name: str) -> None:
-        await limiter.enter()
-        order.append(name)
+    async def poll(name: str) -> None:
+        async with limiter.slot():
+            order.append(name)
+            await release.wait()
 
-    first = asyncio.create_task(queued("first"))
-    gone = asyncio.create_task(queued("gone"))
-    last = asyncio.create_task(queued("last"))
-    await asyncio.sleep(0)  # all three queue
-    gone.cancel()
-    await asyncio.sleep(0)
-    assert not limiter.try_enter()  # still full: nobody jumps the queue
-    limiter.leave()
-    await first
-    limiter.leave()
-    await last
-    assert order == ["first", "last"]
-    assert gone.cancelled()
-    # Handed a place and cancelled before running: the place goes on to the next one.
-    late = asyncio.create_task(queued("late"))
-    after = asyncio.create_task(queued("after"))
-    await asyncio.sleep(0)
-    limiter.leave()  # hands "late" a place...
-    late.cancel()  # ...which it cannot use
-    await after
-    assert order == ["first", "last", "after"]
-    limiter.leave()
-    limiter.leave()
-    assert [limiter.try_enter() for _ in range(3)] == [True, True, False]
+    tasks = {name: asyncio.create_task(poll(name)) for name in ("a", "b", "c", "gone", "d")}
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert order == ["a", "b"]  # the others queue
+    tasks["gone"].cancel()
+    release.set()
+    await asyncio.gather(*(t for n, t in tasks.items() if n != "gone"))
+    assert order == ["a", "b", "c", "d"]
+    assert tasks["gone"].cancelled()
 
 
-async def test_poll_limiter_slot_context_and_no_bound() -> None:
-    limiter = PollLimiter(None, in_flight=1)
-    async with limiter.slot():
-        assert not limiter.try_enter()
-    assert limiter.try_enter()
+async def test_poll_limiter_without_bound_and_bad_bound() -> None:
     unbounded = PollLimiter(None)
-    assert all(unbounded.try_enter() for _ in range(1000))
-    unbounded.leave()
+    async with unbounded.slot(), unbounded.slot():
+        pass  # no bound: nobody waits
     with pytest.raises(ValueError, match="in_flight"):
         PollLimiter(None, in_flight=0)
 
 
 async def test_first_poll_and_final_poll_timed_from_the_eta() -> None:
     """With the service's ETA a job takes at most 3 polls; without it, many more."""
-    policy = PollPolicy(interval=0.05, growth=1.4, max_interval=1.0, max_polls_per_second=None)
+    policy = PollPolicy(
+        interval=0.05, growth=1.4, max_interval=1.0, max_polls_per_second=None, min_interval=0.05
+    )
     counts: dict[bool, list[int]] = {}
     with fast_mode(1.0):
         for eta in (True, False):
@@ -394,3 +360,89 @@ async def test_deadline_bounds_a_poll_the_server_never_answers(
         finally:
             never.set()  # lets the handler end, so the server can shut down
     assert caught.value.task_id == 321
+
+
+# -- tasks that go away, hostile answers ----------------------------------------------------------
+
+
+async def test_a_deleted_task_ends_the_wait_as_gone(
+    long_client: KlingClient, long_sim: KlingSimulator
+) -> None:
+    sub = await long_client.submit(job("deleted later"))
+    long_sim.delete_task(sub.task_id or 0)
+    with pytest.raises(TaskGoneError) as caught:
+        await long_client.wait(sub)
+    assert isinstance(caught.value, TaskFailedError)
+    assert caught.value.task_id == sub.task_id
+    message = str(caught.value)
+    for cause in ("deleted", "moderation", "out of credits"):
+        assert cause in message
+
+
+async def test_an_expired_task_ends_the_wait_as_expired(
+    long_client: KlingClient, long_sim: KlingSimulator
+) -> None:
+    sub = await long_client.submit(job("expired later"))
+    long_sim.expire(sub.task_id or 0)
+    with pytest.raises(TaskExpiredError, match=r"expired .*7 days") as caught:
+        await long_client.wait(sub)
+    assert caught.value.task_id == sub.task_id
+
+
+async def test_a_task_that_vanishes_at_moderation_is_gone() -> None:
+    async with (
+        KlingSimulator(
+            token=TOKEN, accounts={EMAIL: 5}, job_seconds=0.05, vanish_on_moderation=True
+        ) as sim,
+        KlingClient(token=TOKEN, base_url=sim.base_url, max_jobs=5) as kling,
+    ):
+        with pytest.raises(TaskGoneError, match="failed at moderation"):
+            await kling.run(job("something nsfw"))
+        assert sim.stats["polls_gone"] >= 1
+
+
+def _hostile(answers: list[dict[str, Any]], polls: list[int]) -> web.Application:
+    """A server whose polls answer ``answers`` in turn (the last one repeats)."""
+
+    async def task(request: web.Request) -> web.Response:
+        polls.append(1)
+        return web.json_response(answers[min(len(polls), len(answers)) - 1])
+
+    app = web.Application()
+    app.router.add_get("/v1/kling/tasks/{task_id}", task)
+    return app
+
+
+def _answer(task_id: int, *, works: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "status": 99,
+        "status_name": "succeed",
+        "status_final": True,
+        "task": {"id": task_id, "status": 99, "type": "m2v_img2img"},
+        "works": works,
+    }
+
+
+WORK = {"resource": {"resource": "https://example.com/x.png"}, "contentType": "image"}
+
+
+async def test_an_answer_about_another_task_is_polled_again() -> None:
+    polls: list[int] = []
+    app = _hostile([_answer(999, works=[WORK]), _answer(321, works=[WORK])], polls)
+    async with (
+        serve(app) as root,
+        KlingClient(token=TOKEN, base_url=f"{root}/v1/kling", email=EMAIL) as kling,
+    ):
+        done = await kling.wait(321)
+    assert done.task_id == 321
+    assert len(polls) == 2
+
+
+async def test_succeed_without_works_is_an_error() -> None:
+    app = _hostile([_answer(321, works=[])], [])
+    async with (
+        serve(app) as root,
+        KlingClient(token=TOKEN, base_url=f"{root}/v1/kling", email=EMAIL) as kling,
+    ):
+        with pytest.raises(EmptyResultError, match="task 321 ended succeed without any works"):
+            await kling.wait(321)

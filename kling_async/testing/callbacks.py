@@ -32,7 +32,7 @@ class CallbackSender:
         *,
         seed: int,
         drop_rate: float,
-        eta: bool,
+        eta: bool | str,
         state: SimState,
         progress: bool = False,
         echo_reply_ref: bool = False,

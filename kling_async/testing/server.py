@@ -59,7 +59,7 @@ class SimulatorServer:
     """Builds the aiohttp application over a :class:`SimState`."""
 
     def __init__(
-        self, state: SimState, callbacks: CallbackSender, *, token: str, eta: bool, seed: int
+        self, state: SimState, callbacks: CallbackSender, *, token: str, eta: bool | str, seed: int
     ) -> None:
         self.state = state
         self.callbacks = callbacks

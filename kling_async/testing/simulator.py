@@ -42,7 +42,8 @@ class KlingSimulator:
             (``endpoint`` is "images/kolors-elements" or "videos/image2video-elements").
         seed: seeds durations, task ids, upload names, dropped callbacks.
         eta: fill ``etaTime`` / ``queuingEtaTime`` (milliseconds left) and their ``origin``
-            twins; False sends 0.
+            twins; False sends 0; ``"seconds"`` sends them in whole seconds (the unit
+            the pages leave open).
         moderation_words: a prompt containing one gets the 500 moderation answer.
         failure_words: a prompt containing one makes a task that ends "failed".
         strict_assets: image URLs in generation requests must come from POST /assets (or be
@@ -74,7 +75,7 @@ class KlingSimulator:
         duration_sigma: float = 0.25,
         job_duration: JobDuration | None = None,
         seed: int = 0,
-        eta: bool = True,
+        eta: bool | str = True,
         moderation_words: tuple[str, ...] = ("nsfw",),
         failure_words: tuple[str, ...] = ("fail",),
         strict_assets: bool = False,

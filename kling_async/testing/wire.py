@@ -149,8 +149,9 @@ def submission_model(task: SimTask) -> dict[str, Any]:
     }
 
 
-def task_model(task: SimTask, at: float, *, eta: bool) -> dict[str, Any]:
-    """The GET /tasks/{id} answer for ``task`` as of monotonic instant ``at``."""
+def task_model(task: SimTask, at: float, *, eta: bool | str) -> dict[str, Any]:
+    """The GET /tasks/{id} answer for ``task`` as of monotonic instant ``at``; ``eta``:
+    the ETA fields in milliseconds (True), in whole seconds (``"seconds"``), or 0 (False)."""
     status = task.status_at(at)
     if status[2]:
         updated = task.final_at
@@ -163,11 +164,12 @@ def task_model(task: SimTask, at: float, *, eta: bool) -> dict[str, Any]:
     body_task["viewTime"] = task.ms(at)
     eta_ms = queue_ms = origin_ms = origin_queue_ms = 0
     if eta:
+        per_second = 1 if eta == "seconds" else 1000  # the pages do not say which it is
         if not status[2]:
-            eta_ms = round((task.final_at - at) * 1000)
-            queue_ms = max(0, round((task.started_at - at) * 1000))
-        origin_ms = round(task.duration * 1000)
-        origin_queue_ms = round((task.started_at - task.created_at) * 1000)
+            eta_ms = round((task.final_at - at) * per_second)
+            queue_ms = max(0, round((task.started_at - at) * per_second))
+        origin_ms = round(task.duration * per_second)
+        origin_queue_ms = round((task.started_at - task.created_at) * per_second)
     return {
         "status": status[0],
         "status_name": status[1],

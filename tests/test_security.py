@@ -32,14 +32,14 @@ from kling_async import (
 )
 from kling_async.batch import JOURNAL_NAME
 from kling_async.convert import structure_task
-from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
+from kling_async.testing import FaultPlan, FaultRates, KlingSimulator, media
 
 TOKEN = f"sk-live-{secrets.token_hex(20)}"
 WRONG_TOKEN = f"sk-wrong-{secrets.token_hex(20)}"
 ACCOUNT = "sec@example.com"
 IMG = "https://cdn.example.com/a.png"
 IMG2 = "https://cdn.example.com/b.png"
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
+PNG = media.png(2, 2, (0, 0, 0))  # a whole PNG: downloads are checked
 
 FAST = ClientConfig(
     retry=RetryPolicy(max_tries=3, base=0.001, max_delay=0.01, max_retry_after=0.01),

@@ -275,7 +275,7 @@ class Downloads:
         *,
         email: str | None,
         covers: bool,
-        clean: bool,
+        clean: bool | None,
     ) -> list[Path]:
         """Every work's file (and, with ``covers``, its cover) in ``folder``: the paths."""
         target = Path(folder)
@@ -286,7 +286,11 @@ class Downloads:
             url = work.url
             if not url:
                 continue
-            if clean:
+            # Default (None): like useapi.net's own scripts, the clean copy for videos and
+            # audio, the image straight from resource.resource (the clean download is
+            # documented for paid accounts only).
+            image = (work.content_type or "image").lower() == "image"
+            if clean or (clean is None and not image):
                 url = await self._clean_url(work, email) or url
             stem = f"{task_id}-{index}"
             paths.append(await self._fetch(url, target, stem, work))
@@ -317,9 +321,17 @@ class Downloads:
         if suffix not in SAFE_EXTENSIONS:
             kind = (work.content_type or "").lower() if work is not None else ""
             suffix = {"video": ".mp4", "audio": ".mp3"}.get(kind, ".png")
-        final = folder / f"{stem}{suffix}"
-        partial = folder / f".{stem}{suffix}.part"
-        what = f"download of {stem}"
+        return await self.save(url, folder / f"{stem}{suffix}")
+
+    async def save(self, url: str, final: Path) -> Path:
+        """Stream ``url`` into ``final`` through a hidden ``.part`` beside it: capped by
+        `ClientConfig.max_download_bytes`, checked against the type its suffix names;
+        `PayloadError` (nothing left on disk) otherwise."""
+        if not is_remote(url):
+            raise PayloadError(f"refusing to download a non-http(s) URL: {url[:100]!r}")
+        suffix = final.suffix.lower()
+        partial = final.with_name(f".{final.name}.part")
+        what = f"download of {final.stem}"
         limits = self._transport.config.max_download_bytes
         kind = download_kind(final)
         limit = limits.get(kind, DEFAULT_MAX_DOWNLOAD_BYTES[kind])

@@ -332,7 +332,7 @@ async def test_download_prefers_the_clean_copy(
         prompt="two images", subject_images=[URL1, URL2], image_count=2, aspect_ratio="4:3"
     )
     task_id = done.task_id
-    paths = await client.download(done, tmp_path / "out")
+    paths = await client.download(done, tmp_path / "out", clean=True)
     assert [p.name for p in paths] == [f"{task_id}-0.png", f"{task_id}-1.png"]
     for index, path in enumerate(paths):
         assert path.parent == tmp_path / "out"
@@ -351,7 +351,7 @@ async def test_download_watermarked_when_asked_or_when_the_clean_copy_fails(
     assert plain.read_bytes() == watermarked
     assert sim.stats["downloads"] == 0
     sim.set_fault_plan(FaultPlan(rules={"assets": FaultRates(server_error=1.0)}))
-    (fallback,) = await client.download(done, tmp_path / "fallback")
+    (fallback,) = await client.download(done, tmp_path / "fallback", clean=True)
     assert fallback.read_bytes() == watermarked
     assert sim.stats["faults"]["server_error"] >= 1
     assert sim.stats["file_requests_with_auth"] == 0

@@ -193,6 +193,11 @@ def _mp4_boxes_fit(path: Path, size: int) -> str | None:
 
 
 async def _read_source(source: ImageSource) -> bytes:
+    given: object = source  # callers without a type checker pass anything
+    if not isinstance(given, str | bytes | bytearray | os.PathLike):
+        raise RequestValidationError(
+            f"source: a file path or bytes, got {type(given).__name__}", field="source"
+        )
     if isinstance(source, bytes | bytearray):
         if not source:
             raise RequestValidationError("source: empty bytes", field="source")

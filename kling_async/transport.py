@@ -120,15 +120,21 @@ def describe_error(exc: BaseException) -> str:
 
 
 def scrubbed(exc: BaseException) -> BaseException:
-    """A copy of an aiohttp failure without the request's headers (the token)."""
+    """A copy of an aiohttp or asyncio failure safe to chain: without the request's headers
+    (the token), without aiohttp's own frames (their locals hold the headers) and without
+    the failures it was raised from (their frames hold them too)."""
+    try:
+        clean = copy.copy(exc)
+    except Exception:  # noqa: BLE001 - a class that cannot be copied: cut the original
+        clean = exc
     info = getattr(exc, "request_info", None)
-    if not isinstance(info, aiohttp.RequestInfo):
-        return exc
-    clean = copy.copy(exc)
-    clean.request_info = aiohttp.RequestInfo(  # type: ignore[attr-defined]
-        info.url, info.method, CIMultiDictProxy(CIMultiDict()), info.real_url
-    )
+    if isinstance(info, aiohttp.RequestInfo):
+        clean.request_info = aiohttp.RequestInfo(  # type: ignore[attr-defined]
+            info.url, info.method, CIMultiDictProxy(CIMultiDict()), info.real_url
+        )
     clean.__traceback__ = _own_frames(exc.__traceback__)
+    clean.__cause__ = clean.__context__ = None
+    clean.__suppress_context__ = True
     return clean
 
 

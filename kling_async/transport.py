@@ -15,14 +15,12 @@ URL plus a path, redirects are never followed, and downloads go out without it.
 from __future__ import annotations
 
 import asyncio
-import copy
 import inspect
 import ipaddress
 import json
 import logging
 import os
 import time
-import types
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -30,10 +28,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from .config import DEBUG_ENV, TOKEN_ENV, ClientConfig
 from .errors import ConfigurationError, PayloadError, TransportError, error_from_response
+from .failures import TRANSPORT_FAILURES, describe_error, scrubbed, transport_error
 from .retry import RETRY_CANDIDATES, call_with_retries, is_retryable
 
 __all__ = [
@@ -56,9 +54,6 @@ Hook = Callable[..., Any]
 
 _CHUNK: Final = 1 << 16
 _MIN_REDACTED: Final = 8
-
-#: The lower layer's failures that `transport_error` maps: every one is a `TransportError`.
-TRANSPORT_FAILURES: Final = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
 @attrs.frozen(kw_only=True)
@@ -111,54 +106,6 @@ async def call_hook(hook: Hook | None, *args: Any) -> None:
             await result
     except Exception:  # a user's hook must not break (or lose) a job
         log.exception("hook %r raised", hook)
-
-
-def describe_error(exc: BaseException) -> str:
-    """An exception as text without its repr: aiohttp's reprs show the request headers."""
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def scrubbed(exc: BaseException) -> BaseException:
-    """A copy of an aiohttp or asyncio failure safe to chain: without the request's headers
-    (the token), without aiohttp's own frames (their locals hold the headers) and without
-    the failures it was raised from (their frames hold them too)."""
-    try:
-        clean = copy.copy(exc)
-    except Exception:  # noqa: BLE001 - a class that cannot be copied: cut the original
-        clean = exc
-    info = getattr(exc, "request_info", None)
-    if isinstance(info, aiohttp.RequestInfo):
-        clean.request_info = aiohttp.RequestInfo(  # type: ignore[attr-defined]
-            info.url, info.method, CIMultiDictProxy(CIMultiDict()), info.real_url
-        )
-    clean.__traceback__ = _own_frames(exc.__traceback__)
-    clean.__cause__ = clean.__context__ = None
-    clean.__suppress_context__ = True
-    return clean
-
-
-_PACKAGE_DIR: Final = os.path.dirname(os.path.abspath(__file__))
-
-
-def _own_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
-    """``tb`` cut at the first frame outside this package: aiohttp's own frames hold the
-    request headers in their locals, which tracebacks rendering locals would show."""
-    head = tb
-    while tb is not None and tb.tb_next is not None:
-        if not tb.tb_next.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-            tb.tb_next = None
-            break
-        tb = tb.tb_next
-    return head
-
-
-def transport_error(exc: BaseException, method: str, path: str, what: str = "") -> TransportError:
-    """The `TransportError` for an aiohttp or asyncio failure; raise it ``from
-    scrubbed(exc)``, so the raw failure (and the token in its headers) stays out."""
-    return TransportError(
-        f"{what or f'{method} {path}'} failed: {describe_error(exc)}", method=method, path=path
-    )
 
 
 def debug_from_env() -> None:
@@ -333,11 +280,6 @@ class Transport:
         if token and len(token) >= _MIN_REDACTED and token.encode() in data:
             return data.replace(token.encode(), b"***")
         return data
-
-    def redact_text(self, text: str) -> str:
-        """``text`` with the token replaced by ``***``."""
-        token = self.__token
-        return text.replace(token, "***") if token and len(token) >= _MIN_REDACTED else text
 
     async def call(
         self,

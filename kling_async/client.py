@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from .accounts import Accounts, KnownTasks, TaskList
+from .assets import Assets
 from .catalog import Catalog
 from .config import (
     BASE_URL_ENV,
@@ -127,6 +128,8 @@ class KlingClient(EndpointMethods):
         self._tasks = TaskList(self._transport)
         self._uploads = Uploads(self._transport)
         self._downloads = Downloads(self._transport)
+        #: The asset calls: ``uploaded()``, ``delete(ids)``, ``download(work_ids, folder)``.
+        self.assets = Assets(self._transport, self._downloads, self._accounts.for_call)
         self._submitter = Submitter(
             self._transport,
             cfg,
@@ -293,11 +296,12 @@ class KlingClient(EndpointMethods):
         folder: str | os.PathLike[str],
         *,
         covers: bool = False,
-        clean: bool = True,
+        clean: bool | None = None,
     ) -> list[Path]:
         """Stream every work's file (``covers``: and its cover) into ``folder``, named
         ``{task_id}-{index}{ext}``; ``clean``: the unwatermarked copy when there is one
-        (`kling_async.files`). Returns the paths written."""
+        (`kling_async.files`; None: for videos and audio, images as served). Returns the
+        paths written."""
         email = self._known.email(response.task_id) or self.email
         return await self._downloads.download(
             response, folder, email=email, covers=covers, clean=clean

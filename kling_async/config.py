@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 import attrs
@@ -32,6 +32,8 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_CONFIG",
     "DEFAULT_IMAGE_TIMEOUT",
+    "DEFAULT_MAX_ANSWER_BYTES",
+    "DEFAULT_MAX_DOWNLOAD_BYTES",
     "DEFAULT_POLL",
     "DEFAULT_RETRY",
     "DEFAULT_VIDEO_TIMEOUT",
@@ -170,6 +172,30 @@ def _header_text(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> 
         )
 
 
+#: The largest API answer read (bytes): answers are a few KB of JSON.
+DEFAULT_MAX_ANSWER_BYTES: Final = 8 << 20
+#: The largest downloaded file per kind of content (bytes).
+DEFAULT_MAX_DOWNLOAD_BYTES: Final[Mapping[str, int]] = {
+    "image": 64 << 20,
+    "video": 2 << 30,
+    "audio": 256 << 20,
+    "other": 2 << 30,
+}
+
+
+def _download_caps(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    name = f"{type(instance).__name__}.{attribute.name}"
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{name}: must be a mapping of kind to bytes, got {value!r}")
+    for kind, cap in value.items():
+        if kind not in DEFAULT_MAX_DOWNLOAD_BYTES:
+            raise ConfigurationError(
+                f"{name}: unknown kind {kind!r}; one of " + ", ".join(DEFAULT_MAX_DOWNLOAD_BYTES)
+            )
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+            raise ConfigurationError(f"{name}[{kind!r}]: must be an integer >= 1, got {cap!r}")
+
+
 # -- policies ---------------------------------------------------------------------------
 
 
@@ -253,6 +279,11 @@ class ClientConfig:
     after its client left), so a job is sent again only when it has not shown up by then.
     ``allow_insecure`` permits a plain-http base URL on a host other than loopback (the
     token would travel in clear text).
+
+    ``max_answer_bytes`` caps one API answer (they are a few KB; a larger one is a
+    `PayloadError`, never read whole). ``max_download_bytes`` caps one downloaded file per
+    kind of content (``image``, ``video``, ``audio``, ``other``): a larger file is stopped,
+    its ``.part`` removed, and `PayloadError` raised.
     """
 
     connect_timeout: float = attrs.field(default=10.0, validator=_number())
@@ -266,6 +297,10 @@ class ClientConfig:
     recovery_confirm_delay: float = attrs.field(default=30.0, validator=_number(inclusive=True))
     allow_insecure: bool = attrs.field(default=False, validator=_instance_of(bool))
     user_agent: str = attrs.field(default=f"kling-async/{__version__}", validator=_header_text)
+    max_answer_bytes: int = attrs.field(default=DEFAULT_MAX_ANSWER_BYTES, validator=_count())
+    max_download_bytes: Mapping[str, int] = attrs.field(
+        factory=lambda: dict(DEFAULT_MAX_DOWNLOAD_BYTES), validator=_download_caps
+    )
 
 
 #: The default configuration; vary it with ``attrs.evolve(DEFAULT_CONFIG, ...)``.

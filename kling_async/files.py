@@ -23,13 +23,25 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from .accounts import email_params
+from .config import DEFAULT_MAX_DOWNLOAD_BYTES
 from .convert import structure
 from .errors import KlingError, PayloadError, RequestValidationError
 from .models import AssetUpload, TaskResponse, Work
 from .requests import ImageSource, is_remote
 from .transport import Transport
 
-__all__ = ["SAFE_EXTENSIONS", "UPLOAD_TYPES", "Downloads", "Uploads", "guess_content_type"]
+__all__ = [
+    "MIN_IMAGE_SIDE",
+    "SAFE_EXTENSIONS",
+    "UPLOAD_TYPES",
+    "Downloads",
+    "Uploads",
+    "check_download",
+    "check_upload",
+    "download_kind",
+    "guess_content_type",
+    "image_size",
+]
 
 log = logging.getLogger("kling_async")
 
@@ -52,7 +64,10 @@ _MAGIC: Final = (
     (b"\xff\xd8\xff", "image/jpeg"),
 )
 #: The extensions a downloaded file may keep; any other becomes .png or .mp4.
-SAFE_EXTENSIONS: Final = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4", ".mov"})
+SAFE_EXTENSIONS: Final = frozenset(
+    {".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4", ".mov"}
+    | {".mp3", ".wav", ".m4a", ".flac", ".aac", ".ogg"}
+)
 
 
 def guess_content_type(source: ImageSource, data: bytes) -> str | None:
@@ -68,7 +83,121 @@ def guess_content_type(source: ImageSource, data: bytes) -> str | None:
     return None
 
 
+#: The smallest image side the assets page accepts (pixels).
+MIN_IMAGE_SIDE: Final = 300
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a PNG or JPEG, or None when the header cannot be read."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data.startswith(b"\xff\xd8"):
+        at = 2
+        while at + 9 < len(data) and data[at] == 0xFF:
+            marker, length = data[at + 1], int.from_bytes(data[at + 2 : at + 4], "big")
+            if marker in _JPEG_FRAMES:
+                return (
+                    int.from_bytes(data[at + 7 : at + 9], "big"),
+                    int.from_bytes(data[at + 5 : at + 7], "big"),
+                )
+            at += 2 + length
+    return None
+
+
+_JPEG_FRAMES: Final = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB})
+
+
+def check_upload(data: bytes, content_type: str) -> None:
+    """`RequestValidationError` (field ``source``) for an image the assets page refuses:
+    bytes that are not the image type claimed, or a side under 300 px."""
+    if content_type not in ("image/png", "image/jpeg"):
+        return
+    size = image_size(data)
+    if size is None:
+        raise RequestValidationError(
+            f"source: not a readable {content_type.split('/')[1].upper()} image", field="source"
+        )
+    if min(size) < MIN_IMAGE_SIDE:
+        raise RequestValidationError(
+            f"source: image is {size[0]}x{size[1]} px; the minimum side is {MIN_IMAGE_SIDE} px",
+            field="source",
+        )
+
+
+def download_kind(path: Path) -> str:
+    """The `ClientConfig.max_download_bytes` kind of a file name (by its extension)."""
+    suffix = path.suffix.lower()
+    if suffix in (".png", ".jpg", ".jpeg", ".webp", ".gif"):
+        return "image"
+    if suffix in (".mp4", ".mov"):
+        return "video"
+    if suffix in (".mp3", ".wav", ".m4a", ".flac", ".aac", ".ogg"):
+        return "audio"
+    return "other"
+
+
+def check_download(data_head: bytes, data_tail: bytes, size: int, suffix: str) -> str | None:
+    """Why a downloaded file is not what its name says (None when it is): the magic bytes
+    of its type, and for PNG/JPEG the end marker, so a body cut short without a
+    Content-Length is caught."""
+    if suffix in (".png", ".jpg", ".jpeg"):
+        # CDNs name files loosely: a PNG behind a .jpg URL is still the image asked for.
+        if data_head.startswith(b"\x89PNG\r\n\x1a\n"):
+            if not data_tail.endswith(b"IEND\xaeB`\x82"):
+                return "a PNG file cut short (no IEND chunk)"
+        elif data_head.startswith(b"\xff\xd8\xff"):
+            if not data_tail.rstrip(b"\x00").endswith(b"\xff\xd9"):
+                return "a JPEG file cut short (no end marker)"
+        else:
+            return f"not a {suffix[1:].upper()} image"
+    elif suffix in (".mp4", ".mov"):
+        if len(data_head) < 12 or data_head[4:8] != b"ftyp":
+            return "not an MP4/MOV file"
+    elif suffix == ".zip" and not data_head.startswith(b"PK\x03\x04"):
+        return "not a zip file"
+    elif data_head.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
+        return "an HTML page"
+    return None
+
+
+def _check_file(path: Path, suffix: str) -> str | None:
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(64)
+        handle.seek(max(0, size - 64))
+        tail = handle.read(64)
+    if suffix in (".mp4", ".mov"):
+        reason = check_download(head, tail, size, suffix)
+        return reason or _mp4_boxes_fit(path, size)
+    return check_download(head, tail, size, suffix)
+
+
+def _mp4_boxes_fit(path: Path, size: int) -> str | None:
+    """An MP4's top-level boxes must end exactly at the end of the file."""
+    at = 0
+    with path.open("rb") as handle:
+        while at < size:
+            handle.seek(at)
+            header = handle.read(16)
+            if len(header) < 8:
+                return "an MP4 file cut short"
+            length = int.from_bytes(header[:4], "big")
+            if length == 1 and len(header) == 16:
+                length = int.from_bytes(header[8:16], "big")
+            elif length == 0:
+                return None  # the last box runs to the end of the file
+            if length < 8:
+                return "an MP4 file with a broken box"
+            at += length
+    return None if at == size else "an MP4 file cut short"
+
+
 async def _read_source(source: ImageSource) -> bytes:
+    given: object = source  # callers without a type checker pass anything
+    if not isinstance(given, str | bytes | bytearray | os.PathLike):
+        raise RequestValidationError(
+            f"source: a file path or bytes, got {type(given).__name__}", field="source"
+        )
     if isinstance(source, bytes | bytearray):
         if not source:
             raise RequestValidationError("source: empty bytes", field="source")
@@ -106,6 +235,7 @@ class Uploads:
                 f"for {ctype}",
                 field="source",
             )
+        check_upload(data, ctype)
         key = (email or "", hashlib.sha256(data).hexdigest())
         pending = self._pending.get(key)
         if pending is None:
@@ -128,10 +258,13 @@ class Uploads:
             timeout=self._transport.transfer_timeout,
         )
         asset = structure(answer, AssetUpload)
-        if not asset.url:
+        # A video's processed file is resourceUrl; its answer may have no url at all.
+        url = asset.resource_url if content_type.startswith("video/") else None
+        url = url or asset.url or asset.resource_url
+        if not url:
             raise PayloadError(f"POST assets/: the answer has no url: {answer!r}"[:300])
         log.debug("uploaded %d bytes (%s) as %s", len(data), content_type, asset.file_name)
-        return asset.url
+        return url
 
 
 class Downloads:
@@ -147,7 +280,7 @@ class Downloads:
         *,
         email: str | None,
         covers: bool,
-        clean: bool,
+        clean: bool | None,
     ) -> list[Path]:
         """Every work's file (and, with ``covers``, its cover) in ``folder``: the paths."""
         target = Path(folder)
@@ -158,7 +291,11 @@ class Downloads:
             url = work.url
             if not url:
                 continue
-            if clean:
+            # Default (None): like useapi.net's own scripts, the clean copy for videos and
+            # audio, the image straight from resource.resource (the clean download is
+            # documented for paid accounts only).
+            image = (work.content_type or "image").lower() == "image"
+            if clean or (clean is None and not image):
                 url = await self._clean_url(work, email) or url
             stem = f"{task_id}-{index}"
             paths.append(await self._fetch(url, target, stem, work))
@@ -187,12 +324,27 @@ class Downloads:
             raise PayloadError(f"refusing to download a non-http(s) URL: {url[:100]!r}")
         suffix = Path(urlsplit(url).path).suffix.lower()
         if suffix not in SAFE_EXTENSIONS:
-            video = work is not None and (work.content_type or "").lower() == "video"
-            suffix = ".mp4" if video else ".png"
-        final = folder / f"{stem}{suffix}"
-        partial = folder / f".{stem}{suffix}.part"
+            kind = (work.content_type or "").lower() if work is not None else ""
+            suffix = {"video": ".mp4", "audio": ".mp3"}.get(kind, ".png")
+        return await self.save(url, folder / f"{stem}{suffix}")
+
+    async def save(self, url: str, final: Path) -> Path:
+        """Stream ``url`` into ``final`` through a hidden ``.part`` beside it: capped by
+        `ClientConfig.max_download_bytes`, checked against the type its suffix names;
+        `PayloadError` (nothing left on disk) otherwise."""
+        if not is_remote(url):
+            raise PayloadError(f"refusing to download a non-http(s) URL: {url[:100]!r}")
+        suffix = final.suffix.lower()
+        partial = final.with_name(f".{final.name}.part")
+        what = f"download of {final.stem}"
+        limits = self._transport.config.max_download_bytes
+        kind = download_kind(final)
+        limit = limits.get(kind, DEFAULT_MAX_DOWNLOAD_BYTES[kind])
         try:
-            await self._transport.stream_to(url, partial, f"download of {stem}")
+            await self._transport.stream_to(url, partial, what, limit=limit)
+            reason = await asyncio.to_thread(_check_file, partial, suffix)
+            if reason is not None:
+                raise PayloadError(f"{what}: {reason}, not saved as {final.name}")  # noqa: TRY301
         except BaseException:
             partial.unlink(missing_ok=True)  # failed or cancelled: no stray .part
             raise

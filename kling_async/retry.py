@@ -10,15 +10,18 @@ Rules (money first):
 
 Waits are exponential with full jitter, capped, bounded by tries and total time; a
 server's Retry-After (already parsed into ``RateLimitError.retry_after``) is honoured as
-is (no jitter), capped at ``max_retry_after``; a zero or negative one gets the policy's
-own backoff. The delays come from `backoff`'s generators.
+is (no jitter), capped at ``max_retry_after``; a body's ``retryAfter`` may also be an
+ISO-8601 time; a zero, negative, past or unreadable one gets the policy's own backoff.
+The delays come from `backoff`'s generators.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import itertools
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Final, TypeVar
 
@@ -103,9 +106,26 @@ def retry_wait(policy: RetryPolicy, exc: BaseException, backoff_delay: float) ->
     ``max_retry_after`` when it sent a positive one, else ``backoff_delay`` (full jitter
     of the policy's exponential delay)."""
     retry_after = getattr(exc, "retry_after", None)
-    if isinstance(retry_after, int | float) and retry_after > 0:
+    if retry_after is None:
+        retry_after = _iso_retry_after(getattr(exc, "body", None))
+    if isinstance(retry_after, int | float) and math.isfinite(retry_after) and retry_after > 0:
         return min(float(retry_after), policy.max_retry_after)
     return backoff.full_jitter(backoff_delay)
+
+
+def _iso_retry_after(body: object) -> float | None:
+    """Seconds until a body's ``retryAfter`` when it is an ISO-8601 time (None otherwise:
+    garbage is ignored, and a time in the past means the policy's own backoff)."""
+    value = body.get("retryAfter") if isinstance(body, Mapping) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
 
 
 #: The failures `call_with_retries` looks at (`is_retryable` decides which are retried).

@@ -15,7 +15,6 @@ URL plus a path, redirects are never followed, and downloads go out without it.
 from __future__ import annotations
 
 import asyncio
-import copy
 import inspect
 import ipaddress
 import json
@@ -29,10 +28,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from .config import DEBUG_ENV, TOKEN_ENV, ClientConfig
 from .errors import ConfigurationError, PayloadError, TransportError, error_from_response
+from .failures import TRANSPORT_FAILURES, describe_error, scrubbed, transport_error
 from .retry import RETRY_CANDIDATES, call_with_retries, is_retryable
 
 __all__ = [
@@ -54,9 +53,7 @@ log = logging.getLogger("kling_async")
 Hook = Callable[..., Any]
 
 _CHUNK: Final = 1 << 16
-
-#: The lower layer's failures that `transport_error` maps: every one is a `TransportError`.
-TRANSPORT_FAILURES: Final = (aiohttp.ClientError, asyncio.TimeoutError)
+_MIN_REDACTED: Final = 8
 
 
 @attrs.frozen(kw_only=True)
@@ -111,33 +108,6 @@ async def call_hook(hook: Hook | None, *args: Any) -> None:
         log.exception("hook %r raised", hook)
 
 
-def describe_error(exc: BaseException) -> str:
-    """An exception as text without its repr: aiohttp's reprs show the request headers."""
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def scrubbed(exc: BaseException) -> BaseException:
-    """A copy of an aiohttp failure without the request's headers (the token)."""
-    info = getattr(exc, "request_info", None)
-    if not isinstance(info, aiohttp.RequestInfo):
-        return exc
-    clean = copy.copy(exc)
-    clean.request_info = aiohttp.RequestInfo(  # type: ignore[attr-defined]
-        info.url, info.method, CIMultiDictProxy(CIMultiDict()), info.real_url
-    )
-    clean.__traceback__ = exc.__traceback__
-    return clean
-
-
-def transport_error(exc: BaseException, method: str, path: str, what: str = "") -> TransportError:
-    """The `TransportError` for an aiohttp or asyncio failure; raise it ``from
-    scrubbed(exc)``, so the raw failure (and the token in its headers) stays out."""
-    return TransportError(
-        f"{what or f'{method} {path}'} failed: {describe_error(exc)}", method=method, path=path
-    )
-
-
 def debug_from_env() -> None:
     """With ``$KLING_ASYNC_DEBUG`` set (not 0), the ``kling_async`` logger at DEBUG with a
     stderr handler (called when a client is made, never at import)."""
@@ -164,12 +134,15 @@ class Transport:
         self.base_url = base_url
         self.config = config
         self.__token = token if token is not None else os.environ.get(TOKEN_ENV)
+        if self.__token is not None and any(c in self.__token for c in "\r\n\x00"):
+            raise ConfigurationError(f"${TOKEN_ENV}: must be a string without line breaks")
         self._session = session
         self.owns_session = session is None
         self.closed = False
         self.on_request: Hook | None = None
         self.on_retry: Hook | None = None
-        # A borrowed session's default headers are not ours: the token is added per request.
+        # Added per request, never to the session's defaults: downloads share the session
+        # and must go out without it.
         self.__auth: dict[str, str] | None = None
 
     @property
@@ -194,16 +167,16 @@ class Transport:
             )
         return self._session
 
-    def _authorization(self) -> dict[str, str]:
-        auth = self.__auth
-        if auth is None:
-            token = self.__token
-            if not token:
+    def _request_headers(self, content_type: str | None) -> dict[str, str]:
+        if self.__auth is None:
+            if not self.__token:
                 raise ConfigurationError(
                     f"no API token: pass token= or set ${TOKEN_ENV} (useapi.net account page)"
                 )
-            auth = self.__auth = {"Authorization": f"Bearer {token}"}
-        return auth
+            self.__auth = {"Authorization": f"Bearer {self.__token}"}
+        if content_type:
+            return {**self.__auth, "Content-Type": content_type}
+        return self.__auth
 
     async def aclose(self) -> None:
         """Close the session when it is the transport's own. Idempotent."""
@@ -235,31 +208,38 @@ class Transport:
         """One request to ``base_url + path``: the decoded JSON answer, or a typed error
         (`APIError` for an error status, `PayloadError`, `TransportError`)."""
         session = self.ensure_session()
-        auth = self._authorization()
-        extra = {**auth, "Content-Type": content_type} if content_type else auth
         start = time.monotonic()
         status: int | None = None
         error: str | None = None
+        failure: TransportError | None = None
+        cause: BaseException | None = None
         try:
             async with session.request(
                 method,
                 self.base_url + path,
                 params=params,
                 data=data,
-                headers=extra,
+                # Built in the call, never held in a local: tracebacks that render locals
+                # (rich, Sentry) would show the token.
+                headers=self._request_headers(content_type),
                 # The API does not redirect; following one could carry the token elsewhere.
                 allow_redirects=False,
                 timeout=timeout if timeout is not None else session.timeout,
             ) as resp:
                 status = resp.status
-                body = await resp.read()
+                body = await self._read_capped(resp, method, path)
                 answer_headers = resp.headers
         except TRANSPORT_FAILURES as exc:
             error = describe_error(exc)
-            raise transport_error(exc, method, path) from scrubbed(exc)
+            failure, cause = transport_error(exc, method, path), scrubbed(exc)
         finally:
             if self.on_request is not None or log.isEnabledFor(logging.DEBUG):
                 await self._report(method, path, status, time.monotonic() - start, error)
+        if failure is not None:
+            # Raised outside the except block, so not even __context__ keeps the raw failure.
+            raise failure from cause
+        body = self.redact(body)
+        assert status is not None  # set before the body was read
         if status >= 300:
             raise error_from_response(status, body, answer_headers, method=method, path=path)
         if not body or body.isspace():
@@ -271,6 +251,35 @@ class Transport:
             raise PayloadError(
                 f"{method} {path}: answer {status} is not JSON: {excerpt!r}"
             ) from None
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse, method: str, path: str) -> bytes:
+        """The answer's body, or `PayloadError` past ``max_answer_bytes`` (never read whole)."""
+        cap = self.config.max_answer_bytes
+        declared = resp.content_length
+        if declared is not None and declared > cap:
+            raise PayloadError(
+                f"{method} {path}: answer of {declared} bytes is over the "
+                f"{cap}-byte cap (ClientConfig.max_answer_bytes)"
+            )
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(_CHUNK):
+            size += len(chunk)
+            if size > cap:
+                raise PayloadError(
+                    f"{method} {path}: answer over the {cap}-byte cap "
+                    "(ClientConfig.max_answer_bytes)"
+                )
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def redact(self, data: bytes) -> bytes:
+        """``data`` with the token replaced by ``***`` (a server may echo it back)."""
+        token = self.__token
+        # A very short token (tests use "t") would turn every answer into noise.
+        if token and len(token) >= _MIN_REDACTED and token.encode() in data:
+            return data.replace(token.encode(), b"***")
+        return data
 
     async def call(
         self,
@@ -322,24 +331,47 @@ class Transport:
         info = RequestInfo(method=method, path=path, status=status, elapsed=elapsed, error=error)
         await call_hook(self.on_request, info)
 
-    async def stream_to(self, url: str, partial: Path, what: str) -> None:
+    async def stream_to(self, url: str, partial: Path, what: str, *, limit: int) -> int:
         """Stream ``url`` into the file ``partial``, without the auth header (result files
-        live on CDN hosts), retried as a GET. ``what`` names the download in errors."""
+        live on CDN hosts), retried as a GET; the number of bytes written. ``what`` names
+        the download in errors. Past ``limit`` bytes, or shorter than its Content-Length,
+        the download fails with `PayloadError` (the caller removes ``partial``)."""
         path = urlsplit(url).path
 
-        async def once() -> None:
+        async def once() -> int:
             session = self.ensure_session()
+            failure: TransportError | None = None
+            cause: BaseException | None = None
             try:
                 async with session.get(url, timeout=self.transfer_timeout) as resp:
                     if resp.status >= 400:
-                        body = await resp.read()
+                        body = self.redact(await self._read_capped(resp, "GET", path))
                         raise error_from_response(
                             resp.status, body, resp.headers, method="GET", path=path
                         )
-                    with partial.open("wb") as out:
-                        async for chunk in resp.content.iter_chunked(_CHUNK):
-                            out.write(chunk)
+                    return await self._write_capped(resp, partial, what, limit)
             except TRANSPORT_FAILURES as exc:
-                raise transport_error(exc, "GET", path, what) from scrubbed(exc)
+                failure, cause = transport_error(exc, "GET", path, what), scrubbed(exc)
+            raise failure from cause
 
-        await call_with_retries(once, policy=self.config.retry, creates_job=False, describe=what)
+        return await call_with_retries(
+            once, policy=self.config.retry, creates_job=False, describe=what
+        )
+
+    @staticmethod
+    async def _write_capped(
+        resp: aiohttp.ClientResponse, partial: Path, what: str, limit: int
+    ) -> int:
+        declared = resp.content_length
+        if declared is not None and declared > limit:
+            raise PayloadError(f"{what}: {declared} bytes is over the {limit}-byte cap")
+        size = 0
+        with partial.open("wb") as out:
+            async for chunk in resp.content.iter_chunked(_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadError(f"{what}: over the {limit}-byte cap; stopped")
+                out.write(chunk)
+        if declared is not None and size != declared:
+            raise PayloadError(f"{what}: got {size} of the {declared} bytes announced")
+        return size

@@ -15,9 +15,16 @@ from typing import Any
 
 import pytest
 
-from kling_async import ClientConfig, KlingClient, KolorsElements, RequestValidationError, cli
+from kling_async import (
+    ClientConfig,
+    ConfigurationError,
+    KlingClient,
+    KolorsElements,
+    RequestValidationError,
+    cli,
+)
 from kling_async.batch import JobsFileError, parse_jobs_file
-from kling_async.testing import KlingSimulator
+from kling_async.testing import KlingSimulator, media
 
 A = "soak-a@example.com"
 B = "soak-b@example.com"
@@ -317,3 +324,115 @@ def test_the_table_is_big_enough() -> None:
     kinds = len(IMAGE_ROWS) + len(VIDEO_ROWS) + len(CLIENT_ROWS) + len(CLI_ROWS) + len(JSONL_ROWS)
     assert kinds >= 30
     assert min(len(IMAGE_ROWS), len(VIDEO_ROWS), len(CLI_ROWS), len(JSONL_ROWS)) >= 5
+
+
+# --------------------------------------------------------------------------- options
+
+# (id, keyword arguments of ClientConfig, the option its error names)
+CONFIG_ROWS: list[tuple[str, dict[str, Any], str]] = [
+    ("connect-negative", {"connect_timeout": -1}, "connect_timeout"),
+    ("connect-nan", {"connect_timeout": float("nan")}, "connect_timeout"),
+    ("read-zero", {"read_timeout": 0}, "read_timeout"),
+    ("read-inf", {"read_timeout": float("inf")}, "read_timeout"),
+    ("request-text", {"request_timeout": "30"}, "request_timeout"),
+    ("request-bool", {"request_timeout": True}, "request_timeout"),
+    ("transfer-negative", {"transfer_timeout": -600}, "transfer_timeout"),
+    ("connections-zero", {"connection_limit": 0}, "connection_limit"),
+    ("connections-float", {"connection_limit": 2.5}, "connection_limit"),
+    ("recovery-nan", {"recovery_window": float("nan")}, "recovery_window"),
+    ("recovery-negative", {"recovery_window": -1}, "recovery_window"),
+    ("confirm-negative", {"recovery_confirm_delay": -0.5}, "recovery_confirm_delay"),
+    ("insecure-text", {"allow_insecure": "yes"}, "allow_insecure"),
+    ("user-agent-crlf", {"user_agent": "x\r\nX-Evil: 1"}, "user_agent"),
+    ("user-agent-number", {"user_agent": 5}, "user_agent"),
+    ("retry-not-policy", {"retry": {"max_tries": 3}}, "retry"),
+    ("poll-not-policy", {"poll": 5}, "poll"),
+    ("answer-cap-zero", {"max_answer_bytes": 0}, "max_answer_bytes"),
+    ("answer-cap-text", {"max_answer_bytes": "8MB"}, "max_answer_bytes"),
+    ("download-caps-list", {"max_download_bytes": [1]}, "max_download_bytes"),
+    ("download-caps-kind", {"max_download_bytes": {"pdf": 5}}, "max_download_bytes"),
+    ("download-caps-negative", {"max_download_bytes": {"video": -1}}, "max_download_bytes"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [pytest.param(k, n, id=i) for i, k, n in CONFIG_ROWS])
+def test_bad_config_option(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        ClientConfig(**kwargs)
+    assert field in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+# (id, keyword arguments of KlingClient besides token and base_url, text its error names)
+CONSTRUCTOR_ROWS: list[tuple[str, dict[str, Any], str]] = [
+    ("max-jobs-float", {"max_jobs": 2.5}, "max_jobs"),
+    ("max-jobs-text", {"max_jobs": "5"}, "max_jobs"),
+    ("max-jobs-zero", {"max_jobs": 0}, "max_jobs"),
+    ("max-jobs-51", {"max_jobs": 51}, "max_jobs"),
+    ("config-text", {"config": "x"}, "config"),
+    ("accounts-list", {"accounts": ["a@example.com"]}, "accounts"),
+    ("accounts-bad-jobs", {"accounts": {A: 2.5}}, A),
+    ("token-crlf", {"token": "abc\r\nX-Evil: 1"}, "token"),
+    ("token-number", {"token": 12345}, "token"),
+    ("base-url-port", {"base_url": "http://127.0.0.1:99999/v1/kling"}, "port"),
+    ("base-url-ftp", {"base_url": "ftp://example.com/v1/kling"}, "base_url"),
+    ("base-url-plain-http", {"base_url": "http://example.com/v1/kling"}, "base_url"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"), [pytest.param(k, n, id=i) for i, k, n in CONSTRUCTOR_ROWS]
+)
+async def test_bad_client_option(sim: KlingSimulator, kwargs: dict[str, Any], needle: str) -> None:
+    options = {"token": sim.token, "base_url": sim.base_url, **kwargs}
+    with pytest.raises((ConfigurationError, RequestValidationError)) as caught:
+        async with KlingClient(**options) as client:
+            await client.list_accounts()
+    assert needle in str(caught.value)
+    assert sim.token not in str(caught.value)
+    assert_nothing_sent(sim)
+
+
+GOOD = KolorsElements(prompt="p", subject_images=[IMG, IMG2])
+PNG_HEAD = b"\x89PNG\r\n\x1a\n"
+SURR = "a\ud800"
+
+# More calls: (id, call, field named)
+MORE_CLIENT_ROWS: list[tuple[str, ClientCall, str]] = [
+    ("run-timeout-text", lambda k: k.run(GOOD, timeout="600"), "timeout"),
+    ("run-timeout-negative", lambda k: k.run(GOOD, timeout=-1), "timeout"),
+    ("run-timeout-nan", lambda k: k.run(GOOD, timeout=float("nan")), "timeout"),
+    ("wait-timeout-text", lambda k: k.wait(123, timeout="10"), "timeout"),
+    ("upload-none", lambda k: k.upload_asset(None), "source"),
+    ("upload-number", lambda k: k.upload_asset(5), "source"),
+    ("upload-small-png", lambda k: k.upload_asset(media.png(10, 10, (0, 0, 0))), "source"),
+    ("upload-bad-type", lambda k: k.upload_asset(PNG_HEAD, "text/plain"), "content_type"),
+    ("upload-html-as-png", lambda k: k.upload_asset(b"<html></html>", "image/png"), "source"),
+    ("extra-not-json", lambda k: k.submit(KolorsElements(**K, extra={"x": object()})), "extra"),
+    ("extra-nan", lambda k: k.submit(KolorsElements(**K, extra={"x": float("nan")})), "extra"),
+    ("extra-clash", lambda k: k.submit(KolorsElements(**K, extra={"prompt": "q"})), "extra"),
+    ("extra-bytes", lambda k: k.submit(KolorsElements(**K, extra={"x": b"raw"})), "extra"),
+    ("prompt-surrogate", lambda k: k.submit(KolorsElements(**{**K, "prompt": SURR})), "prompt"),
+    ("assets-page-zero", lambda k: k.assets.uploaded(page_num=0), "page_num"),
+    ("assets-delete-none", lambda k: k.assets.delete([]), "ids"),
+    ("assets-file-type", lambda k: k.assets.download_url([1], ["GIF"]), "file_types"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("call", "field"), [pytest.param(c, n, id=i) for i, c, n in MORE_CLIENT_ROWS]
+)
+async def test_more_bad_client_calls(
+    sim: KlingSimulator, kling: KlingClient, call: ClientCall, field: str
+) -> None:
+    with pytest.raises((RequestValidationError, ConfigurationError)) as caught:
+        await call(kling)
+    assert field in str(caught.value)
+    assert_nothing_sent(sim)
+
+
+def test_the_table_has_120_rows() -> None:
+    tables = [IMAGE_ROWS, VIDEO_ROWS, CLIENT_ROWS, CLI_ROWS, JSONL_ROWS, CONFIG_ROWS]
+    tables += [CONSTRUCTOR_ROWS, MORE_CLIENT_ROWS]
+    ids = [row[0] + str(n) for n, table in enumerate(tables) for row in table]
+    assert len(set(ids)) == len(ids) >= 120

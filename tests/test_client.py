@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import re
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -331,7 +332,7 @@ async def test_download_prefers_the_clean_copy(
         prompt="two images", subject_images=[URL1, URL2], image_count=2, aspect_ratio="4:3"
     )
     task_id = done.task_id
-    paths = await client.download(done, tmp_path / "out")
+    paths = await client.download(done, tmp_path / "out", clean=True)
     assert [p.name for p in paths] == [f"{task_id}-0.png", f"{task_id}-1.png"]
     for index, path in enumerate(paths):
         assert path.parent == tmp_path / "out"
@@ -350,7 +351,7 @@ async def test_download_watermarked_when_asked_or_when_the_clean_copy_fails(
     assert plain.read_bytes() == watermarked
     assert sim.stats["downloads"] == 0
     sim.set_fault_plan(FaultPlan(rules={"assets": FaultRates(server_error=1.0)}))
-    (fallback,) = await client.download(done, tmp_path / "fallback")
+    (fallback,) = await client.download(done, tmp_path / "fallback", clean=True)
     assert fallback.read_bytes() == watermarked
     assert sim.stats["faults"]["server_error"] >= 1
     assert sim.stats["file_requests_with_auth"] == 0
@@ -404,14 +405,25 @@ async def hostile() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
         )
 
     async def download(request: web.Request) -> web.Response:
-        return web.json_response({"cdnUrl": root + "/../../../clean/evil.sh", "status": "success"})
+        # The work id rides along so the file served can be of the work's type.
+        ids = request.query["workIds"]
+        return web.json_response(
+            {"cdnUrl": root + "/../../../clean/evil.sh?w=" + ids, "status": "success"}
+        )
 
     async def accounts(request: web.Request) -> web.Response:
         return web.json_response({"h@example.com": {"email": "h@example.com", "maxJobs": 1}})
 
     async def anything(request: web.Request) -> web.Response:
         seen.append({"path": request.raw_path, "auth": request.headers.get("Authorization")})
-        return web.Response(body=b"hostile bytes " + request.raw_path.encode())
+        # A whole PNG (downloads are checked by type), the path in a text chunk.
+        text = request.raw_path.encode()
+        if request.path.endswith(".mp4") or (
+            request.query.get("w") == str(1000 + len(HOSTILE_PATHS) - 1)
+        ):
+            free = b"free" + b"hostile bytes " + text
+            return web.Response(body=MP4_HEAD + (len(free) + 4).to_bytes(4, "big") + free)
+        return web.Response(body=png_with_text(text))
 
     app = web.Application()
     app.router.add_get("/v1/kling/tasks/{task_id}", task)
@@ -420,6 +432,16 @@ async def hostile() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
     app.router.add_get("/{tail:.*}", anything)
     async with serve(app) as root:
         yield root, seen
+
+
+MP4_HEAD = b"\x00\x00\x00\x10ftypisom\x00\x00\x02\x00"
+
+
+def png_with_text(text: bytes) -> bytes:
+    whole = png(2, 2, (0, 0, 0))
+    chunk = b"tEXt" + b"hostile bytes " + text
+    crc = zlib.crc32(chunk).to_bytes(4, "big")
+    return whole[:33] + len(chunk[4:]).to_bytes(4, "big") + chunk + crc + whole[33:]
 
 
 @pytest.mark.parametrize("clean", [True, False])
@@ -435,7 +457,7 @@ async def test_download_names_never_leave_the_folder(
     for path in paths:
         assert path.parent == out
         assert re.fullmatch(r"77-\d+(-cover)?\.(png|mp4)", path.name), path.name
-        assert path.read_bytes().startswith(b"hostile bytes ")
+        assert b"hostile bytes " in path.read_bytes()
     # Nothing was written anywhere else (no partial files either).
     assert files_under(tmp_path) == sorted(paths)
     assert seen

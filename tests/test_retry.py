@@ -683,3 +683,41 @@ async def test_recovery_reads_past_a_short_page_when_the_server_caps_page_size()
             answer = await kling.submit(job(0))
     assert posts == 1  # never sent again
     assert answer.task_id == 500
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "expected"),
+    [
+        ("2999-01-01T00:00:00Z", "cap"),  # far ahead: capped at max_retry_after
+        ("2000-01-01T00:00:00+00:00", "backoff"),  # in the past: the policy's own backoff
+        ("not a time", "backoff"),
+        (-5, "backoff"),
+    ],
+)
+async def test_body_retry_after_may_be_an_iso_time(retry_after: object, expected: str) -> None:
+    hits: list[int] = []
+
+    async def busy(request: web.Request) -> web.Response:
+        hits.append(1)
+        body = {"error": "busy", "code": 429, "retryAfter": retry_after}
+        return web.json_response(body, status=429)
+
+    app = web.Application()
+    app.router.add_get("/v1/kling/accounts", busy)
+    policy = RetryPolicy(max_tries=3, base=0.001, max_delay=0.002, max_retry_after=0.05)
+    waits: list[float] = []
+    async with serve(app) as root:
+        async with KlingClient(
+            token=TOKEN,
+            base_url=f"{root}/v1/kling",
+            max_jobs=1,
+            config=ClientConfig(retry=policy),
+            on_retry=lambda exc, tries, wait: waits.append(wait),
+        ) as kling:
+            with pytest.raises(RateLimitError):
+                await kling.list_accounts()
+    assert len(hits) == 3
+    if expected == "cap":
+        assert waits == [0.05, 0.05]
+    else:
+        assert all(0 <= w <= 0.002 for w in waits)

@@ -32,14 +32,14 @@ from kling_async import (
 )
 from kling_async.batch import JOURNAL_NAME
 from kling_async.convert import structure_task
-from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
+from kling_async.testing import FaultPlan, FaultRates, KlingSimulator, media
 
 TOKEN = f"sk-live-{secrets.token_hex(20)}"
 WRONG_TOKEN = f"sk-wrong-{secrets.token_hex(20)}"
 ACCOUNT = "sec@example.com"
 IMG = "https://cdn.example.com/a.png"
 IMG2 = "https://cdn.example.com/b.png"
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
+PNG = media.png(2, 2, (0, 0, 0))  # a whole PNG: downloads are checked
 
 FAST = ClientConfig(
     retry=RetryPolicy(max_tries=3, base=0.001, max_delay=0.01, max_retry_after=0.01),
@@ -71,6 +71,8 @@ def texts_of(exc: BaseException) -> list[str]:
     attributes of every exception in the chain (aiohttp's carry request headers)."""
     texts = [
         "".join(traceback.format_exception(exc)),
+        # Tracebacks that render locals (rich, Sentry) see every frame's variables.
+        "".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format()),
         pickle.dumps(exc).decode("latin-1"),
     ]
     seen: BaseException | None = exc
@@ -169,6 +171,62 @@ async def test_token_is_absent_from_the_batch_journal_and_output(
     for path in written:
         assert TOKEN.encode() not in path.read_bytes(), path
     assert TOKEN not in captured.out + captured.err + caplog.text
+
+
+@pytest.fixture
+async def broken_status_line() -> AsyncIterator[str]:
+    """A raw server answering a malformed status line (aiohttp's error keeps the request's
+    headers), then one echoing the Authorization header in a 400 body."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if b"/echo" in head.split(b"\r\n", 1)[0]:
+            auth = next(
+                (line for line in head.split(b"\r\n") if line.lower().startswith(b"authoriz")),
+                b"",
+            )
+            body = b'{"error": "bad token ' + auth + b'", "code": 400}'
+            writer.write(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
+        else:
+            writer.write(b"HTTP/1.1 abc garbage\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1/kling"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_token_is_absent_after_broken_answers_even_with_locals(
+    broken_status_line: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger().setLevel(logging.DEBUG)
+    errors: list[BaseException] = []
+    async with KlingClient(
+        token=TOKEN, base_url=broken_status_line, email=ACCOUNT, max_jobs=1, config=FAST
+    ) as kling:
+        for call in (kling.get_task(5), kling.assets.uploaded()):
+            with pytest.raises(KlingError) as caught:
+                await call
+            errors.append(caught.value)
+    async with KlingClient(
+        token=TOKEN, base_url=broken_status_line + "/echo", email=ACCOUNT, config=FAST
+    ) as echo:
+        with pytest.raises(KlingError) as echoed:
+            await echo.get_task(5)
+        errors.append(echoed.value)
+    assert "bad token" in str(echoed.value)  # the server's text is kept, the token is not
+    assert errors[0].__cause__ is not None  # the chained cause is there, scrubbed
+    everything = [caplog.text, *(t for e in errors for t in texts_of(e))]
+    assert not [text for text in everything if TOKEN in text]
 
 
 def test_resume_hint_drops_the_token() -> None:

@@ -25,6 +25,7 @@ import functools
 import logging
 import secrets
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import AccountError, ConfigurationError, KlingError, TransportError
 from .pool import Lease, LocalSlotPool
@@ -109,6 +110,16 @@ return redis.call('ZCARD', KEYS[1])
 )
 
 
+def _without_password(url: str) -> str:
+    """``url`` fit for messages: a password in it replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = f"{parts.username}:" if parts.username else ":"
+    return urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
+
+
 def _redis_errors() -> tuple[type[BaseException], ...]:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -154,6 +165,8 @@ class RedisSlotPool:
         self._down = down_seconds
         self._fallback = LocalSlotPool() if fallback_local else None
         self._prefix = prefix
+        #: Where the pool's Redis is (for messages; no password), when made by `from_url`.
+        self.url = "the configured Redis"
         self._seen: set[str] = set()  # accounts whose state this pool has seen in Redis
         self._renewers: dict[str, asyncio.Task[None]] = {}
         self._scripts = {
@@ -176,7 +189,19 @@ class RedisSlotPool:
             raise ConfigurationError(
                 f"slots URL must start with redis://, rediss:// or unix://: {url!r}"
             )
-        return cls(aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=5), **options)
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query)
+        fallback = [value for name, value in query if name == "fallback"]
+        if fallback and fallback != ["local"]:
+            raise ConfigurationError(f"slots URL: fallback must be 'local', got {fallback!r}")
+        if fallback:
+            options.setdefault("fallback_local", True)
+            kept = urlencode([(name, value) for name, value in query if name != "fallback"])
+            url = urlunsplit(parts._replace(query=kept))
+        client = aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        pool = cls(client, **options)
+        pool.url = _without_password(url)
+        return pool
 
     def _keys(self, account: str, *names: str) -> list[str]:
         return [f"{self._prefix}{account}:{name}" for name in names]
@@ -194,9 +219,9 @@ class RedisSlotPool:
             except errors as exc:
                 if loop.time() >= give_up:
                     raise TransportError(
-                        f"Redis for the shared job slots is unreachable ({what}): {exc}; "
-                        "start it, or create the pool with fallback_local=True to use "
-                        "in-process slots meanwhile"
+                        f"Redis for the shared job slots at {self.url} is unreachable "
+                        f"({what}): {exc}; start it, or add ?fallback=local to the URL "
+                        "(fallback_local=True) to use in-process slots meanwhile"
                     ) from exc
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 1.0)
@@ -216,7 +241,12 @@ class RedisSlotPool:
         except TransportError:
             if self._fallback is None:
                 raise
-            log.warning("Redis unreachable: taking an in-process slot of %s", account)
+            log.warning(
+                "Redis at %s unreachable: taking an in-process slot of %s (other processes "
+                "no longer share this bound)",
+                self.url,
+                account,
+            )
             return await self._fallback.acquire(account, max_jobs)
         except BaseException:
             with contextlib.suppress(Exception):  # leave the queue now, not at expiry
@@ -312,7 +342,9 @@ class RedisSlotPool:
                 f"running_elsewhere: must be an int >= 0, got {running_elsewhere!r}"
             )
         [key] = self._keys(account, "elsewhere")
-        await self._call("reconcile", lambda: self._redis.set(key, int(running_elsewhere)))
+        # Expires: outside jobs end unseen; the next 429 or start-up counts them again.
+        keep = max(60_000, self._lease_ms * 2)
+        await self._call("reconcile", lambda: self._redis.set(key, int(running_elsewhere), px=keep))
 
     async def in_use(self, account: str) -> int:
         """How many leases of ``account`` are live in Redis now."""

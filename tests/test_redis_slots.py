@@ -394,3 +394,19 @@ async def client_worker(urls: str, prefix: str, log: str, jobs: int) -> None:
 if __name__ == "__main__":
     _url, _prefix, _log, _mode, _jobs, _seed = sys.argv[1:]
     asyncio.run(worker_main(_url, _prefix, _log, _mode, int(_jobs), int(_seed)))
+
+
+def test_fleet_example_runs_one_batch_in_shards(redis_url: str, tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "fleet_batch.py"
+    command = [sys.executable, str(example), "--out", str(tmp_path), "--redis", redis_url]
+    done = subprocess.run(
+        [*command, "--jobs", "9"], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "9 jobs done in 3 shards; peak running on the server: " in done.stdout
+    assert "429 answers: 0" in done.stdout
+    peak_seen = int(done.stdout.split("peak running on the server: ")[1].split()[0])
+    assert peak_seen <= 3
+    for k in range(3):
+        assert f"shard-{k}: 3/3 succeeded" in done.stdout
+        assert (tmp_path / f"shard-{k}" / "journal.sqlite").exists()

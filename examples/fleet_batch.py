@@ -31,7 +31,7 @@ from pathlib import Path
 from kling_async import KlingClient
 from kling_async.batch import BatchRunner, JobState, Journal, parse_jobs_file
 
-DEMO_TOKEN = "fleet-demo-token"  # the simulator's token: loopback only
+DEMO_TOKEN = "fleet-demo-token"  # noqa: S105 -- the simulator's token: loopback only
 DEMO_ACCOUNT = "fleet@example.com"
 IMAGES = ["https://cdn.example.com/a.png", "https://cdn.example.com/b.png"]
 
@@ -64,7 +64,7 @@ def start_redis() -> tuple[subprocess.Popen[bytes], str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    server = subprocess.Popen([*command, "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    server = subprocess.Popen([*command, "--appendonly", "no"], stdout=subprocess.DEVNULL)  # noqa: S603
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -93,7 +93,8 @@ async def run_fleet(folders: list[Path], env: dict[str, str], email: str | None)
 async def main(args: argparse.Namespace) -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix="kling-fleet-"))
     if args.jobs_file:
-        lines = [ln + "\n" for ln in Path(args.jobs_file).read_text().splitlines() if ln.strip()]
+        text = Path(args.jobs_file).read_text()  # noqa: ASYNC240 -- before anything runs
+        lines = [line + "\n" for line in text.splitlines() if line.strip()]
     else:
         lines = [
             json.dumps({"kind": "image", "prompt": f"fleet job {n}", "subject_images": IMAGES})

@@ -7,7 +7,9 @@ Per account, under ``{prefix}{account}:``, the pool keeps
   its slots come back when the lease expires.
 - ``queue`` / ``alive``: the waiters' tickets in arrival order (sorted set by a counter)
   and their heartbeat expiry (hash); a slot goes to the oldest live waiter only (FIFO
-  across processes). Waiters poll; a dead waiter's ticket is dropped when it expires.
+  across processes). A release publishes on ``freed``: waiters in every process ask again
+  at once; they also poll (expired leases free slots silently). A dead waiter's ticket is
+  dropped when it expires.
 - ``max`` (the account's maxJobs), ``elsewhere`` (jobs running outside the pool, from
   `reconcile`), ``aside`` (why the account is set aside: shared by every process).
 
@@ -29,6 +31,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import AccountError, ConfigurationError, KlingError, TransportError
 from .pool import Lease, LocalSlotPool
+from .wakeups import Wakeups
 
 __all__ = ["RedisSlotPool"]
 
@@ -82,10 +85,13 @@ return {0, rank}
 """
 )
 
-# KEYS: holders queue alive; ARGV: ticket
+# KEYS: holders queue alive [freed]; ARGV: ticket. Publishes on ``freed`` (when given) so
+# that waiters in every process ask again at once instead of at their next poll.
 _RELEASE = """
 redis.call('ZREM', KEYS[2], ARGV[1]); redis.call('HDEL', KEYS[3], ARGV[1])
-return redis.call('ZREM', KEYS[1], ARGV[1])
+local held = redis.call('ZREM', KEYS[1], ARGV[1])
+if held == 1 and KEYS[4] then redis.call('PUBLISH', KEYS[4], '1') end
+return held
 """
 
 # KEYS: holders; ARGV: token lease_ms. Re-registers a lease Redis lost (restart): the job
@@ -169,6 +175,7 @@ class RedisSlotPool:
         self.url = "the configured Redis"
         self._seen: set[str] = set()  # accounts whose state this pool has seen in Redis
         self._renewers: dict[str, asyncio.Task[None]] = {}
+        self._wakeups = Wakeups(client, prefix, poll_seconds, _redis_errors)
         self._scripts = {
             name: client.register_script(src)
             for name, src in (("try", _TRY), ("release", _RELEASE), ("renew", _RENEW))
@@ -267,18 +274,24 @@ class RedisSlotPool:
     ) -> str | None:
         """Poll until ``ticket`` is granted (None) or the account is set aside (why)."""
         alive_ms = max(self._lease_ms, round(self._poll * 20_000))
-        while True:
-            seen = "1" if account in self._seen else "0"
-            args = [ticket, self._lease_ms, alive_ms, max_jobs, seen]
-            granted, detail = await self._call(
-                "acquire", functools.partial(self._scripts["try"], keys=keys, args=args)
-            )
-            self._seen.add(account)
-            if granted == 1:
-                return None
-            if granted == -1:
-                return detail.decode() if isinstance(detail, bytes) else str(detail)
-            await asyncio.sleep(self._poll)
+        freed = self._wakeups.watch(account)
+        try:
+            while True:
+                freed.clear()  # before asking: a release after our ask wakes us
+                seen = "1" if account in self._seen else "0"
+                args = [ticket, self._lease_ms, alive_ms, max_jobs, seen]
+                granted, detail = await self._call(
+                    "acquire", functools.partial(self._scripts["try"], keys=keys, args=args)
+                )
+                self._seen.add(account)
+                if granted == 1:
+                    return None
+                if granted == -1:
+                    return detail.decode() if isinstance(detail, bytes) else str(detail)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(freed.wait(), self._poll)
+        finally:
+            self._wakeups.unwatch(account, freed)
 
     async def _keep(self, lease: Lease) -> None:
         """Renew ``lease`` every third of the lease time until it is released."""
@@ -300,7 +313,7 @@ class RedisSlotPool:
             if self._fallback is not None:
                 await self._fallback.release(lease)
             return
-        keys = self._keys(lease.account, "holders", "queue", "alive")
+        keys = self._keys(lease.account, "holders", "queue", "alive", "freed")
         try:
             await self._scripts["release"](keys=keys, args=[lease.token])
         except _redis_errors() as exc:
@@ -360,6 +373,7 @@ class RedisSlotPool:
         """Stop renewing (leases then expire) and close the connection pool."""
         tasks = list(self._renewers.values())
         self._renewers.clear()
+        await self._wakeups.aclose()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,8 +1,9 @@
 """Shared job slots: 4 processes on one account (maxJobs 3), Redis pool vs in-process pools.
 
 One KlingSimulator runs in this process; each worker process runs its share of the jobs
-with raw aiohttp (POST images/kolors-elements, GET tasks/{id} until final), holding a pool
-slot around each job and sleeping the 429 answer's Retry-After before trying again.
+with raw aiohttp (POST images/kolors-elements, GET tasks/{id} until final), holding a
+slot of the client's `JobSlots` (with the Redis pool, or in-process) around each job,
+and sleeping the 429 answer's Retry-After before trying again.
 Printed per case: wall time, 429 answers (the simulator's ``rate_limited``), the
 simulator's ``peak_running``, and throughput relative to one process at the bound.
 
@@ -26,7 +27,7 @@ from typing import Any
 
 import aiohttp
 
-from kling_async.slots import LocalSlotPool, RedisSlotPool, SlotPool
+from kling_async.slots import JobSlots, RedisSlotPool
 from kling_async.testing import KlingSimulator
 
 TOKEN = "bench-token"  # the simulator's token: loopback only
@@ -36,14 +37,13 @@ IMAGES = ("https://cdn.example.com/a.png", "https://cdn.example.com/b.png")
 
 
 async def one_job(
-    session: aiohttp.ClientSession, base: str, pool: SlotPool, index: int, poll: float
+    session: aiohttp.ClientSession, base: str, slots: JobSlots, index: int, poll: float
 ) -> None:
     """Hold a slot around one job: POST (again after a 429's Retry-After), GET until final."""
     headers = {"Authorization": f"Bearer {TOKEN}"}
     body = {"prompt": f"job {index}", "subjectImage1": IMAGES[0], "subjectImage2": IMAGES[1]}
     body["email"] = ACCOUNT
-    lease = await pool.acquire(ACCOUNT, MAX_JOBS)
-    try:
+    async with slots.acquire(ACCOUNT):
         while True:
             url = f"{base}/images/kolors-elements"
             async with session.post(url, json=body, headers=headers) as resp:
@@ -60,23 +60,24 @@ async def one_job(
             async with session.get(url, params=params, headers=headers) as resp:
                 if (await resp.json())["status_final"]:
                     return
-    finally:
-        await pool.release(lease)
 
 
 async def worker(base: str, slots: str, prefix: str, first: int, jobs: int, poll: float) -> None:
     """One process: ``jobs`` jobs, at most maxJobs of them at once as its pool allows.
     Says "ready" and waits for a line on stdin, so that start-up is not timed."""
-    pool: SlotPool = (
-        LocalSlotPool()
+    # The client's own slots: a local slot first (at most maxJobs waiters per process in
+    # the pool's queue), then the pool's lease when a pool is given.
+    pool = (
+        None
         if slots == "local"
         else RedisSlotPool.from_url(slots, prefix=prefix, poll_seconds=poll)
     )
+    held = JobSlots({ACCOUNT: MAX_JOBS}, pool=pool)
     print("ready", flush=True)
     await asyncio.to_thread(sys.stdin.readline)
     async with aiohttp.ClientSession() as session:
-        await asyncio.gather(*(one_job(session, base, pool, first + i, 0.02) for i in range(jobs)))
-    await pool.close()
+        await asyncio.gather(*(one_job(session, base, held, first + i, 0.02) for i in range(jobs)))
+    await held.aclose()
 
 
 def start_redis() -> tuple[subprocess.Popen[bytes], str]:

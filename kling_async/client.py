@@ -9,12 +9,14 @@ docstring; the token is sent only to the API base URL, never to result or downlo
 and never appears in a repr, a log line or an exception.
 
 Environment: ``$USEAPI_TOKEN`` (the token), ``$KLING_BASE_URL`` (the base URL when
-``base_url`` is not given) and ``$KLING_ASYNC_DEBUG=1`` (the ``kling_async`` logger at
+``base_url`` is not given), ``$KLING_SLOTS`` (shared job slots, ``redis://...``, when
+``slots`` is not given) and ``$KLING_ASYNC_DEBUG=1`` (the ``kling_async`` logger at
 DEBUG, with a stderr handler, when a client is made) are read by `KlingClient()`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import warnings
@@ -42,7 +44,8 @@ from .files import Downloads, Uploads
 from .jobs import JobEvents, JobRunner, check_timeout
 from .models import Account, TaskResponse
 from .requests import GenerationRequest, ImageSource
-from .slots import JobSlots
+from .slots import JobSlots, SlotPool
+from .slots.shared import pool_from, scheduler_capacity
 from .submit import PushReceiver, Submitter
 from .transport import Hook, RequestInfo, Transport, check_base_url, debug_from_env
 from .waiter import PollLimiter, PollPolicy, TaskWaiter
@@ -83,7 +86,8 @@ class KlingClient(EndpointMethods):
     and not closed; otherwise the client owns one. Hooks (plain callables or coroutines):
     ``on_request(RequestInfo)``, ``on_retry(exc, tries, wait)`` (``wait`` in seconds: the
     server's Retry-After when it sent one; not shrunk by `fast_mode`),
-    ``on_submitted(TaskResponse)``::
+    ``on_submitted(TaskResponse)``. ``slots`` (default ``$KLING_SLOTS``): a ``redis://``
+    URL or a `SlotPool` whose job slots every process on it shares (`kling_async.slots`)::
 
         async with KlingClient() as kling:
             final = await kling.kolors_elements(prompt="...", subject_images=["a.png", "b.png"])
@@ -104,6 +108,7 @@ class KlingClient(EndpointMethods):
         on_retry: Hook | None = None,
         on_submitted: Hook | None = None,
         webhook: PushReceiver | None = None,
+        slots: str | SlotPool | None = None,
     ) -> None:
         debug_from_env()
         if config is not None and not isinstance(config, ClientConfig):
@@ -123,7 +128,12 @@ class KlingClient(EndpointMethods):
         self.poll_limiter = PollLimiter(
             cfg.poll.max_polls_per_second, in_flight=cfg.connection_limit or None
         )
-        self.slots = JobSlots(configured, self._accounts.fetch_max_jobs)
+        # slots= (else $KLING_SLOTS): a redis:// URL or SlotPool shares them between processes
+        pool, self._owns_pool = pool_from(slots)
+        capacity = functools.partial(scheduler_capacity, self._transport)
+        self.slots = JobSlots(
+            configured, self._accounts.fetch_max_jobs, pool=pool, capacity=capacity
+        )
         self._known = KnownTasks()
         self._tasks = TaskList(self._transport)
         self._uploads = Uploads(self._transport)
@@ -190,6 +200,7 @@ class KlingClient(EndpointMethods):
         try:
             await self.jobs.aclose()
             await self._submitter.aclose(self.config.request_timeout)
+            await self.slots.aclose(close_pool=self._owns_pool)
         finally:
             if self.webhook is not None and self._started_webhook:
                 await self.webhook.stop()

@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_RETRY",
     "DEFAULT_VIDEO_TIMEOUT",
     "MAX_JOBS_RANGE",
+    "SLOTS_ENV",
     "TOKEN_ENV",
     "UNSET",
     "ClientConfig",
@@ -61,6 +62,9 @@ TOKEN_ENV: Final = "USEAPI_TOKEN"  # noqa: S105 - the variable's name, not a sec
 BASE_URL_ENV: Final = "KLING_BASE_URL"
 #: Set this environment variable to 1 to turn on the package's debug log (logger ``kling_async``).
 DEBUG_ENV: Final = "KLING_ASYNC_DEBUG"
+#: The environment variable naming the shared job slots (``redis://...``) when ``slots=``
+#: is not given; empty or unset: in-process slots.
+SLOTS_ENV: Final = "KLING_SLOTS"
 #: The API's bounds for an account's maxJobs (and a request's ``max_jobs``).
 MAX_JOBS_RANGE: Final = (1, 50)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 ACCOUNT = "shared@example.com"
+TOKEN = "redis-test-token"  # the simulator's: loopback only
 LEASE = 1.0  # seconds: short, so a killed holder's slots come back soon
 
 
@@ -140,13 +141,32 @@ def wait_blocking(condition: object, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
-def test_three_processes_share_max_jobs(redis_url: str, prefix: str, tmp_path: Path) -> None:
-    log = tmp_path / "jobs.log"
-    workers = [spawn(redis_url, prefix, log, "run", 10, seed) for seed in range(3)]
-    finish(workers)
-    spans = intervals(log)
-    assert len(spans) == 30
-    assert peak(spans) <= 3
+async def test_three_clients_share_max_jobs_through_redis(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    from kling_async.testing import KlingSimulator
+
+    async with KlingSimulator(token=TOKEN, accounts={ACCOUNT: 3}, job_seconds=0.1) as sim:
+        # the pool's key prefix rides in the URL's place of the log: see worker_main
+        url = f"{redis_url}|{sim.base_url}"
+        log = tmp_path / "jobs.log"
+        workers = [spawn(url, prefix, log, "client", 10, seed) for seed in range(3)]
+        await asyncio.to_thread(finish, workers)
+        assert len(intervals(log)) == 30
+        assert sim.stats["peak_running"][ACCOUNT] <= 3
+        assert sim.stats["rate_limited"] == 0
+
+
+async def test_client_reads_slots_url_from_the_environment(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kling_async import KlingClient
+    from kling_async.slots import RedisSlotPool
+
+    monkeypatch.setenv("KLING_SLOTS", redis_url)
+    async with KlingClient(token=TOKEN, email=ACCOUNT, base_url="http://127.0.0.1:1/v1/kling") as k:
+        assert isinstance(k.slots.pool, RedisSlotPool)
+        assert k.slots.pool.url == redis_url
 
 
 async def test_killed_holder_slots_come_back(
@@ -331,6 +351,9 @@ async def worker_main(url: str, prefix: str, log: str, mode: str, jobs: int, see
     ``hold`` takes ``jobs`` slots, says so by creating ``log``, and waits to be killed."""
     from kling_async.slots import RedisSlotPool
 
+    if mode == "client":
+        await client_worker(url, prefix, log, jobs)
+        return
     pool = RedisSlotPool.from_url(url, lease_seconds=LEASE, prefix=prefix, down_seconds=60)
     rng = random.Random(seed)
     if mode == "hold":
@@ -348,6 +371,42 @@ async def worker_main(url: str, prefix: str, log: str, mode: str, jobs: int, see
     await pool.close()
 
 
+async def client_worker(urls: str, prefix: str, log: str, jobs: int) -> None:
+    """``jobs`` jobs through ``KlingClient(slots=pool)`` against the simulator, at once."""
+    from kling_async import KlingClient, KolorsElements, fast_mode
+    from kling_async.slots import RedisSlotPool
+
+    redis_url, base_url = urls.split("|")
+    pool = RedisSlotPool.from_url(redis_url, lease_seconds=LEASE, prefix=prefix)
+    images = ["https://cdn.example.com/a.png", "https://cdn.example.com/b.png"]
+
+    async def one(n: int) -> None:
+        start = time.monotonic_ns()
+        await kling.run(KolorsElements(prompt=f"job {n}", subject_images=images))
+        record(log, start, time.monotonic_ns())
+
+    with fast_mode(0.05):
+        async with KlingClient(token=TOKEN, email=ACCOUNT, base_url=base_url, slots=pool) as kling:
+            await asyncio.gather(*(one(n) for n in range(jobs)))
+    await pool.close()
+
+
 if __name__ == "__main__":
     _url, _prefix, _log, _mode, _jobs, _seed = sys.argv[1:]
     asyncio.run(worker_main(_url, _prefix, _log, _mode, int(_jobs), int(_seed)))
+
+
+def test_fleet_example_runs_one_batch_in_shards(redis_url: str, tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "fleet_batch.py"
+    command = [sys.executable, str(example), "--out", str(tmp_path), "--redis", redis_url]
+    done = subprocess.run(
+        [*command, "--jobs", "9"], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "9 jobs done in 3 shards; peak running on the server: " in done.stdout
+    assert "429 answers: 0" in done.stdout
+    peak_seen = int(done.stdout.split("peak running on the server: ")[1].split()[0])
+    assert peak_seen <= 3
+    for k in range(3):
+        assert f"shard-{k}: 3/3 succeeded" in done.stdout
+        assert (tmp_path / f"shard-{k}" / "journal.sqlite").exists()

@@ -6,14 +6,21 @@ import asyncio
 import socket
 
 import pytest
-from helpers import wait_until
+from helpers import EMAIL, TOKEN, wait_until
 
-from kling_async import AccountError, ConfigurationError, TransportError
+from kling_async import (
+    AccountError,
+    ConfigurationError,
+    KlingClient,
+    KolorsElements,
+    TransportError,
+)
 from kling_async.slots import (
     LocalSlotPool,
     RedisSlotPool,
     SlotPool,
 )
+from kling_async.testing import KlingSimulator
 
 ACCOUNT = "a@example.com"
 
@@ -95,7 +102,10 @@ async def test_redis_down_is_a_transport_error_saying_so() -> None:
     pytest.importorskip("redis")
     pool = RedisSlotPool.from_url(closed_port_url(), down_seconds=0)
     try:
-        with pytest.raises(TransportError, match="Redis for the shared job slots is unre"):
+        with pytest.raises(
+            TransportError,
+            match=r"Redis for the shared job slots at redis://127.0.0.1:\d+/0 is unre",
+        ):
             await pool.acquire(ACCOUNT, 3)
         with pytest.raises(TransportError, match="fallback_local=True"):
             await pool.is_set_aside(ACCOUNT)
@@ -146,3 +156,47 @@ async def test_bad_max_jobs_and_reconcile_counts_are_refused_before_redis() -> N
             await pool.reconcile(ACCOUNT, -1)
     finally:
         await pool.close()
+
+
+IMAGES = ["https://cdn.example.com/a.png", "https://cdn.example.com/b.png"]
+
+
+async def test_client_says_redis_is_down_naming_the_url(sim: KlingSimulator) -> None:
+    pytest.importorskip("redis")
+    url = closed_port_url()
+    pool = RedisSlotPool.from_url(url, down_seconds=0)
+    async with KlingClient(token=TOKEN, email=EMAIL, base_url=sim.base_url, slots=pool) as kling:
+        with pytest.raises(TransportError, match=rf"shared job slots at {url} is unreachable"):
+            await kling.run(KolorsElements(prompt="p", subject_images=IMAGES))
+    await pool.close()
+    assert sim.stats["posts"] == 0
+
+
+async def test_client_falls_back_to_in_process_slots_when_configured(
+    sim: KlingSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("redis")
+    url = closed_port_url()
+    pool = RedisSlotPool.from_url(f"{url}?fallback=local", down_seconds=0)
+    async with KlingClient(token=TOKEN, email=EMAIL, base_url=sim.base_url, slots=pool) as kling:
+        final = await kling.run(KolorsElements(prompt="p", subject_images=IMAGES))
+    await pool.close()
+    assert final.status_final
+    assert f"Redis at {url} unreachable: taking an in-process slot" in caplog.text
+
+
+def test_bad_slots_arguments_are_refused() -> None:
+    pytest.importorskip("redis")
+    with pytest.raises(ConfigurationError, match=r"slots URL must start with redis://"):
+        KlingClient(token=TOKEN, slots="http://127.0.0.1:6379")
+    with pytest.raises(ConfigurationError, match=r"slots URL: fallback must be 'local'"):
+        KlingClient(token=TOKEN, slots="redis://127.0.0.1:1/0?fallback=nope")
+    with pytest.raises(ConfigurationError, match=r"slots: must be a redis:// URL or a SlotPool"):
+        KlingClient(token=TOKEN, slots=3)  # type: ignore[arg-type]
+
+
+def test_password_never_appears_in_the_pool_url() -> None:
+    pytest.importorskip("redis")
+    pool = RedisSlotPool.from_url("redis://user:s3cret@127.0.0.1:1/0")
+    assert "s3cret" not in pool.url
+    assert pool.url == "redis://user:***@127.0.0.1:1/0"

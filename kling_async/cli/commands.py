@@ -68,6 +68,7 @@ def _client(
         max_jobs=max_jobs,
         accounts=accounts,
         webhook=webhook,
+        slots=getattr(args, "slots", None),
     )
 
 

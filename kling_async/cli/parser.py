@@ -27,6 +27,13 @@ def _add_globals(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         help=f"API base URL (default {DEFAULT_BASE_URL})",
     )
     parser.add_argument(
+        "--slots",
+        metavar="URL",
+        default=default,
+        help="job slots shared by every process on this Redis (redis://host:6379/0, "
+        "?fallback=local to go on in-process when it is down; default $KLING_SLOTS)",
+    )
+    parser.add_argument(
         "-v",
         "--verbose",
         action="store_true",

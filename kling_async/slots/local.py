@@ -12,10 +12,20 @@ waits for the first slot freed on any account.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
 
 from ..config import MAX_JOBS_RANGE
 from ..errors import AccountError, ConfigurationError, KlingError
+
+if TYPE_CHECKING:
+    from .pool import Lease, SlotPool
+
+#: Free capacity of an account on the server (``GET /scheduler/available``), None: unknown.
+Capacity = Callable[[str], Awaitable["int | None"]]
+
+log = logging.getLogger("kling_async.slots")
 
 __all__ = ["JobSlots", "SlotHold"]
 
@@ -32,12 +42,21 @@ class JobSlots:
     ``accounts`` maps each email to its slot count, or to None to read it with
     ``fetch_max_jobs(email)`` on first use. The key ``""`` stands for "the only account"
     when no email is configured.
+
+    ``pool`` (a `SlotPool`, e.g. `RedisSlotPool`) shares the slots with other processes:
+    each slot taken here also takes a lease of the pool, and an account set aside here is
+    set aside in the pool. ``capacity(email)`` reads the server's free capacity
+    (``GET /scheduler/available``): before an account's first lease, and via `reconcile`,
+    the pool then counts the jobs started outside it.
     """
 
     def __init__(
         self,
         accounts: Mapping[str, int | None],
         fetch_max_jobs: Callable[[str], Awaitable[int]] | None = None,
+        *,
+        pool: SlotPool | None = None,
+        capacity: Capacity | None = None,
     ) -> None:
         if not accounts:
             raise ConfigurationError("JobSlots needs at least one account")
@@ -52,6 +71,11 @@ class JobSlots:
         self._waiters: dict[int, tuple[asyncio.Future[str], str | None]] = {}
         self._next_key = 0
         self._out: dict[str, KlingError] = {}  # accounts set aside, with the reason
+        self.pool = pool
+        self._capacity = capacity
+        self._leases: dict[str, list[Lease]] = {}  # a pool's leases are interchangeable
+        self._reconciled: set[str] = set()
+        self._pool_calls: set[asyncio.Task[None]] = set()
 
     @property
     def accounts(self) -> list[str]:
@@ -83,6 +107,8 @@ class JobSlots:
         """
         self._check_known(email)
         self._out[email] = reason
+        if self.pool is not None:
+            self._in_background(self.pool.set_aside(email, reason))
         none_left = self._all_out()
         for granted, wanted in self._waiters.values():
             if not granted.done() and (wanted == email or (wanted is None and none_left)):
@@ -91,6 +117,8 @@ class JobSlots:
     def enable(self, email: str) -> None:
         """Use ``email`` again (after the account was repaired, e.g. re-added)."""
         self._check_known(email)
+        if self.pool is not None:
+            self._in_background(self.pool.restore(email))
         if self._out.pop(email, None) is not None:
             self._dispatch()
 
@@ -177,20 +205,82 @@ class JobSlots:
         chosen = self._pick(email)
         if chosen is not None:
             self._take(chosen)
-            return chosen
-        key, granted = self._queue(email)
-        try:
-            return await granted
-        except asyncio.CancelledError:
-            if granted.done() and not granted.cancelled():
-                self._release(granted.result())  # handed a slot as we were cancelled
-            raise
-        finally:
-            self._waiters.pop(key, None)
+        else:
+            key, granted = self._queue(email)
+            try:
+                chosen = await granted
+            except asyncio.CancelledError:
+                if granted.done() and not granted.cancelled():
+                    self._release(granted.result())  # handed a slot as we were cancelled
+                raise
+            finally:
+                self._waiters.pop(key, None)
+        if self.pool is not None:
+            try:
+                lease = await self._lease(chosen)
+            except BaseException:
+                self._release(chosen)
+                raise
+            self._leases.setdefault(chosen, []).append(lease)
+        return chosen
+
+    async def _lease(self, account: str) -> Lease:
+        """The pool's lease for a slot taken here (the local slot bounds this process's
+        waiters in the pool's queue to maxJobs per account)."""
+        assert self.pool is not None
+        if account not in self._reconciled:
+            self._reconciled.add(account)
+            try:
+                await self.reconcile(account)
+            except KlingError as exc:  # the pool still bounds its own holders
+                log.warning("could not reconcile the shared slots of %s: %s", account, exc)
+        return await self.pool.acquire(account or "(default)", self._limits[account] or 1)
+
+    async def reconcile(self, email: str) -> None:
+        """Read the server's free capacity of ``email`` and tell the pool how many jobs run
+        there outside it (started by another client, another tool); a no-op without a pool
+        or a ``capacity`` callable. Called before an account's first lease, and when the
+        server answered 429 although the pool had a free slot."""
+        if self.pool is None or self._capacity is None or not email:
+            return
+        free = await self._capacity(email)
+        limit = self._limits.get(email)
+        if free is None or limit is None:
+            return
+        running = max(0, limit - free)
+        outside = max(0, running - await self.pool.in_use(email))
+        if outside:
+            log.info("%d jobs run on %s outside the shared slots: counted", outside, email)
+        await self.pool.reconcile(email, outside)
 
     def _give_back(self, account: str) -> None:
         """Free one slot of ``account`` taken by `_claim`, handing it to the next waiter."""
+        leases = self._leases.get(account)
+        if self.pool is not None and leases:
+            self._in_background(self.pool.release(leases.pop()))
         self._release(account)
+
+    def _in_background(self, call: Awaitable[None]) -> None:
+        """Run a pool call from sync code (freeing happens in callbacks); kept referenced
+        until done, its failure logged (a lease not released expires)."""
+
+        async def run() -> None:
+            try:
+                await call
+            except Exception as exc:  # noqa: BLE001 -- the pool's state expires on its own
+                log.warning("shared job slots: %s", exc)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._pool_calls.add(task)
+        task.add_done_callback(self._pool_calls.discard)
+
+    async def aclose(self, *, close_pool: bool = True) -> None:
+        """Finish the pool calls under way (releases), then close the pool (unless
+        ``close_pool`` is False: a pool given by the caller stays open)."""
+        if self._pool_calls:
+            await asyncio.wait(set(self._pool_calls))
+        if self.pool is not None and close_pool:
+            await self.pool.close()
 
     def _check_out(self, email: str | None) -> None:
         if email in self._out or self._all_out():

@@ -7,7 +7,9 @@ Per account, under ``{prefix}{account}:``, the pool keeps
   its slots come back when the lease expires.
 - ``queue`` / ``alive``: the waiters' tickets in arrival order (sorted set by a counter)
   and their heartbeat expiry (hash); a slot goes to the oldest live waiter only (FIFO
-  across processes). Waiters poll; a dead waiter's ticket is dropped when it expires.
+  across processes). A release publishes on ``freed``: waiters in every process ask again
+  at once; they also poll (expired leases free slots silently). A dead waiter's ticket is
+  dropped when it expires.
 - ``max`` (the account's maxJobs), ``elsewhere`` (jobs running outside the pool, from
   `reconcile`), ``aside`` (why the account is set aside: shared by every process).
 
@@ -25,9 +27,11 @@ import functools
 import logging
 import secrets
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import AccountError, ConfigurationError, KlingError, TransportError
 from .pool import Lease, LocalSlotPool
+from .wakeups import Wakeups
 
 __all__ = ["RedisSlotPool"]
 
@@ -81,10 +85,13 @@ return {0, rank}
 """
 )
 
-# KEYS: holders queue alive; ARGV: ticket
+# KEYS: holders queue alive [freed]; ARGV: ticket. Publishes on ``freed`` (when given) so
+# that waiters in every process ask again at once instead of at their next poll.
 _RELEASE = """
 redis.call('ZREM', KEYS[2], ARGV[1]); redis.call('HDEL', KEYS[3], ARGV[1])
-return redis.call('ZREM', KEYS[1], ARGV[1])
+local held = redis.call('ZREM', KEYS[1], ARGV[1])
+if held == 1 and KEYS[4] then redis.call('PUBLISH', KEYS[4], '1') end
+return held
 """
 
 # KEYS: holders; ARGV: token lease_ms. Re-registers a lease Redis lost (restart): the job
@@ -107,6 +114,16 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return redis.call('ZCARD', KEYS[1])
 """
 )
+
+
+def _without_password(url: str) -> str:
+    """``url`` fit for messages: a password in it replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = f"{parts.username}:" if parts.username else ":"
+    return urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
@@ -154,8 +171,11 @@ class RedisSlotPool:
         self._down = down_seconds
         self._fallback = LocalSlotPool() if fallback_local else None
         self._prefix = prefix
+        #: Where the pool's Redis is (for messages; no password), when made by `from_url`.
+        self.url = "the configured Redis"
         self._seen: set[str] = set()  # accounts whose state this pool has seen in Redis
         self._renewers: dict[str, asyncio.Task[None]] = {}
+        self._wakeups = Wakeups(client, prefix, poll_seconds, _redis_errors)
         self._scripts = {
             name: client.register_script(src)
             for name, src in (("try", _TRY), ("release", _RELEASE), ("renew", _RENEW))
@@ -176,7 +196,19 @@ class RedisSlotPool:
             raise ConfigurationError(
                 f"slots URL must start with redis://, rediss:// or unix://: {url!r}"
             )
-        return cls(aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=5), **options)
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query)
+        fallback = [value for name, value in query if name == "fallback"]
+        if fallback and fallback != ["local"]:
+            raise ConfigurationError(f"slots URL: fallback must be 'local', got {fallback!r}")
+        if fallback:
+            options.setdefault("fallback_local", True)
+            kept = urlencode([(name, value) for name, value in query if name != "fallback"])
+            url = urlunsplit(parts._replace(query=kept))
+        client = aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        pool = cls(client, **options)
+        pool.url = _without_password(url)
+        return pool
 
     def _keys(self, account: str, *names: str) -> list[str]:
         return [f"{self._prefix}{account}:{name}" for name in names]
@@ -194,9 +226,9 @@ class RedisSlotPool:
             except errors as exc:
                 if loop.time() >= give_up:
                     raise TransportError(
-                        f"Redis for the shared job slots is unreachable ({what}): {exc}; "
-                        "start it, or create the pool with fallback_local=True to use "
-                        "in-process slots meanwhile"
+                        f"Redis for the shared job slots at {self.url} is unreachable "
+                        f"({what}): {exc}; start it, or add ?fallback=local to the URL "
+                        "(fallback_local=True) to use in-process slots meanwhile"
                     ) from exc
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 1.0)
@@ -216,7 +248,12 @@ class RedisSlotPool:
         except TransportError:
             if self._fallback is None:
                 raise
-            log.warning("Redis unreachable: taking an in-process slot of %s", account)
+            log.warning(
+                "Redis at %s unreachable: taking an in-process slot of %s (other processes "
+                "no longer share this bound)",
+                self.url,
+                account,
+            )
             return await self._fallback.acquire(account, max_jobs)
         except BaseException:
             with contextlib.suppress(Exception):  # leave the queue now, not at expiry
@@ -237,18 +274,24 @@ class RedisSlotPool:
     ) -> str | None:
         """Poll until ``ticket`` is granted (None) or the account is set aside (why)."""
         alive_ms = max(self._lease_ms, round(self._poll * 20_000))
-        while True:
-            seen = "1" if account in self._seen else "0"
-            args = [ticket, self._lease_ms, alive_ms, max_jobs, seen]
-            granted, detail = await self._call(
-                "acquire", functools.partial(self._scripts["try"], keys=keys, args=args)
-            )
-            self._seen.add(account)
-            if granted == 1:
-                return None
-            if granted == -1:
-                return detail.decode() if isinstance(detail, bytes) else str(detail)
-            await asyncio.sleep(self._poll)
+        freed = self._wakeups.watch(account)
+        try:
+            while True:
+                freed.clear()  # before asking: a release after our ask wakes us
+                seen = "1" if account in self._seen else "0"
+                args = [ticket, self._lease_ms, alive_ms, max_jobs, seen]
+                granted, detail = await self._call(
+                    "acquire", functools.partial(self._scripts["try"], keys=keys, args=args)
+                )
+                self._seen.add(account)
+                if granted == 1:
+                    return None
+                if granted == -1:
+                    return detail.decode() if isinstance(detail, bytes) else str(detail)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(freed.wait(), self._poll)
+        finally:
+            self._wakeups.unwatch(account, freed)
 
     async def _keep(self, lease: Lease) -> None:
         """Renew ``lease`` every third of the lease time until it is released."""
@@ -270,7 +313,7 @@ class RedisSlotPool:
             if self._fallback is not None:
                 await self._fallback.release(lease)
             return
-        keys = self._keys(lease.account, "holders", "queue", "alive")
+        keys = self._keys(lease.account, "holders", "queue", "alive", "freed")
         try:
             await self._scripts["release"](keys=keys, args=[lease.token])
         except _redis_errors() as exc:
@@ -312,7 +355,9 @@ class RedisSlotPool:
                 f"running_elsewhere: must be an int >= 0, got {running_elsewhere!r}"
             )
         [key] = self._keys(account, "elsewhere")
-        await self._call("reconcile", lambda: self._redis.set(key, int(running_elsewhere)))
+        # Expires: outside jobs end unseen; the next 429 or start-up counts them again.
+        keep = max(60_000, self._lease_ms * 2)
+        await self._call("reconcile", lambda: self._redis.set(key, int(running_elsewhere), px=keep))
 
     async def in_use(self, account: str) -> int:
         """How many leases of ``account`` are live in Redis now."""
@@ -328,6 +373,7 @@ class RedisSlotPool:
         """Stop renewing (leases then expire) and close the connection pool."""
         tasks = list(self._renewers.values())
         self._renewers.clear()
+        await self._wakeups.aclose()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from .accounts import Accounts, KnownTasks, TaskList
+from .accounts import Accounts, KnownTasks, Scheduler, TaskList
 from .config import (
     BASE_URL_ENV,
     DEFAULT_BASE_URL,
@@ -38,7 +38,7 @@ from .endpoints import EndpointMethods
 from .errors import ConfigurationError, RequestValidationError
 from .files import Downloads, Uploads
 from .jobs import JobEvents, JobRunner, check_timeout
-from .models import Account, TaskResponse
+from .models import Account, ScheduledJob, SchedulerCapacity, TaskResponse
 from .requests import GenerationRequest, ImageSource
 from .slots import JobSlots
 from .submit import PushReceiver, Submitter
@@ -124,6 +124,7 @@ class KlingClient(EndpointMethods):
         self.slots = JobSlots(configured, self._accounts.fetch_max_jobs)
         self._known = KnownTasks()
         self._tasks = TaskList(self._transport)
+        self._scheduler = Scheduler(self._transport)
         self._uploads = Uploads(self._transport)
         self._downloads = Downloads(self._transport)
         self._submitter = Submitter(
@@ -367,3 +368,17 @@ class KlingClient(EndpointMethods):
         return await self.jobs.run(
             request, email=email, timeout=timeout, on_submitted=on_submitted, events=events
         )
+
+    async def available(self) -> SchedulerCapacity:
+        """``GET /scheduler/available``: each account's maxJobs, executing and available
+        jobs as the server counts them (jobs of other processes on the token included)."""
+        return await self._scheduler.available()
+
+    async def running(self) -> list[ScheduledJob]:
+        """``GET /scheduler``: the jobs useapi.net is tracking now, with their ``replyRef``."""
+        return await self._scheduler.running()
+
+    async def release(self, task_id: int) -> str:
+        """``DELETE /scheduler/{task_id}``: free a stuck job's slot on the server (the job
+        still runs and is charged); `NotFoundError` when the job is not running."""
+        return await self._scheduler.release(task_id)

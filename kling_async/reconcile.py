@@ -68,12 +68,16 @@ def _body_urls(body: Mapping[str, Any]) -> set[str]:
     }
 
 
-def matches_submission(task: TaskResponse, body: Mapping[str, Any]) -> bool:
+def matches_submission(
+    task: TaskResponse, body: Mapping[str, Any], *, inputs_known: bool = True
+) -> bool:
     """Whether ``task`` (from the task list) may be the one the POST of ``body`` created:
     the same prompt, every input URL it echoes among the body's, every setting it echoes
     equal. An input the task does not echo is unknown, not a mismatch (the list echoes
     only some images). The one matcher: submissions and the batch's resume use it; callers
-    also check the creation time and that no other submission claims the task."""
+    also check the creation time and that no other submission claims the task.
+    ``inputs_known=False``: the body's inputs were not recorded (a schema-1 journal row):
+    every echoed input is unknown."""
     if task.task_id is None:
         return False
     echoed = task.arguments
@@ -81,7 +85,7 @@ def matches_submission(task: TaskResponse, body: Mapping[str, Any]) -> bool:
         return False
     info = task.task.task_info if task.task is not None else None
     inputs = {i.url for i in info.inputs if i.url} if info is not None else set()
-    if not inputs <= _body_urls(body):
+    if inputs_known and not inputs <= _body_urls(body):
         return False
     for name in ECHOED_SETTINGS:
         value = echoed.get(name)
@@ -134,6 +138,11 @@ class Reconciler:
         #: The server's clock offset, measured from this client's own submissions.
         self.clock = ClockOffset()
 
+    @property
+    def follow_interval(self) -> float:
+        """Seconds between looks for the tag of a POST whose outcome is unknown."""
+        return max(self._config.poll.interval, self._config.recovery_confirm_delay)
+
     async def _scheduled(self) -> list[ScheduledJob] | None:
         """The jobs the scheduler runs now; None when it cannot answer."""
         try:
@@ -175,14 +184,19 @@ class Reconciler:
         claimed: Callable[[int | None], bool],
         why: str,
         request: GenerationRequest | None = None,
+        content_type: str | None = None,
+        inputs_known: bool = True,
+        passthrough: tuple[type[KlingError], ...] = (),
     ) -> TaskResponse | None:
         """The task the POST of ``body`` (sent at ``sent_at``, epoch ms) created, or None
         when surely none was; `SubmissionUnknownError` (``why`` first) when it cannot be
         told. Identity first (the body's ``replyRef`` in the scheduler), then the strict
         task-list search; ``claimed(task_id)``: owned by another submission or journal row.
-        "None was created" is concluded only after ``confirm_delay`` seconds."""
+        "None was created" is concluded only after ``confirm_delay`` seconds; errors of
+        the task list in ``passthrough`` are raised as they are."""
         tag = body.get("replyRef")
-        content_type = "video" if endpoint.startswith("videos/") else "image"
+        if content_type is None:
+            content_type = "video" if endpoint.startswith("videos/") else "image"
 
         def unknown(text: str, candidates: tuple[int, ...] = ()) -> SubmissionUnknownError:
             return SubmissionUnknownError(
@@ -195,15 +209,15 @@ class Reconciler:
                 candidates=candidates,
             )
 
-        # Tasks the scheduler runs under another tag (or, for an untagged POST, under any
-        # tag) are someone else's, whatever they resemble.
+        # Tasks the scheduler runs under another tag are someone else's, whatever they
+        # resemble.
         foreign: set[int] = set()
 
         def mine(task: TaskResponse) -> bool:
             return (
                 not claimed(task.task_id)
                 and task.task_id not in foreign
-                and matches_submission(task, body)
+                and matches_submission(task, body, inputs_known=inputs_known)
             )
 
         since = self.clock.earliest(sent_at, self._config.recovery_window)
@@ -220,13 +234,16 @@ class Reconciler:
                 if ours:
                     ids = tuple(j.id for j in ours if j.id)
                     raise unknown(f"; {len(ids)} running jobs carry its tag: {list(ids)}", ids)
-                foreign |= {j.id for j in jobs if j.id and (tag or j.reply_ref)}
+                if tag:  # an untagged body may still have gone out tagged (push mode)
+                    foreign |= {j.id for j in jobs if j.id}
                 if look == 0:
                     continue  # not running yet: the list is read after the confirm delay
             try:
                 matches, complete = await self._find_tasks(
                     mine, since=since, email=email, content_type=content_type
                 )
+            except passthrough:
+                raise  # the caller's to handle (the batch leaves a broken account's rows)
             except KlingError as exc:
                 raise unknown(
                     f" and the task list could not be read ({exc}); the job may exist: "

@@ -16,8 +16,8 @@ Then every job's outcome is compared with the simulator's record and these figur
 printed (one ``key: value`` line each) and written to ``--json``:
 
 - ``jobs``: jobs run.
-- ``matched``: outcome equals the simulator's truth (a `SubmissionUnknownError` listing the
-  job's one task among its candidates counts: reported unknown, never adopted wrongly):
+- ``matched``: outcome equals the simulator's truth (a `SubmissionUnknownError` whose
+  candidates include the job's task, if it has one, counts: reported unknown, not adopted):
   succeeded with the same task id and
   works, failed (`TaskFailedError`) for a failure-word prompt, `ModerationError` for a
   moderated prompt (and then no task at all); a cancelled job created no task, or one
@@ -398,10 +398,10 @@ def _compare(prompt: str, tasks: list[Any], outcome: object, learned: set[int]) 
         return None
     if (
         isinstance(outcome, SubmissionUnknownError)
-        and len(tasks) == 1
-        and tasks[0].id in outcome.candidates
+        and len(tasks) <= 1
+        and all(t.id in outcome.candidates for t in tasks)
     ):
-        return None  # reported as unknown, its own task among the candidates: never adopted
+        return None  # reported as unknown (its own task, if any, a candidate): not adopted
     if len(tasks) != 1:
         return f"{len(tasks)} simulator tasks {[t.id for t in tasks]}; got {_describe(outcome)}"
     task = tasks[0]

@@ -114,12 +114,12 @@ class TaskList:
         """Tasks created since ``since`` (epoch ms) for which ``predicate`` holds, newest first,
         and whether the list was read all the way back to ``since``.
 
-        Pages are read newest first, each older than the last one's oldest task; reading
-        stops at the first page with a match (a lost task is among the newest) or after
-        enough pages to cover a busy account. When the second value is False and nothing
-        matched, the task list could not rule out that such a task exists. A short page is
-        not taken as the end of the list (the server may cap ``pageSize``): only an empty
-        page, or a task older than ``since``, is.
+        Pages are read newest first, each older than the last one's oldest task, all the
+        way back to ``since`` (a second match further back makes one match ambiguous) or
+        until enough pages to cover a busy account were read. When the second value is
+        False and nothing matched, the task list could not rule out that such a task
+        exists. A short page is not taken as the end of the list (the server may cap
+        ``pageSize``): only an empty page, or a task older than ``since``, is.
 
         ``page`` reads one page (default: `TaskList.page`).
         """
@@ -142,8 +142,6 @@ class TaskList:
             times = [t.task.create_time for t in tasks if t.task and t.task.create_time]
             if times and min(times) <= since:
                 complete = True
-                break
-            if any(predicate(t) for t in fresh.values()):
                 break
             if not times:
                 break  # nothing to page by: the rest cannot be read

@@ -222,11 +222,12 @@ class Reconciler:
 
         since = self.clock.earliest(sent_at, self._config.recovery_window)
         matches: list[TaskResponse] = []
-        complete = False
+        complete = answered = False
         for look in range(2):
             if look:
                 await sleep_scaled(confirm_delay)
             jobs = await self._scheduled()
+            answered = jobs is not None
             if jobs is not None:
                 ours = [j for j in jobs if tag and j.reply_ref == tag and not claimed(j.id)]
                 if len(ours) == 1:
@@ -251,14 +252,23 @@ class Reconciler:
                 ) from exc
             if matches:
                 break
-        if len(matches) == 1:
-            return matches[0]
+        if len(matches) == 1 and complete and not (tag and answered):
+            return matches[0]  # read back to the POST: no second candidate
+        if len(matches) == 1 and complete:
+            # The scheduler answered without the tag: this look-alike ended before it was
+            # seen, and could be another client's identical request as well as ours.
+            raise unknown(
+                f"; task {matches[0].task_id} resembles it but was never seen under its tag "
+                "(it may be another client's identical request): check before resubmitting",
+                (matches[0].task_id or 0,),
+            )
         if not matches and complete:
             return None
-        if not matches:
+        if not complete:
             raise unknown(
                 f" and the task list holds more than {RECOVERY_PAGE_SIZE * RECOVERY_MAX_PAGES} "
-                "tasks since then; the job may exist: check before resubmitting"
+                "tasks since then; the job may exist: check before resubmitting",
+                tuple(t.task_id for t in matches if t.task_id),
             )
         ids = tuple(t.task_id for t in matches if t.task_id)
         raise unknown(f"; {len(matches)} tasks could be it: {list(ids)}", ids)

@@ -136,7 +136,8 @@ async def test_resume_while_the_server_still_processes_the_post(tmp_path: Path) 
     job = job_from_request(1, request("processing"))
     sent = tagged(job.request)
     async with (
-        KlingSimulator(token=TOKEN, accounts={EMAIL: 2}, job_seconds=0.05) as sim,
+        # The job outlasts the confirm delay: it is still running when the resume looks again.
+        KlingSimulator(token=TOKEN, accounts={EMAIL: 2}, job_seconds=1.0, duration_sigma=0) as sim,
         aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http,
     ):
         with Journal(tmp_path / "j.sqlite3") as journal:
@@ -163,12 +164,12 @@ async def test_resume_while_the_server_still_processes_the_post(tmp_path: Path) 
 
 
 async def test_siblings_with_one_prompt_each_get_their_own_task(tmp_path: Path) -> None:
-    """Lines sharing a prompt, different images, all lost mid-POST and ended since (not in
-    the scheduler): each line adopts the task with its own images."""
+    """Lines sharing a prompt, different images, all lost mid-POST and still running: each
+    line adopts the task with its own images (by its tag)."""
     jobs = [job_from_request(n, request("same", IMGS[n - 1 : n + 1])) for n in (1, 2, 3)]
     sent = [tagged(j.request) for j in jobs]
     async with (
-        KlingSimulator(token=TOKEN, accounts={EMAIL: 5}, job_seconds=0.01) as sim,
+        KlingSimulator(token=TOKEN, accounts={EMAIL: 5}, job_seconds=0.5) as sim,
         aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http,
     ):
         with Journal(tmp_path / "j.sqlite3") as journal:
@@ -177,7 +178,6 @@ async def test_siblings_with_one_prompt_each_get_their_own_task(tmp_path: Path) 
                 journal.mark_submitting(job.line, EMAIL, request_body(req))
                 async with http.post(f"{sim.base_url}/{req.endpoint}", json=request_body(req)):
                     pass
-            sim.finish_all()
             async with KlingClient(token=TOKEN, base_url=sim.base_url, email=EMAIL) as kling:
                 await BatchRunner(kling, journal, tmp_path / "out").run(jobs)
             records = journal.records()

@@ -361,7 +361,9 @@ def assert_one_task_per_job(sim: KlingSimulator, answers: list[TaskResponse]) ->
         assert sim.tasks[answer.task_id or 0].body["prompt"] == f"job number {n}"
 
 
-@pytest.mark.parametrize("kind", ["reset_after", "delay", "malformed"])
+# Not "delay": its 1 s answer outlasts the 50 ms jobs, and a task that ended before its tag
+# could be seen in the scheduler is reported unknown, never adopted (tests/test_money.py).
+@pytest.mark.parametrize("kind", ["reset_after", "malformed"])
 async def test_ambiguous_post_failures_are_recovered_not_resent(
     sim: KlingSimulator, make_client: MakeClient, kind: str
 ) -> None:

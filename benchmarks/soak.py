@@ -16,12 +16,18 @@ Then every job's outcome is compared with the simulator's record and these figur
 printed (one ``key: value`` line each) and written to ``--json``:
 
 - ``jobs``: jobs run.
-- ``matched``: outcome equals the simulator's truth: succeeded with the same task id and
+- ``matched``: outcome equals the simulator's truth (a `SubmissionUnknownError` whose
+  candidates include the job's task, if it has one, counts: reported unknown, not adopted):
+  succeeded with the same task id and
   works, failed (`TaskFailedError`) for a failure-word prompt, `ModerationError` for a
   moderated prompt (and then no task at all); a cancelled job created no task, or one
   whose id reached the caller (``on_submitted``) all the same.
 - ``submitted_twice``: jobs for which the simulator created more than one task.
 - ``lost``: tasks the simulator created whose id the caller never learned.
+- ``adopted_wrongly``: tasks held by a job whose inputs differ (another submission's
+  tag), or held by two jobs. About 10 % of the jobs are also sent, identical but for their
+  tag, by a second client at the same time (same prompt, same images), so a recovery that
+  went by resemblance would adopt the twin's task.
 - ``hung``: jobs still running at their deadline.
 - ``open_connections``: connections the server still held once the client had closed.
 - ``pending_tasks``: asyncio tasks still pending on the client's loop after close.
@@ -48,6 +54,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+import attrs
+
 from kling_async import (
     ClientConfig,
     GenerationRequest,
@@ -57,10 +65,12 @@ from kling_async import (
     ModerationError,
     PollPolicy,
     RetryPolicy,
+    SubmissionUnknownError,
     TaskFailedError,
     TaskResponse,
     TaskTimeoutError,
 )
+from kling_async.reconcile import new_tag, tagged
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 
 T = TypeVar("T")
@@ -73,6 +83,7 @@ KEYS = (
     "matched",
     "submitted_twice",
     "lost",
+    "adopted_wrongly",
     "hung",
     "open_connections",
     "pending_tasks",
@@ -224,7 +235,14 @@ async def run_soak(
 ) -> dict[str, int]:
     """Run the soak and return the figures (see the module docstring)."""
     say = report or (lambda _text: None)
-    requests = make_jobs(jobs, seed)
+    # Every job's tag is known up front: the simulator's tasks are attributed by it.
+    requests = [tagged(r) for r in make_jobs(jobs, seed)]
+    twin_rng = random.Random(f"{seed}:twins")  # a seeded mix, not a secret
+    twins = [i for i in range(jobs) if twin_rng.random() < 0.10]
+    # The twin: the same request from a second client, with its own tag.
+    requests += [attrs.evolve(requests[i], reply_ref=new_tag()) for i in twins]
+    on_second = set(range(jobs, len(requests)))
+    jobs = len(requests)
     cancel_after = cancellations(jobs, seed)
     deadline = deadline if deadline is not None else 60.0 + jobs * 0.1
     simulator = SimulatorThread(
@@ -252,7 +270,8 @@ async def run_soak(
             async def one(index: int, request: GenerationRequest) -> None:
                 nonlocal hung
                 expired = False
-                job = asyncio.ensure_future(kling.run(request, timeout=deadline))
+                runner = second if index in on_second else kling
+                job = asyncio.ensure_future(runner.run(request, timeout=deadline))
                 if index in cancel_after:  # the caller gives up on this job
                     loop.call_later(cancel_after[index], job.cancel)
                 try:
@@ -270,13 +289,16 @@ async def run_soak(
                     outcomes[index] = exc
                 hung += expired
 
-            async with KlingClient(
-                token=sim.token,
-                base_url=sim.base_url,
-                accounts=ACCOUNTS,
-                config=client_config(),
-                on_submitted=remember,
-            ) as kling:
+            def make_client() -> KlingClient:
+                return KlingClient(
+                    token=sim.token,
+                    base_url=sim.base_url,
+                    accounts=ACCOUNTS,
+                    config=client_config(),
+                    on_submitted=remember,
+                )
+
+            async with make_client() as kling, make_client() as second:
                 await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)))
             await asyncio.sleep(0)
             me = asyncio.current_task()
@@ -292,15 +314,26 @@ async def run_soak(
             learned.add(outcome.task.task_id)
         elif isinstance(outcome, TaskResponse) and outcome.task_id is not None:
             learned.add(outcome.task_id)
+        elif isinstance(outcome, SubmissionUnknownError):
+            learned.update(outcome.candidates)  # the caller is told every candidate
 
-    by_prompt: dict[str, list[Any]] = {}
+    by_tag: dict[str, list[Any]] = {}
     for task in sim.tasks.values():
-        by_prompt.setdefault(str(task.body.get("prompt")), []).append(task)
+        by_tag.setdefault(str(task.body.get("replyRef")), []).append(task)
+    tag_of = {task.id: task.body.get("replyRef") for task in sim.tasks.values()}
+    holders: dict[int, int] = {}
+    wrong = 0
+    for request, outcome in zip(requests, outcomes, strict=True):
+        held = _held(outcome)
+        if held is not None:
+            holders[held] = holders.get(held, 0) + 1
+            wrong += tag_of.get(held) != request.reply_ref  # another submission's task
+    wrong += sum(n - 1 for n in holders.values() if n > 1)  # one task, several jobs
     matched = twice = 0
     mismatches: list[str] = []
     for index, (request, outcome) in enumerate(zip(requests, outcomes, strict=True)):
         prompt = str(getattr(request, "prompt", ""))
-        tasks = by_prompt.get(prompt, [])
+        tasks = by_tag.get(str(request.reply_ref), [])
         twice += len(tasks) > 1
         problem = _compare(prompt, tasks, outcome, learned)
         if problem is None:
@@ -313,6 +346,7 @@ async def run_soak(
         "matched": matched,
         "submitted_twice": twice,
         "lost": len(lost),
+        "adopted_wrongly": wrong,
         "hung": hung,
         "open_connections": open_connections,
         "pending_tasks": len(pending),
@@ -320,7 +354,8 @@ async def run_soak(
     }
     say(
         f"soak: {jobs} jobs, seed {seed}, {elapsed:.1f} s; posts {stats['posts']}, "
-        f"polls {stats['polls']}, lists {stats['lists']}, faults {stats['faults']}"
+        f"polls {stats['polls']}, lists {stats['lists']}, faults {stats['faults']}; "
+        f"{sum(isinstance(o, SubmissionUnknownError) for o in outcomes)} reported unknown"
     )
     for line in mismatches[:20]:
         say(f"  mismatch {line}")
@@ -331,6 +366,15 @@ async def run_soak(
     for task in pending[:20]:
         say(f"  pending: {task!r}")
     return figures
+
+
+def _held(outcome: object) -> int | None:
+    """The task id a job's outcome holds (its own, if the client was right)."""
+    if isinstance(outcome, TaskFailedError):
+        return outcome.task.task_id if outcome.task is not None else None
+    if isinstance(outcome, TaskResponse):
+        return outcome.task_id
+    return None
 
 
 def _describe(outcome: object) -> str:
@@ -352,6 +396,12 @@ def _compare(prompt: str, tasks: list[Any], outcome: object, learned: set[int]) 
         if not isinstance(outcome, ModerationError):
             return f"expected ModerationError, got {_describe(outcome)}"
         return None
+    if (
+        isinstance(outcome, SubmissionUnknownError)
+        and len(tasks) <= 1
+        and all(t.id in outcome.candidates for t in tasks)
+    ):
+        return None  # reported as unknown (its own task, if any, a candidate): not adopted
     if len(tasks) != 1:
         return f"{len(tasks)} simulator tasks {[t.id for t in tasks]}; got {_describe(outcome)}"
     task = tasks[0]

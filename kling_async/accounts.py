@@ -11,20 +11,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeVar
+
+import attrs
+from cattrs.gen import make_dict_structure_fn, override
 
 from .config import check_max_jobs
-from .convert import structure, structure_task
+from .convert import CONVERTER, structure, structure_task, wire_name
 from .errors import ConfigurationError, KlingError, PayloadError, RequestValidationError
-from .models import Account, TaskResponse
+from .models import Account, AccountCapacity, ScheduledJob, SchedulerCapacity, TaskResponse
 from .transport import Transport, describe_error
 
 __all__ = [
     "RECOVERY_MAX_PAGES",
     "RECOVERY_PAGE_SIZE",
+    "RELEASED",
     "TASKS_REMEMBERED",
     "Accounts",
     "KnownTasks",
+    "Scheduler",
     "TaskList",
     "email_params",
 ]
@@ -36,6 +41,8 @@ log = logging.getLogger("kling_async")
 #: out (a busy account creates more than a page of tasks while one POST times out).
 RECOVERY_PAGE_SIZE: Final = 100
 RECOVERY_MAX_PAGES: Final = 20
+#: The text of a successful ``DELETE /scheduler/{task_id}``.
+RELEASED: Final = "Task was successfully canceled."
 #: Tasks whose account (and "claimed" mark, for recovery) a client remembers: a long-
 #: running client forgets the oldest.
 TASKS_REMEMBERED: Final = 100_000
@@ -107,12 +114,12 @@ class TaskList:
         """Tasks created since ``since`` (epoch ms) for which ``predicate`` holds, newest first,
         and whether the list was read all the way back to ``since``.
 
-        Pages are read newest first, each older than the last one's oldest task; reading
-        stops at the first page with a match (a lost task is among the newest) or after
-        enough pages to cover a busy account. When the second value is False and nothing
-        matched, the task list could not rule out that such a task exists. A short page is
-        not taken as the end of the list (the server may cap ``pageSize``): only an empty
-        page, or a task older than ``since``, is.
+        Pages are read newest first, each older than the last one's oldest task, all the
+        way back to ``since`` (a second match further back makes one match ambiguous) or
+        until enough pages to cover a busy account were read. When the second value is
+        False and nothing matched, the task list could not rule out that such a task
+        exists. A short page is not taken as the end of the list (the server may cap
+        ``pageSize``): only an empty page, or a task older than ``since``, is.
 
         ``page`` reads one page (default: `TaskList.page`).
         """
@@ -135,8 +142,6 @@ class TaskList:
             times = [t.task.create_time for t in tasks if t.task and t.task.create_time]
             if times and min(times) <= since:
                 complete = True
-                break
-            if any(predicate(t) for t in fresh.values()):
                 break
             if not times:
                 break  # nothing to page by: the rest cannot be read
@@ -264,3 +269,64 @@ class Accounts:
             raise ConfigurationError(f"account {email or '(default)'} reports no maxJobs")
         log.debug("account %s: maxJobs %s", email or "(default)", account.max_jobs)
         return account.max_jobs
+
+
+_M = TypeVar("_M", ScheduledJob, AccountCapacity)
+
+
+_HOOKS: dict[type[Any], Callable[[Any, Any], Any]] = {}
+
+
+def _hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
+    # cattrs' own generated hook with the wire renames, on the package's tolerant converter.
+    if cls not in _HOOKS:
+        renames: dict[str, Any] = {f.name: override(rename=wire_name(f)) for f in attrs.fields(cls)}
+        _HOOKS[cls] = make_dict_structure_fn(cls, CONVERTER, **renames)
+    return _HOOKS[cls]
+
+
+def _items(data: Any, cls: type[_M]) -> tuple[_M, ...]:
+    items = data if isinstance(data, list) else ()
+    return tuple(_hook(cls)(item, cls) for item in items if isinstance(item, Mapping))
+
+
+class Scheduler:
+    """useapi.net's scheduler (api/accounts.md, "Scheduler"): the jobs it tracks on the
+    token (every account, every process), each account's free capacity, and releasing a
+    stuck job's slot."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    async def running(self) -> list[ScheduledJob]:
+        """``GET /scheduler``: the jobs running now, with their ``replyRef``."""
+        data = await self._transport.call("GET", "scheduler")
+        if not isinstance(data, list):
+            raise PayloadError("GET scheduler: expected a list of running jobs")
+        return list(_items(data, ScheduledJob))
+
+    async def available(self) -> SchedulerCapacity:
+        """``GET /scheduler/available``: per-account maxJobs, executing and available."""
+        data = await self._transport.call("GET", "scheduler/available")
+        if not isinstance(data, Mapping):
+            raise PayloadError("GET scheduler/available: expected an object")
+        return SchedulerCapacity(
+            executing=_items(data.get("executing"), ScheduledJob),
+            available=_items(data.get("available"), AccountCapacity),
+        )
+
+    async def release(self, task_id: int) -> str:
+        """``DELETE /scheduler/{task_id}``: stop tracking a job (its slot frees; the job
+        still runs and is charged). The server's text; `NotFoundError` when not running."""
+        given: object = task_id
+        if isinstance(given, bool) or not isinstance(given, int) or given <= 0:
+            raise RequestValidationError(
+                f"task_id: must be a positive integer, got {task_id!r}", field="task_id"
+            )
+        try:
+            # One attempt: its success answer is plain text, which a retry would re-read as
+            # a bad payload and send again (to a 404: the job is no longer tracked).
+            data = await self._transport.attempt("DELETE", f"scheduler/{task_id}")
+        except PayloadError:  # the documented plain-text answer
+            return RELEASED
+        return data if isinstance(data, str) else RELEASED

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from .accounts import Accounts, KnownTasks, TaskList
+from .accounts import Accounts, KnownTasks, Scheduler, TaskList
 from .assets import Assets
 from .catalog import Catalog
 from .config import (
@@ -42,7 +42,7 @@ from .endpoints import EndpointMethods
 from .errors import ConfigurationError, RequestValidationError
 from .files import Downloads, Uploads
 from .jobs import JobEvents, JobRunner, check_timeout
-from .models import Account, TaskResponse
+from .models import Account, ScheduledJob, SchedulerCapacity, TaskResponse
 from .requests import GenerationRequest, ImageSource
 from .slots import JobSlots, SlotPool
 from .slots.shared import pool_from, scheduler_capacity
@@ -136,6 +136,7 @@ class KlingClient(EndpointMethods):
         )
         self._known = KnownTasks()
         self._tasks = TaskList(self._transport)
+        self._scheduler = Scheduler(self._transport)
         self._uploads = Uploads(self._transport)
         self._downloads = Downloads(self._transport)
         #: The asset calls: ``uploaded()``, ``delete(ids)``, ``download(work_ids, folder)``.
@@ -389,3 +390,17 @@ class KlingClient(EndpointMethods):
         """The non-generation endpoints: effects, motions, voices, elements, avatars,
         generated assets, deleting a task (`kling_async.catalog.Catalog`)."""
         return Catalog(self._transport, self._accounts)
+
+    async def available(self) -> SchedulerCapacity:
+        """``GET /scheduler/available``: each account's maxJobs, executing and available
+        jobs as the server counts them (jobs of other processes on the token included)."""
+        return await self._scheduler.available()
+
+    async def running(self) -> list[ScheduledJob]:
+        """``GET /scheduler``: the jobs useapi.net is tracking now, with their ``replyRef``."""
+        return await self._scheduler.running()
+
+    async def release(self, task_id: int) -> str:
+        """``DELETE /scheduler/{task_id}``: free a stuck job's slot on the server (the job
+        still runs and is charged); `NotFoundError` when the job is not running."""
+        return await self._scheduler.release(task_id)

@@ -17,17 +17,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any
 
-from .config import UNSET, Unset
+from .config import UNSET, Unset, sleep_scaled
 from .errors import (
     AccountError,
     KlingError,
     RequestValidationError,
+    SubmissionUnknownError,
     TaskFailedError,
     TaskTimeoutError,
 )
-from .models import TaskResponse
+from .models import ScheduledJob, TaskResponse
 from .requests import GenerationRequest
 from .slots import JobSlots, SlotHold
 from .submit import Submitter
@@ -102,6 +104,11 @@ class JobRunner:
         self._closed = False
 
     @property
+    def submitter(self) -> Submitter:
+        """The submitter jobs go through (its `Reconciler` settles lost POSTs)."""
+        return self._submitter
+
+    @property
     def following(self) -> int:
         """How many jobs nobody waits for are followed (their slots still held)."""
         return len(self._following)
@@ -146,6 +153,9 @@ class JobRunner:
                     if len(self.slots.disabled()) == len(self._accounts):
                         raise  # no account left: the server's own answer says why
                     continue
+                except SubmissionUnknownError as exc:
+                    self.hold_while_unknown(hold.detach(), exc, chosen)  # it may be running
+                    raise
                 except asyncio.CancelledError:
                     if posting is not None:  # the POST goes on: its job may hold the slot
                         self.hold_until_final(hold.detach(), posting, chosen)
@@ -195,10 +205,21 @@ class JobRunner:
 
     def hold_until_final(self, hold: SlotHold, submission: Followed, email: str | None) -> None:
         """Keep a job's slot in the background until the job is final on the server."""
+        self._keep(hold, self._follow(submission, email))
+
+    def hold_while_unknown(
+        self, hold: SlotHold, error: SubmissionUnknownError, email: str | None
+    ) -> None:
+        """Keep the slot of a POST whose outcome is unknown (the job may be running) until
+        its tag shows the job final, or gone from the scheduler, or its kind's deadline."""
+        self._keep(hold, self._follow_unknown(error, email))
+
+    def _keep(self, hold: SlotHold, following: Coroutine[Any, Any, None]) -> None:
         if self._closed:  # closing: no one will submit again, and no poll could go out
+            following.close()
             hold.release()
             return
-        follow = asyncio.get_running_loop().create_task(self._follow(submission, email))
+        follow = asyncio.get_running_loop().create_task(following)
         self._following.add(follow)
         follow.add_done_callback(self._following.discard)
         # A callback, not a finally: a task cancelled before its first step runs no code.
@@ -235,6 +256,29 @@ class JobRunner:
             )
         except Exception:  # nobody awaits this task: its error would only reach the loop
             log.exception("task %s: following it failed; its job slot is free again", task_id)
+
+    async def _follow_unknown(self, error: SubmissionUnknownError, email: str | None) -> None:
+        """Look for the tag of a POST whose outcome is unknown until its job is found (then
+        follow it), the scheduler twice answers without it (not running: no slot used), or
+        the kind's deadline passes."""
+        request = error.request
+        tag = request.reply_ref if request is not None else None
+        limit = request.default_timeout if request is not None else default_timeout(None)
+        loop = asyncio.get_running_loop()
+        deadline = None if limit is None else loop.time() + limit
+        reconciler = self._submitter.reconciler
+        absent = 0
+        while deadline is None or loop.time() < deadline:
+            found = await reconciler.find_tag(tag, email) if tag else None
+            if isinstance(found, ScheduledJob) and found.id is not None:
+                log.warning("task %s: found by its tag after an unknown outcome", found.id)
+                await self._follow(found.id, email)
+                return
+            absent = absent + 1 if found is False else 0
+            if absent >= 2:
+                return  # not running on the server: it holds no slot there
+            await sleep_scaled(reconciler.follow_interval)
+        log.warning("the job of an unknown POST was not found by its deadline; slot freed")
 
     def set_aside(self, email: str | None, error: AccountError) -> bool:
         """Stop giving jobs to an account in error state (with several accounts, stop

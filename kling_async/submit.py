@@ -2,13 +2,20 @@
 
 Money rules, enforced here:
 
+- Every POST carries a tag: the request's ``replyRef`` (the caller's, else one minted with
+  `secrets`: unguessable, unique per submission), on every endpoint that takes one.
 - The POST goes out with ``creates_job=True``: retried only when the server cannot have
   created the job (429, or a connection that never came up). Any other failure after the
-  request left (a reset, a timeout, a 5xx, an unreadable 200) is *ambiguous*: the task is
-  looked up in the account's task list (``GET /tasks/``, created since the POST, every
-  echoed input equal: `matches_submission`, not already another submission's) and adopted
-  when exactly one is found. Only when the list, read twice, shows no such task is the
-  POST sent again; when it cannot tell, `SubmissionUnknownError` says so.
+  request left (a reset, a timeout, a 5xx, an unreadable 200) is *ambiguous* and is settled
+  by identity first: the tag is looked up in ``GET /scheduler`` (the jobs useapi.net is
+  running, with their ``replyRef``); found there, that task is the submission's, exactly.
+- Otherwise (the scheduler cannot answer, or the task already ended) the task list is
+  searched strictly (`matches_submission`: created at or after the POST minus the measured
+  clock offset, every echoed input equal, not claimed by another submission, not seen in
+  the scheduler under another tag). Exactly one candidate is adopted; more than one, or a
+  list that cannot be read back far enough, is `SubmissionUnknownError` listing them.
+  Only when the scheduler and the list, after ``recovery_confirm_delay``, show no such task
+  is the POST sent again.
 - Submissions of one prompt to one account go out one at a time, so a recovered task is
   never mistaken for a sibling's whose answer is still on its way.
 - A task id, once the server returned it, is logged, passed to ``on_submitted`` hooks, and
@@ -22,18 +29,18 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import attrs
 
-from .accounts import RECOVERY_MAX_PAGES, RECOVERY_PAGE_SIZE, KnownTasks
-from .config import ClientConfig, sleep_scaled
+from .accounts import KnownTasks
+from .config import ClientConfig
 from .convert import request_body, structure_task
 from .errors import KlingError, PayloadError, ServerError, SubmissionUnknownError, TransportError
 from .files import Uploads
 from .models import TaskResponse
+from .reconcile import Reconciler, TaskFinder, matches_submission, new_tag, tagged
 from .requests import GenerationRequest, is_remote
 from .transport import Hook, Transport, call_hook, describe_error
 from .waiter import PushSource
@@ -45,39 +52,13 @@ __all__ = [
     "Submitter",
     "TaskFinder",
     "matches_submission",
+    "new_tag",
+    "tagged",
 ]
 
 log = logging.getLogger("kling_async")
 
 R = TypeVar("R", bound=GenerationRequest)
-
-
-def matches_submission(task: TaskResponse, body: Mapping[str, Any]) -> bool:
-    """Whether ``task`` (from the task list) echoes the POST ``body``: the same prompt and
-    every image URL of the body among its inputs. The caller also checks that the task is
-    no other submission's (`KnownTasks.claimed`) and was created after the POST."""
-    if task.task_id is None:
-        return False
-    if (task.arguments.get("prompt") or None) != (body.get("prompt") or None):
-        return False
-    info = task.task.task_info if task.task is not None else None
-    urls = {i.url for i in info.inputs} if info is not None else set()
-    wanted = {v for k, v in body.items() if k.startswith(("subjectImage", "image_"))}
-    wanted |= {body[k] for k in ("sceneImage", "styleImage") if k in body}
-    return wanted <= urls
-
-
-class TaskFinder(Protocol):
-    """`TaskList.find` or a function like it (`KlingClient.find_tasks`)."""
-
-    async def __call__(
-        self,
-        predicate: Callable[[TaskResponse], bool],
-        *,
-        since: int,
-        email: str | None,
-        content_type: str | None = None,
-    ) -> tuple[list[TaskResponse], bool]: ...
 
 
 class ReplyTags(Protocol):
@@ -131,6 +112,8 @@ class Submitter:
         # Per key: the lock and how many submissions hold or wait for it.
         self._turns: dict[tuple[str, str, str], tuple[asyncio.Lock, list[int]]] = {}
         self.background: dict[asyncio.Task[Any], asyncio.Future[Any]] = {}
+        #: Settles ambiguous failures (also the batch's resume: `Reconciler.reconcile`).
+        self.reconciler = Reconciler(transport, config, find_tasks)
 
     @property
     def queued(self) -> int:
@@ -171,6 +154,8 @@ class Submitter:
             request = attrs.evolve(
                 request, reply_url=self._webhook.reply_url_for(tag), reply_ref=tag
             )
+        # The tag: found in the scheduler after an ambiguous failure (and the push tag).
+        request = tagged(request)
         body = request_body(request)
         if email:
             body["email"] = email
@@ -265,12 +250,24 @@ class Submitter:
                 failure = exc
             else:
                 if resp.task_id is not None:
+                    created = resp.task.create_time if resp.task is not None else None
+                    if created:
+                        self.reconciler.clock.observe(created, int(time.time() * 1000))
                     return resp
                 failure = PayloadError(f"POST {path}: the answer has no task id")
             log.warning(
                 "POST %s failed after it was sent (%s); looking for the task", path, failure
             )
-            found = await self._recover(request, body, email, sent_at, failure)
+            found = await self.reconciler.reconcile(
+                body,
+                endpoint=path,
+                email=email,
+                sent_at=sent_at,
+                confirm_delay=self._config.recovery_confirm_delay,
+                claimed=self.known.claimed,
+                why=f"POST {path} failed after it was sent ({failure})",
+                request=request,
+            )
             if found is not None:
                 log.warning("recovered task %s after %s", found.task_id, failure)
                 return found
@@ -286,58 +283,3 @@ class Submitter:
                 sent_at=sent_at,
             ) from failure
         raise failure
-
-    async def _recover(
-        self,
-        request: GenerationRequest,
-        body: Mapping[str, Any],
-        email: str | None,
-        sent_at: int,
-        failure: KlingError,
-    ) -> TaskResponse | None:
-        """Find the task a failed POST may have created; None when surely none was."""
-        since = sent_at - int(self._config.recovery_window * 1000)
-        content_type = "video" if request.endpoint.startswith("videos/") else "image"
-
-        def unknown(why: str, **more: Any) -> SubmissionUnknownError:
-            return SubmissionUnknownError(
-                f"POST {request.endpoint} failed after it was sent ({failure}){why}",
-                method="POST",
-                path=request.endpoint,
-                request=request,
-                email=email,
-                sent_at=sent_at,
-                **more,
-            )
-
-        def mine(task: TaskResponse) -> bool:
-            return not self.known.claimed(task.task_id) and matches_submission(task, body)
-
-        matches: list[TaskResponse] = []
-        for look in range(2):
-            if look:
-                await sleep_scaled(self._config.recovery_confirm_delay)
-            try:
-                matches, complete = await self._find_tasks(
-                    mine, since=since, email=email, content_type=content_type
-                )
-            except KlingError as exc:
-                raise unknown(
-                    f" and the task list could not be read ({exc}); the job may exist: "
-                    "check before resubmitting"
-                ) from exc
-            if matches:
-                break
-        if len(matches) == 1:
-            return matches[0]
-        if not matches and complete:
-            return None
-        if not matches:
-            raise unknown(
-                f" and the task list holds more than {RECOVERY_PAGE_SIZE * RECOVERY_MAX_PAGES} "
-                "tasks since then; the job may exist: check before resubmitting"
-            )
-        raise unknown(
-            f"; {len(matches)} tasks could be it: {[t.task_id for t in matches]}",
-            candidates=tuple(t.task_id for t in matches if t.task_id),
-        )

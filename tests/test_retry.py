@@ -361,7 +361,9 @@ def assert_one_task_per_job(sim: KlingSimulator, answers: list[TaskResponse]) ->
         assert sim.tasks[answer.task_id or 0].body["prompt"] == f"job number {n}"
 
 
-@pytest.mark.parametrize("kind", ["reset_after", "delay", "malformed"])
+# Not "delay": its 1 s answer outlasts the 50 ms jobs, and a task that ended before its tag
+# could be seen in the scheduler is reported unknown, never adopted (tests/test_money.py).
+@pytest.mark.parametrize("kind", ["reset_after", "malformed"])
 async def test_ambiguous_post_failures_are_recovered_not_resent(
     sim: KlingSimulator, make_client: MakeClient, kind: str
 ) -> None:
@@ -375,7 +377,6 @@ async def test_ambiguous_post_failures_are_recovered_not_resent(
     assert_one_task_per_job(sim, answers)
     assert stats["posts"] == 12  # not one POST was sent twice
     assert rec.retries == []  # and none was retried by the retry layer
-    assert stats["lists"] >= faults  # each ambiguous failure was looked up
     for answer in answers:  # the recovered answers are full task models
         assert answer.task is not None
         assert answer.status_name in ("submitted", "processing", "succeed")
@@ -394,10 +395,11 @@ async def test_reset_before_creation_resends_only_after_the_list_shows_nothing(
     assert error.sent_at is not None
     sequence = [(r.method, r.path.split("?")[0]) for r in rec.requests]
     post = ("POST", "images/kolors-elements")
-    look = ("GET", "tasks/")
-    # Every POST is followed by two looks at the task list before anything else is sent
-    # (first, once, the token's only account: the client sends its email everywhere).
-    assert sequence == [("GET", "accounts"), *[post, look, look] * 3]
+    scheduler, look = ("GET", "scheduler"), ("GET", "tasks/")
+    # Every POST is followed by two looks for its tag in the scheduler (before and after
+    # the confirm delay) and one at the task list before anything else is sent (first,
+    # once, the token's only account: the client sends its email everywhere).
+    assert sequence == [("GET", "accounts"), *[post, scheduler, scheduler, look] * 3]
     assert sim.stats["tasks_created"] == 0
     assert sim.stats["faults"] == {"reset": 3}
 
@@ -478,11 +480,13 @@ async def test_unreadable_task_list_after_an_ambiguous_post(
     sim: KlingSimulator, make_client: MakeClient
 ) -> None:
     kling = make_client(retry=RetryPolicy(max_tries=2))
+    await kling.list_tasks()  # learns the token's only account before the faults begin
     sim.set_fault_plan(
         FaultPlan(
             rules={
                 "submit": FaultRates(reset_after=1.0),
                 "tasks": FaultRates(server_error=1.0),
+                "accounts": FaultRates(server_error=1.0),  # the scheduler cannot answer
             }
         )
     )

@@ -95,6 +95,12 @@ class JobRecord:
     updated_at: float | None = None
 
     @property
+    def tag(self) -> str | None:
+        """The tag its POST carried (the body's ``replyRef``), found in ``GET /scheduler``."""
+        value = (self.body or {}).get("replyRef")
+        return value if isinstance(value, str) else None
+
+    @property
     def prompt(self) -> str | None:
         """The job's prompt, from its line."""
         value = json.loads(self.text).get("prompt")

@@ -1,11 +1,12 @@
 """Settling lost POSTs: rows left ``submitting`` (or ``unknown``) by an earlier run.
 
-Money rule: such a job is never blindly resubmitted. It is looked up in the account's task
-list (``KlingClient.find_tasks``): a task of the same kind matching the POST's recorded
-wire body (`matches_body`), created since shortly before the POST and not claimed by
-another row, is adopted. When the list, read
-back to the POST, holds no such task, the POST created none and the job goes back to
-``pending``. When the list cannot be read that far, the job is marked ``unknown``.
+Money rule: such a job is never blindly resubmitted. It is settled as a submission is
+(`kling_async.reconcile`): the row's tag (the ``replyRef`` of its recorded wire body) in
+``GET /scheduler``, else the one matcher on the account's task list (every echoed input
+equal to the recorded body, created after the POST, not claimed by another row). Exactly
+one task is adopted; when the scheduler and the list show none once the confirm delay has
+passed since the POST, the job goes back to ``pending``; otherwise (several candidates,
+a list that cannot be read that far) it is marked ``unknown``, listing the candidates.
 """
 
 from __future__ import annotations
@@ -14,13 +15,10 @@ import logging
 import time
 from typing import TYPE_CHECKING, Final
 
-from ..config import sleep_scaled
-from ..errors import AccountError, KlingError
-from ..models import TaskResponse
+from ..errors import AccountError, KlingError, SubmissionUnknownError
 from .accounts import AccountGuard, repair
 from .events import BatchObserver, JobEvent
 from .journal import JobRecord, JobState, Journal
-from .matching import matches_body
 from .outcomes import FATAL
 
 if TYPE_CHECKING:
@@ -30,12 +28,9 @@ __all__ = ["LOOKUP_SLACK_SECONDS", "LostPosts"]
 
 log = logging.getLogger("kling_async")
 
-#: How far before the recorded POST time a task may have been created (server clock skew).
+#: Kept for compatibility: the resume now uses the client's measured clock offset, else
+#: its ``recovery_window`` (`kling_async.reconcile.ClockOffset`).
 LOOKUP_SLACK_SECONDS: Final = 600.0
-
-
-class _LookupIncomplete(Exception):
-    """The task list could not rule out that a lost POST created a task."""
 
 
 class LostPosts:
@@ -76,8 +71,11 @@ class LostPosts:
                 continue
             except FATAL:
                 raise
-            except _LookupIncomplete as exc:
-                self._unknown(rec, str(exc))
+            except SubmissionUnknownError as exc:
+                why = str(exc)
+                if exc.candidates:
+                    why += f" (candidate tasks: {', '.join(map(str, exc.candidates))})"
+                self._unknown(rec, why)
                 continue
             except KlingError as exc:
                 self._unknown(rec, f"the task list could not be read ({exc})")
@@ -116,39 +114,28 @@ class LostPosts:
     async def _lookup(self, rec: JobRecord) -> int | None:
         """The id of the task the lost POST created, or None when the account has none.
 
-        Before concluding "none", a POST sent less than the client's
-        ``recovery_confirm_delay`` ago gets the rest of that time (the server may still be
-        processing it) and the list is read again."""
-        tasks, complete = await self._find(rec)
-        if not tasks and complete:
-            sent = rec.submitting_at or time.time()
-            left = sent + self.client.config.recovery_confirm_delay - time.time()
-            if left > 0:
-                await sleep_scaled(left)
-                tasks, complete = await self._find(rec)
-        if tasks:
-            return tasks[-1].task_id  # the oldest match: the list is newest first
-        if not complete:
-            raise _LookupIncomplete(
-                "too many tasks were created since the POST to read back to it, and the "
-                "newest of them do not include it"
-            )
-        return None
-
-    async def _find(self, rec: JobRecord) -> tuple[list[TaskResponse], bool]:
-        since = (rec.submitting_at or time.time()) - LOOKUP_SLACK_SECONDS
+        The same settling as a submission's (`Reconciler.reconcile`): the row's tag in the
+        scheduler, then the one matcher on the task list; tasks of other rows and of this
+        client are excluded. "None" is concluded only once the client's
+        ``recovery_confirm_delay`` has passed since the POST (the server may still be
+        processing it); raises `SubmissionUnknownError` when it cannot be told."""
+        sent = rec.submitting_at or time.time()
         claimed = self.journal.claimed_task_ids()
+        known = self.client.jobs.submitter.known
         body = rec.body
-        wanted = rec.prompt or None
-
-        def same_job(task: TaskResponse) -> bool:
-            if task.task_id is None or task.task_id in claimed:
-                return False
-            if body is not None:
-                return matches_body(task, body)
-            # Sent by a journal of schema 1, which kept no body: the prompt alone.
-            return (task.arguments.get("prompt") or None) == wanted
-
-        return await self.client.find_tasks(
-            same_job, since=int(since * 1000), email=rec.email, content_type=rec.kind
+        if body is None:  # sent by a journal of schema 1, which kept no body: the prompt
+            body = {"prompt": rec.prompt}
+        left = sent + self.client.config.recovery_confirm_delay - time.time()
+        found = await self.client.jobs.submitter.reconciler.reconcile(
+            body,
+            endpoint=f"{rec.kind} job of line {rec.line}",
+            content_type=rec.kind,
+            inputs_known=rec.body is not None,
+            passthrough=(AccountError, *FATAL),
+            email=rec.email,
+            sent_at=int(sent * 1000),
+            confirm_delay=max(0.0, left),
+            claimed=lambda task_id: task_id in claimed or known.claimed(task_id),
+            why=f"line {rec.line}: the interrupted POST's outcome is unknown",
         )
+        return None if found is None else found.task_id

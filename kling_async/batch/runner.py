@@ -23,6 +23,7 @@ from ..errors import (
     TaskTimeoutError,
 )
 from ..models import TaskResponse
+from ..reconcile import tagged
 from ..requests import GenerationRequest
 from ..slots import SlotHold
 from .accounts import AccountGuard, Resend
@@ -231,7 +232,7 @@ class BatchRunner:
         if self._accounts.halted is not None:
             return None
         try:
-            response = await self._post(line, request, email)
+            response = await self._post(line, request, email, hold)
         except AccountError as exc:  # refused: nothing was created
             self._accounts.refused(line, email, exc, named=named)
             return None
@@ -243,7 +244,7 @@ class BatchRunner:
         return await self._wait(line, response, email, hold)
 
     async def _post(
-        self, line: int, request: GenerationRequest, email: str | None
+        self, line: int, request: GenerationRequest, email: str | None, hold: SlotHold
     ) -> TaskResponse | None:
         """POST the job; its outcome is journaled (by `_posted`) before this returns, even
         when the job is cancelled meanwhile. None when it created no task to wait on;
@@ -254,6 +255,8 @@ class BatchRunner:
                 rec = self.journal.mark_submitted(line, resp.task_id, email)
                 self._emit(JobEvent.SUBMITTED, rec)
 
+        if self.client.push is None:  # a push receiver mints its own tags
+            request = tagged(request)  # the tag is journaled with the body: a resume finds it
         self.journal.mark_submitting(line, email, request_body(request))
         posting = asyncio.ensure_future(
             self.client.submit(request, email=email, on_submitted=submitted)
@@ -266,6 +269,9 @@ class BatchRunner:
             return await asyncio.shield(posting)
         except (AccountError, *FATAL):
             raise  # journaled pending: nothing was created
+        except SubmissionUnknownError as exc:
+            self.client.jobs.hold_while_unknown(hold.detach(), exc, email)  # it may run
+            return None  # journaled by _posted
         except KlingError:
             return None  # journaled by _posted
 

@@ -100,7 +100,8 @@ def _fail(args: argparse.Namespace, message: str, status: int, kind: str) -> int
     if getattr(args, "json", False):
         error = {"error": message, "type": kind, "exit": status}
         print(json.dumps(error, ensure_ascii=False), flush=True)
-    print(f"kling-async {args.command}: error: {message}", file=sys.stderr)
+    head = "error: " if status == EXIT_USAGE else ""  # a usage error, or a job/request failed
+    print(f"kling-async {args.command}: {head}{message}", file=sys.stderr)
     return status
 
 

@@ -7,7 +7,6 @@ import re
 from typing import Final
 
 from ..errors import (
-    APIError,
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
@@ -66,21 +65,20 @@ def explain(exc: KlingError, args: argparse.Namespace) -> tuple[str, int]:
         return one_line(f"refused by moderation: {exc.error}"), EXIT_FAILED
     if isinstance(exc, BadRequestError) and re.search(r"\bemail\b", exc.error, re.I):
         return one_line(f"{exc.error} (pass --email, or --account for a batch)"), EXIT_USAGE
-    if isinstance(exc, NotFoundError) and _not_an_api(exc):
-        return (
-            f"404 Not Found from {exc.method} {_url(args, exc.path)}: "
-            "this is not the Kling API; check --base-url"
-        ), EXIT_USAGE
+    if isinstance(exc, NotFoundError):
+        status = EXIT_USAGE if _not_an_api(exc) else EXIT_FAILED
+        return one_line(
+            f"404 Not Found from {exc.method} {_url(args, exc.path)}: {exc.error} "
+            "(if everything answers 404, check --base-url)"
+        ), status
     if isinstance(exc, TransportError) and not isinstance(exc, SubmissionUnknownError):
         return one_line(
             f"cannot reach {_url(args, exc.path)}: {exc}; check --base-url and the network"
         ), EXIT_USAGE
-    if isinstance(exc, APIError):
-        return one_line(f"{exc} ({exc.method} {_url(args, exc.path)})"), EXIT_FAILED
     return one_line(str(exc)), EXIT_FAILED
 
 
 def _not_an_api(exc: NotFoundError) -> bool:
     # The API's own 404s carry a JSON error ("task not found"); a wrong base URL answers
     # an HTML or empty page from whatever server is there.
-    return not isinstance(exc.body, dict)
+    return not isinstance(exc.body, dict) or "endpoint" in exc.error.lower()

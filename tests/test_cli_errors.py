@@ -154,3 +154,13 @@ def test_extra_fields_reach_the_request(sim: SimThread, images: Path, tmp_path: 
         str(images / "b.png"),
     ]
     assert run(sim, *args, "--email", ACCOUNT, "--out", str(tmp_path), "--extra", "seed=7") == 0
+
+
+def test_busy_simulator_port(capsys: Any) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["simulate", "--host", "127.0.0.1", "--port", str(port)]) == 2
+    line = one_error_line(capsys, "simulate")
+    assert "address already in use" in line.lower()

@@ -66,7 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "simulate":
         from ..testing import run_from_args
 
-        return run_from_args(args)
+        try:
+            return run_from_args(args)
+        except OSError as exc:  # the port is taken, or the host is not this machine's
+            print(f"kling-async simulate: error: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
     _setup_logging(args.verbose)
     display = Display()
     # Like asyncio.run: Ctrl-C is handled only where SIGINT has Python's default handler

@@ -164,3 +164,14 @@ def test_busy_simulator_port(capsys: Any) -> None:
         assert cli.main(["simulate", "--host", "127.0.0.1", "--port", str(port)]) == 2
     line = one_error_line(capsys, "simulate")
     assert "address already in use" in line.lower()
+
+
+def test_moderation_is_named(sim: SimThread, images: Path, tmp_path: Path, capsys: Any) -> None:
+    subjects = ["--subject", str(images / "a.png"), "--subject", str(images / "b.png")]
+    out = str(tmp_path / "o")
+    assert (
+        run(sim, "image", "--prompt", "nsfw cat", *subjects, "--email", ACCOUNT, "--out", out) == 1
+    )
+    captured = capsys.readouterr()
+    assert "failed: refused by moderation: The content you uploaded" in captured.out
+    assert "500 Internal Server Error" not in captured.out + captured.err

@@ -28,7 +28,7 @@ from ..errors import RequestValidationError, TaskFailedError
 from ..models import TaskResponse
 from ..requests import GenerationRequest, Image2VideoElements, KolorsElements
 from ..webhooks import KlingWebhookReceiver
-from .display import Display
+from .display import Display, error_text
 from .interrupt import CTRL_C, EXIT_FAILED, EXIT_OK, UsageError
 
 __all__ = [
@@ -118,7 +118,7 @@ async def cmd_generate(args: argparse.Namespace, display: Display) -> int:
         for name in rec.files:
             display.line(str(args.out / name))
     else:
-        display.line(f"task {rec.task_id or '-'}: {rec.state.value}: {rec.error or ''}")
+        display.line(f"task {rec.task_id or '-'}: {rec.state.value}: {error_text(rec.error)}")
         if rec.task_id is not None and rec.state is not JobState.FAILED:
             display.line(f"fetch it with: {task_command(rec.task_id, rec.email, args.out)}")
     return EXIT_OK if rec.state is JobState.SUCCEEDED else EXIT_FAILED

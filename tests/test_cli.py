@@ -113,6 +113,7 @@ def test_demo_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
     assert inputs[0].read_bytes()[16:24] == (320).to_bytes(4, "big") * 2  # >= 300 px
     text = capsys.readouterr().out
     assert "4 job(s): 4 succeeded" in text
+    assert text.splitlines()[-1] == f"gallery: {(out / 'index.html').resolve()}"
 
 
 def test_demo_console_script(tmp_path: Path) -> None:

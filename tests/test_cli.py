@@ -114,6 +114,7 @@ def test_demo_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
     assert inputs[0].read_bytes()[16:24] == (320).to_bytes(4, "big") * 2  # >= 300 px
     text = capsys.readouterr().out
     assert "4 job(s): 4 succeeded" in text
+    assert text.splitlines()[-1] == f"gallery: {(out / 'index.html').resolve()}"
 
 
 def test_demo_console_script(tmp_path: Path) -> None:
@@ -510,7 +511,9 @@ def test_batch_ctrl_c_says_how_to_resume(
     )
     assert code == 130
     assert "Resume with the same command" in stderr
-    assert f"batch {jobs} --out {out} --account {ACCOUNT}:2\n" in stderr
+    # Rebuilt from the parsed options: every option given but the token, in a fixed order.
+    expected = f"batch {jobs} --out {out} --base-url {sim.base_url} --account {ACCOUNT}:2\n"
+    assert expected in stderr
     assert TOKEN not in stdout + stderr
     assert TOKEN.encode() not in (out / JOURNAL_NAME).read_bytes()
 
@@ -565,7 +568,9 @@ def test_batch_second_ctrl_c_stops_at_once(
     waiting = f"waiting up to {cli_interrupt.INTERRUPT_GRACE:g} s for the answer to 2 submissions"
     assert waiting in stderr
     assert "2 submissions had not answered" in stderr
-    assert f"batch {jobs} --out {out} --account {ACCOUNT}:2\n" in stderr
+    # Rebuilt from the parsed options: every option given but the token, in a fixed order.
+    expected = f"batch {jobs} --out {out} --base-url {sim.base_url} --account {ACCOUNT}:2\n"
+    assert expected in stderr
     assert sorted(r[1] for r in journal_rows(out)) == ["pending"] * 2 + ["submitting"] * 2
     resume_and_check(sim, durations, jobs, out)
 

@@ -230,9 +230,12 @@ async def test_token_is_absent_after_broken_answers_even_with_locals(
 
 
 def test_resume_hint_drops_the_token() -> None:
-    hint = cli._resume_command(["--token", TOKEN, "batch", "j.jsonl", f"--token={TOKEN}"])
+    from kling_async.cli.interrupt import resume_command
+
+    argv = ["--token", TOKEN, "batch", "j.jsonl", "--out", "o", f"--token={TOKEN}"]
+    hint = resume_command(cli.build_parser().parse_args(argv))
     assert TOKEN not in hint
-    assert hint == "kling-async batch j.jsonl"
+    assert hint == "kling-async batch j.jsonl --out o"
 
 
 # --------------------------------------------------------------------------- plain http
@@ -282,8 +285,11 @@ async def test_command_line_refuses_plain_http(
     argv = ["--token", TOKEN, "--base-url", "http://api.example.com/v1/kling", "task", "123"]
     status = await asyncio.to_thread(cli.main, argv)
     err = capsys.readouterr().err
-    assert status != 0
-    assert "allow_insecure" in err
+    assert status == 2
+    assert err == (
+        "kling-async task: error: --base-url 'http://api.example.com/v1/kling' is plain http on "
+        "a non-loopback host: the token would be sent in clear text; give an https --base-url\n"
+    )
     assert TOKEN not in err
 
 

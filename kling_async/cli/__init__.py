@@ -28,34 +28,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 
-from ..batch import JobsFileError, JournalConflictError
-from ..errors import KlingError, RequestValidationError
-from .commands import cmd_batch, cmd_generate, cmd_task, cmd_upload, problems_text
+from ..errors import KlingError
+from .commands import cmd_batch, cmd_generate, cmd_task, cmd_upload
 from .demo import cmd_demo
 from .display import Display
+from .failure import explain, one_line
 from .interrupt import (
     CTRL_C,
-    EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     CtrlC,
     Interrupted,
     UsageError,
     interrupted_text,
-    resume_command,
 )
+from .listing import cmd_accounts, cmd_tasks
 from .parser import build_parser
 
 __all__ = ["Display", "build_parser", "main"]
-
-#: Kept for callers of the single-module CLI (the hint is built from the options given).
-_resume_command = resume_command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,7 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "simulate":
         from ..testing import run_from_args
 
-        return run_from_args(args)
+        try:
+            return run_from_args(args)
+        except OSError as exc:  # the port is taken, or the host is not this machine's
+            print(f"kling-async simulate: error: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
     _setup_logging(args.verbose)
     display = Display()
     # Like asyncio.run: Ctrl-C is handled only where SIGINT has Python's default handler
@@ -83,14 +84,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(_dispatch(args, display, ctrl_c))
     except UsageError as exc:
-        print(f"kling-async {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(args, one_line(str(exc)), EXIT_USAGE, "usage")
+    except KlingError as exc:
+        message, status = explain(exc, args)
+        return _fail(args, message, status, type(exc).__name__)
+    except OSError as exc:  # a file or folder named on the command line, or a busy port
+        where = f" {str(exc.filename)!r}" if exc.filename else ""
+        return _fail(args, f"{exc.strerror or exc}{where}", EXIT_USAGE, "OSError")
     except Interrupted as exc:
-        print(interrupted_text(args, args_list, exc.unanswered), file=sys.stderr)
+        print(interrupted_text(args, exc.unanswered), file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        print(interrupted_text(args, args_list), file=sys.stderr)
+        print(interrupted_text(args), file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _fail(args: argparse.Namespace, message: str, status: int, kind: str) -> int:
+    """One line on stderr (and, with --json, a JSON object on stdout)."""
+    if getattr(args, "json", False):
+        error = {"error": message, "type": kind, "exit": status}
+        print(json.dumps(error, ensure_ascii=False), flush=True)
+    head = "error: " if status == EXIT_USAGE else ""  # a usage error, or a job/request failed
+    print(f"kling-async {args.command}: {head}{message}", file=sys.stderr)
+    return status
 
 
 async def _dispatch(args: argparse.Namespace, display: Display, ctrl_c: CtrlC | None) -> int:
@@ -120,14 +136,10 @@ async def _run_command(args: argparse.Namespace, display: Display) -> int:
         "task": cmd_task,
         "upload": cmd_upload,
         "batch": cmd_batch,
+        "tasks": cmd_tasks,
+        "accounts": cmd_accounts,
     }
-    try:
-        return await commands[args.command](args, display)
-    except (RequestValidationError, JobsFileError, JournalConflictError) as exc:
-        raise UsageError(problems_text(exc)) from exc
-    except KlingError as exc:
-        print(f"kling-async {args.command}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    return await commands[args.command](args, display)
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shlex
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -26,16 +28,18 @@ from ..errors import RequestValidationError, TaskFailedError
 from ..models import TaskResponse
 from ..requests import GenerationRequest, Image2VideoElements, KolorsElements
 from ..webhooks import KlingWebhookReceiver
-from .display import Display
+from .display import Display, error_text
 from .interrupt import CTRL_C, EXIT_FAILED, EXIT_OK, UsageError
 
 __all__ = [
+    "check_out_dir",
     "cmd_batch",
     "cmd_generate",
     "cmd_task",
     "cmd_upload",
     "problems_text",
     "run_jobs",
+    "task_command",
 ]
 
 
@@ -51,7 +55,7 @@ def _token(args: argparse.Namespace) -> str:
     return token
 
 
-def _client(
+def make_client(
     args: argparse.Namespace,
     *,
     max_jobs: int | None = None,
@@ -82,6 +86,7 @@ def _generation_request(args: argparse.Namespace) -> GenerationRequest:
             aspect_ratio=args.aspect_ratio,
             image_count=args.count,
             email=args.email,
+            extra=dict(args.extra) or None,
         )
     return Image2VideoElements(
         prompt=args.prompt,
@@ -92,6 +97,7 @@ def _generation_request(args: argparse.Namespace) -> GenerationRequest:
         aspect_ratio=args.aspect_ratio,
         enable_audio=args.audio,
         email=args.email,
+        extra=dict(args.extra) or None,
     )
 
 
@@ -101,8 +107,9 @@ async def cmd_generate(args: argparse.Namespace, display: Display) -> int:
     except RequestValidationError as exc:
         flag = _FLAGS.get((exc.field or "").split("[")[0], exc.field)
         raise UsageError(f"{flag}: {exc}") from exc
+    await asyncio.to_thread(check_out_dir, args.out)
     job = job_from_request(1, request)
-    async with _client(args, max_jobs=1) as kling:  # one job needs one slot
+    async with make_client(args, max_jobs=1) as kling:  # one job needs one slot
         summary = await run_jobs(kling, [job], args.out, display, subfolders=False, quiet=True)
     rec = summary.records[0]
     final = summary.responses.get(1)
@@ -112,7 +119,9 @@ async def cmd_generate(args: argparse.Namespace, display: Display) -> int:
         for name in rec.files:
             display.line(str(args.out / name))
     else:
-        display.line(f"task {rec.task_id or '-'}: {rec.state.value}: {rec.error or ''}")
+        display.line(f"task {rec.task_id or '-'}: {rec.state.value}: {error_text(rec.error)}")
+        if rec.task_id is not None and rec.state is not JobState.FAILED:
+            display.line(f"fetch it with: {task_command(rec.task_id, rec.email, args.out)}")
     return EXIT_OK if rec.state is JobState.SUCCEEDED else EXIT_FAILED
 
 
@@ -130,7 +139,27 @@ _FLAGS: Final = {
     "mode": "--mode",
     "enable_audio": "--audio",
     "email": "--email",
+    "extra": "--extra",
 }
+
+
+def task_command(task_id: int, email: str | None, out: Path) -> str:
+    """The command that downloads a task's files without submitting anything again."""
+    words = ["kling-async", "task", str(task_id)]
+    if email:
+        words += ["--email", email]
+    return shlex.join([*words, "--out", str(out)])
+
+
+def check_out_dir(out: Path) -> None:
+    """Create ``out`` and prove it writable, before anything is paid for."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise UsageError(f"--out: cannot write to {str(out)!r}: {why}") from None
 
 
 async def run_jobs(
@@ -164,8 +193,10 @@ async def run_jobs(
                 return await runner.run(jobs, retry_failed=retry_failed)
             except asyncio.CancelledError:
                 if ctrl_c is not None:  # for the resume hint: POSTs left without answer
-                    states = [r.state for r in journal.records()]
+                    records = journal.records()
+                    states = [r.state for r in records]
                     ctrl_c.unanswered = states.count(JobState.SUBMITTING)
+                    ctrl_c.tasks = [(r.task_id, r.email) for r in records if r.task_id]
                 raise
 
 
@@ -174,15 +205,20 @@ def _stderr_line(text: str) -> None:
 
 
 async def cmd_task(args: argparse.Namespace, display: Display) -> int:
-    async with _client(args) as kling:
+    async with make_client(args) as kling:
         try:
-            task = await (kling.wait(args.task_id) if args.wait else kling.get_task(args.task_id))
+            task = await (
+                kling.wait(args.task_id, email=args.email, timeout=args.timeout)
+                if args.wait
+                else kling.get_task(args.task_id, args.email)
+            )
         except TaskFailedError as exc:
             if exc.task is None:
                 raise
             task = exc.task
         paths: list[Path] = []
         if args.out is not None and task.succeeded:
+            await asyncio.to_thread(check_out_dir, args.out)
             paths = await kling.download(task, args.out)
     if args.json:
         display.json(unstructure(task))
@@ -208,7 +244,7 @@ def _show_task(task: TaskResponse, paths: Sequence[Path], display: Display) -> N
 async def cmd_upload(args: argparse.Namespace, display: Display) -> int:
     if not args.file.is_file():
         raise UsageError(f"FILE: no such file {str(args.file)!r}")
-    async with _client(args) as kling:
+    async with make_client(args) as kling:
         url = await kling.upload_asset(args.file, args.content_type, email=args.email)
     if args.json:
         display.json({"url": url})
@@ -236,8 +272,8 @@ async def cmd_batch(args: argparse.Namespace, display: Display) -> int:
         accounts[email] = count or args.max_jobs
     _check_accounts(jobs, accounts)
     out: Path = args.out
-    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
-    client = _client(
+    await asyncio.to_thread(check_out_dir, out)
+    client = make_client(
         args,
         max_jobs=None if accounts else args.max_jobs,
         accounts=accounts or None,
@@ -254,5 +290,10 @@ async def cmd_batch(args: argparse.Namespace, display: Display) -> int:
         )
     display.summary(summary, out)
     if not summary.ok:
-        display.line(f"re-run the same command to resume; the journal is {out / JOURNAL_NAME}")
+        failed = summary.count(JobState.FAILED)
+        again = "; re-run with --retry-failed to submit the failed lines again (pays again)"
+        display.line(
+            f"re-run the same command to resume{again if failed else ''}; "
+            f"the journal is {out / JOURNAL_NAME}"
+        )
     return EXIT_OK if summary.ok else EXIT_FAILED

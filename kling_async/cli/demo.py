@@ -77,4 +77,7 @@ async def cmd_demo(args: argparse.Namespace, display: Display) -> int:
         f"{stats['tasks_created']} tasks, {stats['polls']} polls, peak running "
         f"{max(stats['peak_running'].values())} in {time.monotonic() - started:.1f} s"
     )
+    gallery = out / "index.html"  # written by the batch with its manifest
+    if gallery.is_file():
+        display.line(f"gallery: {gallery.resolve()}")
     return EXIT_OK if summary.ok else EXIT_FAILED

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from ..batch import BatchSummary, JobEvent, JobRecord, JobState
+from ..errors import MODERATION_MARKERS
 
-__all__ = ["Display", "ProgressObserver", "rich_available"]
+__all__ = ["Display", "ProgressObserver", "error_text", "rich_available"]
 
 _TABLE_ROWS: Final = 40  # longer batches get counts and the failed lines only
 
@@ -92,7 +93,9 @@ class Display:
         for email, why in summary.accounts_set_aside.items():
             self.line(f"account {email} was set aside, it is in error state: {why}")
         for rec in summary.problems:
-            self.line(f"line {rec.line}: {rec.state.value}: {rec.error or 'not finished'}")
+            self.line(
+                f"line {rec.line}: {rec.state.value}: {error_text(rec.error) or 'not finished'}"
+            )
         if out_dir is not None and summary.count(JobState.SUCCEEDED):
             self.line(f"results in {out_dir}")
 
@@ -108,9 +111,19 @@ class Display:
 
 
 def _row(rec: JobRecord) -> tuple[str, str, str, str, str]:
-    detail = ", ".join(rec.files) if rec.state is JobState.SUCCEEDED else (rec.error or "")
+    detail = ", ".join(rec.files) if rec.state is JobState.SUCCEEDED else error_text(rec.error)
     task = str(rec.task_id) if rec.task_id is not None else "-"
     return str(rec.line), rec.kind, rec.state.value, task, detail
+
+
+def error_text(error: str | None) -> str:
+    """A job's error as a user reads it: a moderation verdict says so (not "500 ...")."""
+    if not error:
+        return ""
+    if any(marker in error.lower() for marker in MODERATION_MARKERS):
+        _, sep, verdict = error.partition(": ")
+        return f"refused by moderation: {verdict if sep else error}"
+    return error
 
 
 def rich_available() -> bool:
@@ -166,4 +179,4 @@ def _event_text(event: JobEvent, rec: JobRecord) -> str:
         return f"{head}: found task {rec.task_id} of an interrupted submission"
     if event is JobEvent.SUCCEEDED:
         return f"{head}: succeeded, {len(rec.files)} file(s)"
-    return f"{head}: {event.value}: {rec.error or rec.final_state or ''}"
+    return f"{head}: {event.value}: {error_text(rec.error) or rec.final_state or ''}"

@@ -7,8 +7,8 @@ import asyncio
 import shlex
 import signal
 import sys
-from collections.abc import Sequence
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any, Final
 
 from ..batch import JOURNAL_NAME
@@ -66,6 +66,8 @@ class CtrlC:
     def __init__(self) -> None:
         self.presses = 0
         self.unanswered = 0
+        #: (task id, email) of the submissions that answered before the command stopped.
+        self.tasks: list[tuple[int, str | None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main: asyncio.Task[Any] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -127,14 +129,25 @@ class CtrlC:
 CTRL_C: ContextVar[CtrlC | None] = ContextVar("kling_async_ctrl_c", default=None)
 
 
-def interrupted_text(args: argparse.Namespace, argv: Sequence[str], unanswered: int = 0) -> str:
+def interrupted_text(args: argparse.Namespace, unanswered: int = 0) -> str:
+    """What was left running after Ctrl-C, and the command that picks it up."""
     if args.command != "batch":
+        ctrl_c = CTRL_C.get()
+        tasks = ctrl_c.tasks if ctrl_c is not None else []
+        if tasks:
+            out = getattr(args, "out", None) or Path()
+            lines = ["interrupted; the submitted task goes on (and is paid for); fetch it with:"]
+            for task_id, email in tasks:
+                words = ["kling-async", "task", str(task_id)]
+                words += ["--email", email] if email else []
+                lines.append("  " + shlex.join([*words, "--wait", "--out", str(out)]))
+            return "\n".join(lines)
         if unanswered:
             return (
                 "interrupted before the submission answered: a task may have been created; "
-                "look for it in the account's tasks"
+                "look for it with 'kling-async tasks'"
             )
-        return "interrupted; a submitted task goes on: see it with 'kling-async task ID'"
+        return "interrupted; nothing was submitted"
     journal = args.out / JOURNAL_NAME
     if unanswered:
         what = "1 submission" if unanswered == 1 else f"{unanswered} submissions"
@@ -145,21 +158,39 @@ def interrupted_text(args: argparse.Namespace, argv: Sequence[str], unanswered: 
         )
     else:
         kept = f"interrupted; every task id is kept in {journal}."
-    return f"{kept}\nResume with the same command:\n  {resume_command(argv)}"
+    return f"{kept}\nResume with the same command:\n  {resume_command(args)}"
 
 
-def resume_command(argv: Sequence[str]) -> str:
-    """The command line again, without the token."""
-    kept: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        if arg == "--token":
-            skip = True
-            continue
-        if arg.startswith("--token="):
-            continue
-        kept.append(arg)
-    return shlex.join(["kling-async", *kept])
+#: Batch options a resume repeats: (attribute, flag); the token is never one of them.
+_BATCH_OPTIONS: Final = (
+    ("email", "--email"),
+    ("max_jobs", "--max-jobs"),
+    ("webhook_url", "--webhook-url"),
+)
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The batch command again, rebuilt from the parsed options (never the token)."""
+    from ..client import DEFAULT_BASE_URL
+
+    words = ["kling-async", "batch", str(args.jobs), "--out", str(args.out)]
+    if getattr(args, "base_url", DEFAULT_BASE_URL) != DEFAULT_BASE_URL:
+        words += ["--base-url", args.base_url]
+    for attr, flag in _BATCH_OPTIONS:
+        value = getattr(args, attr, None)
+        if value is not None:
+            words += [flag, str(value)]
+    for email, count in getattr(args, "account", None) or ():
+        words += ["--account", email if count is None else f"{email}:{count}"]
+    if getattr(args, "webhook", None) is not None:
+        host, port, path = args.webhook
+        words += ["--webhook", f"{host}:{port}{path}"]
+    for attr, flag in (
+        ("retry_failed", "--retry-failed"),
+        ("resubmit_unknown", "--resubmit-unknown"),
+    ):
+        if getattr(args, attr, False):
+            words.append(flag)
+    if getattr(args, "verbose", False):
+        words.append("--verbose")
+    return shlex.join(words)

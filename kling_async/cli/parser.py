@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_task(sub, common)
     _add_upload(sub, common)
     _add_batch(sub, common)
+    _add_tasks(sub, common)
+    _add_accounts(sub, common)
     from .generate import add_parsers as add_generate_parsers
 
     add_generate_parsers(sub, common)  # generate ENDPOINT FIELD=VALUE ..., endpoints
@@ -97,16 +100,24 @@ def _add_demo(sub: Sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "demo",
         allow_abbrev=False,
-        parents=[common],
         help="run a small batch against the built-in simulator (no token, no network)",
     )
     p.add_argument("--out", type=Path, default=Path("kling-demo"), help="folder (./kling-demo)")
     p.add_argument("--jobs", type=_positive_int, default=3, help="image jobs, plus one video (3)")
+    p.set_defaults(verbose=False)
 
 
 def _add_output(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path(), help="folder for the files (.)")
     p.add_argument("--json", action="store_true", help="print the final task JSON instead")
+    p.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        type=_extra,
+        metavar="FIELD=VALUE",
+        help="a wire field the options do not cover (VALUE as JSON, else text; repeatable)",
+    )
 
 
 def _add_image(sub: Sub, common: argparse.ArgumentParser) -> None:
@@ -144,6 +155,9 @@ def _add_task(sub: Sub, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("task_id", type=_positive_int, metavar="ID")
     p.add_argument("--wait", action="store_true", help="wait until the task is final")
+    p.add_argument(
+        "--timeout", type=_seconds, metavar="SECONDS", help="with --wait: give up after this"
+    )
     p.add_argument("--out", type=Path, help="download the files here when it succeeded")
     p.add_argument("--json", action="store_true", help="print the task JSON")
 
@@ -176,8 +190,7 @@ def _add_batch(sub: Sub, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--account",
-        action="extend",
-        nargs="+",
+        action="append",
         type=_account,
         default=[],
         metavar="EMAIL[:MAXJOBS]",
@@ -203,6 +216,47 @@ def _add_batch(sub: Sub, common: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="the public URL useapi.net reaches --webhook at (default: http://HOST:PORT/path)",
     )
+
+
+def _add_tasks(sub: Sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "tasks", allow_abbrev=False, parents=[common], help="list the account's recent tasks"
+    )
+    p.add_argument("--type", help="only this content type (image, video, audio...)")
+    p.add_argument("--status", help="only tasks in this state (succeeded, failed, running...)")
+    p.add_argument("--limit", type=_positive_int, default=20, help="at most this many (20)")
+    p.add_argument("--json", action="store_true", help="print the tasks as a JSON list")
+
+
+def _add_accounts(sub: Sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "accounts",
+        allow_abbrev=False,
+        parents=[common],
+        help="the configured accounts: maxJobs, executing, available, balance",
+    )
+    p.add_argument("--json", action="store_true", help="print the accounts as JSON")
+
+
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {value!r}") from None
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {value!r}")
+    return number
+
+
+def _extra(value: str) -> tuple[str, Any]:
+    field, sep, text = value.partition("=")
+    if not sep or not field.strip():
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {value!r}")
+    try:
+        parsed: Any = json.loads(text)
+    except ValueError:
+        parsed = text
+    return field.strip(), parsed
 
 
 def _webhook_address(value: str) -> tuple[str, int, str]:

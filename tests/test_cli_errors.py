@@ -1,0 +1,177 @@
+"""Errors a CLI user can cause: one line on stderr in CLI terms, exit 2, no traceback."""
+
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+from test_cli import ACCOUNT, TOKEN, SimThread, run, sim, write_batch  # noqa: F401
+
+from kling_async import cli
+from kling_async.batch import JOURNAL_NAME, Journal
+
+
+def one_error_line(capsys: Any, command: str) -> str:
+    err: str = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert lines[0].startswith(f"kling-async {command}: error: "), err
+    return lines[0]
+
+
+def test_unwritable_out_is_refused_before_submitting(
+    sim: SimThread, images: Path, tmp_path: Path, capsys: Any
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    args = [
+        "image",
+        "--prompt",
+        "a cat",
+        "--subject",
+        str(images / "a.png"),
+        "--subject",
+        str(images / "b.png"),
+    ]
+    assert run(sim, *args, "--email", ACCOUNT, "--out", str(blocker / "sub")) == 2
+    assert "--out: cannot write to" in one_error_line(capsys, "image")
+    jobs = write_batch(images, 2)
+    assert run(sim, "batch", str(jobs), "--out", str(blocker), "--account", ACCOUNT) == 2
+    assert "--out: cannot write to" in one_error_line(capsys, "batch")
+    assert sim.stats["tasks_created"] == 0
+
+
+def test_missing_jobs_file_is_told_once(sim: SimThread, tmp_path: Path, capsys: Any) -> None:
+    missing = tmp_path / "nope.jsonl"
+    assert run(sim, "batch", str(missing), "--out", str(tmp_path / "o")) == 2
+    assert str(missing) in one_error_line(capsys, "batch")
+
+
+def test_wrong_token_names_the_flag(sim: SimThread, capsys: Any) -> None:
+    argv = ["--token", "wrong", "--base-url", sim.base_url, "tasks", "--email", ACCOUNT]
+    assert cli.main(argv) == 2
+    line = one_error_line(capsys, "tasks")
+    assert line.endswith("check USEAPI_TOKEN/--token")
+    assert "wrong" not in line
+
+
+def test_wrong_base_url_shows_the_url(sim: SimThread, capsys: Any) -> None:
+    base = sim.base_url.rstrip("/") + "/not-kling"
+    assert cli.main(["--token", TOKEN, "--base-url", base, "task", "123", "--email", ACCOUNT]) == 2
+    line = one_error_line(capsys, "task")
+    assert f"{base}/tasks/123" in line
+    assert line.endswith("check --base-url)")
+
+
+def test_dead_base_url_shows_the_url(capsys: Any) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = f"http://127.0.0.1:{port}/v1/kling"
+    assert cli.main(["--token", TOKEN, "--base-url", base, "task", "5", "--email", ACCOUNT]) == 2
+    line = one_error_line(capsys, "task")
+    assert f"{base}/tasks/5" in line
+    assert "check --base-url" in line
+
+
+def test_json_errors_are_json(sim: SimThread, capsys: Any) -> None:
+    assert cli.main(["--token", "wrong", "--base-url", sim.base_url, "accounts", "--json"]) == 2
+    captured = capsys.readouterr()
+    error = json.loads(captured.out)
+    assert error["exit"] == 2
+    assert "check USEAPI_TOKEN/--token" in error["error"]
+
+
+def test_repeated_account_keeps_the_jobs_file() -> None:
+    args = cli.build_parser().parse_args(
+        [
+            "batch",
+            "--account",
+            "a@example.com",
+            "--account",
+            "b@example.com:3",
+            "jobs.jsonl",
+            "--out",
+            "o",
+        ]
+    )
+    assert str(args.jobs) == "jobs.jsonl"
+    assert args.account == [("a@example.com", None), ("b@example.com", 3)]
+
+
+def test_second_writer_on_the_same_out_is_refused(
+    sim: SimThread, images: Path, tmp_path: Path, capsys: Any
+) -> None:
+    jobs = write_batch(images, 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    with Journal(out / JOURNAL_NAME):  # the first writer, still running
+        assert run(sim, "batch", str(jobs), "--out", str(out), "--account", ACCOUNT) == 2
+    assert "another run is using the journal" in one_error_line(capsys, "batch")
+    assert sim.stats["tasks_created"] == 0
+
+
+def test_tasks_and_accounts_commands(
+    sim: SimThread, images: Path, tmp_path: Path, capsys: Any
+) -> None:
+    args = [
+        "image",
+        "--prompt",
+        "a cat",
+        "--subject",
+        str(images / "a.png"),
+        "--subject",
+        str(images / "b.png"),
+    ]
+    assert run(sim, *args, "--email", ACCOUNT, "--out", str(tmp_path)) == 0
+    capsys.readouterr()
+    assert run(sim, "tasks", "--email", ACCOUNT, "--status", "succeeded", "--json") == 0
+    tasks = json.loads(capsys.readouterr().out)
+    assert len(tasks) == 1
+    assert run(sim, "tasks", "--email", ACCOUNT, "--limit", "5") == 0
+    assert "a cat" in capsys.readouterr().out
+    assert run(sim, "tasks", "--status", "bogus") == 2
+    assert "--status: expected one of" in one_error_line(capsys, "tasks")
+    assert run(sim, "accounts", "--json") == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["email"] == ACCOUNT
+    assert row["maxJobs"] == 2
+
+
+def test_extra_fields_reach_the_request(sim: SimThread, images: Path, tmp_path: Path) -> None:
+    args = [
+        "image",
+        "--prompt",
+        "a cat",
+        "--subject",
+        str(images / "a.png"),
+        "--subject",
+        str(images / "b.png"),
+    ]
+    assert run(sim, *args, "--email", ACCOUNT, "--out", str(tmp_path), "--extra", "seed=7") == 0
+
+
+def test_busy_simulator_port(capsys: Any) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["simulate", "--host", "127.0.0.1", "--port", str(port)]) == 2
+    line = one_error_line(capsys, "simulate")
+    assert "address already in use" in line.lower()
+
+
+def test_moderation_is_named(sim: SimThread, images: Path, tmp_path: Path, capsys: Any) -> None:
+    subjects = ["--subject", str(images / "a.png"), "--subject", str(images / "b.png")]
+    out = str(tmp_path / "o")
+    assert (
+        run(sim, "image", "--prompt", "nsfw cat", *subjects, "--email", ACCOUNT, "--out", out) == 1
+    )
+    captured = capsys.readouterr()
+    assert "failed: refused by moderation: The content you uploaded" in captured.out
+    assert "500 Internal Server Error" not in captured.out + captured.err

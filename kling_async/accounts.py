@@ -159,6 +159,15 @@ class TaskList:
         return matches, complete
 
 
+def check_task_id(task_id: object) -> None:
+    """Refuse a task id that is not a positive integer (callers without a type checker
+    pass strings too), naming the field, before anything is sent."""
+    if isinstance(task_id, bool) or not isinstance(task_id, int) or task_id <= 0:
+        raise RequestValidationError(
+            f"task_id: must be a positive integer, got {task_id!r}", field="task_id"
+        )
+
+
 def email_params(email: str | None, **more: Any) -> dict[str, str]:
     """Query parameters: ``more`` without the None values, and ``email`` when given."""
     params = {k: str(v) for k, v in more.items() if v is not None}
@@ -318,11 +327,7 @@ class Scheduler:
     async def release(self, task_id: int) -> str:
         """``DELETE /scheduler/{task_id}``: stop tracking a job (its slot frees; the job
         still runs and is charged). The server's text; `NotFoundError` when not running."""
-        given: object = task_id
-        if isinstance(given, bool) or not isinstance(given, int) or given <= 0:
-            raise RequestValidationError(
-                f"task_id: must be a positive integer, got {task_id!r}", field="task_id"
-            )
+        check_task_id(task_id)
         try:
             # One attempt: its success answer is plain text, which a retry would re-read as
             # a bad payload and send again (to a 404: the job is no longer tracked).

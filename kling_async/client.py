@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from .accounts import Accounts, KnownTasks, Scheduler, TaskList
+from .accounts import Accounts, KnownTasks, Scheduler, TaskList, check_task_id
 from .assets import Assets
 from .catalog import Catalog
 from .config import (
@@ -39,7 +39,7 @@ from .config import (
 )
 from .convert import structure_task
 from .endpoints import EndpointMethods
-from .errors import ConfigurationError, RequestValidationError
+from .errors import ConfigurationError
 from .files import Downloads, Uploads
 from .jobs import JobEvents, JobRunner, check_timeout
 from .models import Account, ScheduledJob, SchedulerCapacity, TaskResponse
@@ -243,11 +243,7 @@ class KlingClient(EndpointMethods):
 
     async def get_task(self, task_id: int, email: str | None = None) -> TaskResponse:
         """``GET /tasks/{task_id}``: the task's current state (one request, retried safely)."""
-        given: object = task_id  # callers without a type checker pass strings too
-        if isinstance(given, bool) or not isinstance(given, int) or given <= 0:
-            raise RequestValidationError(
-                f"task_id: must be a positive integer, got {task_id!r}", field="task_id"
-            )
+        check_task_id(task_id)
         email = email or self._known.email(task_id) or self.email
         if not email:
             email = await self._accounts.with_default(email)
@@ -387,13 +383,11 @@ class KlingClient(EndpointMethods):
 
     @property
     def catalog(self) -> Catalog:
-        """The non-generation endpoints: effects, motions, voices, elements, avatars,
-        generated assets, deleting a task (`kling_async.catalog.Catalog`)."""
+        """The calls that create no job: effects, voices, elements, avatars, assets..."""
         return Catalog(self._transport, self._accounts)
 
     async def available(self) -> SchedulerCapacity:
-        """``GET /scheduler/available``: each account's maxJobs, executing and available
-        jobs as the server counts them (jobs of other processes on the token included)."""
+        """``GET /scheduler/available``: each account's capacity as the server counts it."""
         return await self._scheduler.available()
 
     async def running(self) -> list[ScheduledJob]:
@@ -401,6 +395,5 @@ class KlingClient(EndpointMethods):
         return await self._scheduler.running()
 
     async def release(self, task_id: int) -> str:
-        """``DELETE /scheduler/{task_id}``: free a stuck job's slot on the server (the job
-        still runs and is charged); `NotFoundError` when the job is not running."""
+        """``DELETE /scheduler/{task_id}``: free a stuck job's slot (it still runs, charged)."""
         return await self._scheduler.release(task_id)

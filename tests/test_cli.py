@@ -531,11 +531,16 @@ def hold_submissions(sim: SimThread) -> None:
 
 
 def resume_and_check(sim: SimThread, durations: Durations, jobs: Path, out: Path) -> None:
-    """Re-run the batch on a normal simulator: the held submissions are found, not resent."""
+    """Re-run the batch on a normal simulator: the held submissions are found, not resent.
+
+    Their tasks still run, so the resume finds each by its own tag in GET /scheduler; only
+    then do they end. (A task that ended before the resume looked cannot be told from an
+    identical request's, and would be reported unknown: tests/test_money.py.)"""
     sim.call(lambda: sim.sim.set_fault_plan(None))
     durations.seconds = 0.05
-    sim.call(sim.sim.finish_all)
     again = batch_process(sim, jobs, out, "--account", ACCOUNT)
+    wait_until_blocking(lambda: all(row[1] != "submitting" for row in journal_rows(out)), 60)
+    sim.call(sim.sim.finish_all)
     stdout, stderr = again.communicate(timeout=120)
     assert again.returncode == 0, stderr
     assert stdout.count("of an interrupted submission") == 2

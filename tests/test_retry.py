@@ -79,9 +79,11 @@ MakeClient = Callable[..., KlingClient]
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[KlingSimulator]:
-    """Room for every job at once: these tests submit without job slots."""
-    async with KlingSimulator(token=TOKEN, accounts={EMAIL: 50}, job_seconds=0.05) as server:
+async def sim(request: pytest.FixtureRequest) -> AsyncIterator[KlingSimulator]:
+    """Room for every job at once: these tests submit without job slots. Jobs last 50 ms
+    unless a test asks for longer ones (``parametrize("sim", [seconds], indirect=True)``)."""
+    seconds = getattr(request, "param", 0.05)
+    async with KlingSimulator(token=TOKEN, accounts={EMAIL: 50}, job_seconds=seconds) as server:
         yield server
 
 
@@ -361,9 +363,10 @@ def assert_one_task_per_job(sim: KlingSimulator, answers: list[TaskResponse]) ->
         assert sim.tasks[answer.task_id or 0].body["prompt"] == f"job number {n}"
 
 
-# Not "delay": its 1 s answer outlasts the 50 ms jobs, and a task that ended before its tag
-# could be seen in the scheduler is reported unknown, never adopted (tests/test_money.py).
-@pytest.mark.parametrize("kind", ["reset_after", "malformed"])
+# "delay" with jobs that outlast its 1 s answer: a task that ended before its tag could be
+# seen in the scheduler is reported unknown, never adopted (tests/test_money.py).
+@pytest.mark.parametrize("sim", [5.0], indirect=True)
+@pytest.mark.parametrize("kind", ["reset_after", "malformed", "delay"])
 async def test_ambiguous_post_failures_are_recovered_not_resent(
     sim: KlingSimulator, make_client: MakeClient, kind: str
 ) -> None:
@@ -418,6 +421,9 @@ async def test_resets_before_creation_give_one_task_per_job(
     assert stats["lists"] >= 2 * stats["faults"]["reset"]
 
 
+# Jobs outlast the 1 s "delay" answer: a task that ended before its tag could be seen in
+# the scheduler is reported unknown, never adopted (tests/test_money.py covers that case).
+@pytest.mark.parametrize("sim", [5.0], indirect=True)
 async def test_mixed_submit_faults_never_duplicate(
     sim: KlingSimulator, make_client: MakeClient
 ) -> None:

@@ -6,8 +6,9 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
+from ..client import KlingClient
 from ..convert import unstructure
-from ..models import TaskResponse, TaskStatus
+from ..models import AccountCapacity, TaskResponse, TaskStatus
 from .display import Display
 from .interrupt import EXIT_OK, UsageError
 
@@ -64,13 +65,13 @@ async def cmd_accounts(args: argparse.Namespace, display: Display) -> int:
         capacity = await _capacity(kling)
     rows = []
     for email, account in sorted(accounts.items()):
-        free = capacity.get(email, {})
+        free = capacity.get(email)
         rows.append(
             {
                 "email": email,
                 "maxJobs": account.max_jobs,
-                "executing": free.get("executing"),
-                "available": free.get("available"),
+                "executing": free.executing if free else None,
+                "available": free.available if free else None,
                 "balance": _balance(account.balance),
             }
         )
@@ -83,28 +84,10 @@ async def cmd_accounts(args: argparse.Namespace, display: Display) -> int:
     return EXIT_OK
 
 
-async def _capacity(kling: Any) -> dict[str, dict[str, Any]]:
-    """Per account ``{"executing", "available"}`` from GET /scheduler/available, through
-    ``KlingClient.available()`` where the client has it (empty otherwise)."""
-    available = getattr(kling, "available", None)
-    if available is None:
-        return {}
-    answer = await available()
-    items: Any = answer.items() if isinstance(answer, Mapping) else enumerate(answer)
-    found: dict[str, dict[str, Any]] = {}
-    for key, entry in items:
-        email = _field(entry, "email") or key
-        found[str(email)] = {
-            "executing": _field(entry, "executing"),
-            "available": _field(entry, "available"),
-        }
-    return found
-
-
-def _field(entry: Any, name: str) -> Any:
-    if isinstance(entry, Mapping):
-        return entry.get(name)
-    return getattr(entry, name, None)
+async def _capacity(kling: KlingClient) -> dict[str, AccountCapacity]:
+    """Each account's capacity from ``GET /scheduler/available``, by email."""
+    answer = await kling.available()
+    return {entry.email: entry for entry in answer.available if entry.email}
 
 
 def _balance(balance: Mapping[str, Any] | None) -> Any:

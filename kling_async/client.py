@@ -149,6 +149,7 @@ class KlingClient(EndpointMethods):
             uploads=self._uploads,
             webhook=webhook,
         )
+        self._submitter.on_busy = self.slots.reconcile  # a 429 despite a slot: recount
         self._waiter = TaskWaiter(self)
         self.jobs = JobRunner(
             self.slots, self._submitter, self._waiter, configured, self._accounts.with_default

@@ -29,6 +29,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 import aiohttp
@@ -37,7 +38,14 @@ import attrs
 from .accounts import KnownTasks
 from .config import ClientConfig
 from .convert import request_body, structure_task
-from .errors import KlingError, PayloadError, ServerError, SubmissionUnknownError, TransportError
+from .errors import (
+    KlingError,
+    PayloadError,
+    RateLimitError,
+    ServerError,
+    SubmissionUnknownError,
+    TransportError,
+)
 from .files import Uploads
 from .models import TaskResponse
 from .reconcile import Reconciler, TaskFinder, matches_submission, new_tag, tagged
@@ -109,6 +117,9 @@ class Submitter:
         self._find_tasks = find_tasks
         self._webhook = webhook
         self.on_submitted: Hook | None = None
+        #: Called with the account when a POST is answered 429 although this process held a
+        #: job slot for it: the shared slots then recount the jobs started elsewhere.
+        self.on_busy: Callable[[str], Awaitable[None]] | None = None
         # Per key: the lock and how many submissions hold or wait for it.
         self._turns: dict[tuple[str, str, str], tuple[asyncio.Lock, list[int]]] = {}
         self.background: dict[asyncio.Task[Any], asyncio.Future[Any]] = {}
@@ -232,6 +243,22 @@ class Submitter:
                 hook.bind(tag, task_id)
         log.info("submitted task %s (%s) on %s", task_id, request.endpoint, email or "default")
 
+    def _busy_hook(self, email: str | None) -> Hook | None:
+        """A retry hook that reports a 429 (the account is full on the server) to
+        ``on_busy``; a failure there is logged, never fails the submission."""
+        on_busy = self.on_busy
+        if on_busy is None or not email:
+            return None
+
+        async def busy(exc: BaseException, tries: int, wait: float) -> None:
+            if isinstance(exc, RateLimitError):
+                try:
+                    await on_busy(email)
+                except Exception as failure:  # noqa: BLE001 - a recount is best effort
+                    log.warning("recounting %s's job slots failed: %s", email, failure)
+
+        return busy
+
     async def _post_with_recovery(
         self, request: GenerationRequest, body: dict[str, Any], email: str | None
     ) -> TaskResponse:
@@ -240,7 +267,9 @@ class Submitter:
         for round_no in range(1, rounds + 1):
             sent_at = int(time.time() * 1000)
             try:
-                data = await self._transport.call("POST", path, json_body=body, creates_job=True)
+                data = await self._transport.call(
+                    "POST", path, json_body=body, creates_job=True, on_retry=self._busy_hook(email)
+                )
                 resp = structure_task(data)
             except TransportError as exc:
                 if isinstance(exc.__cause__, aiohttp.ClientConnectorError):

@@ -15,6 +15,7 @@ URL plus a path, redirects are never followed, and downloads go out without it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import ipaddress
 import json
@@ -292,9 +293,11 @@ class Transport:
         content_type: str | None = None,
         creates_job: bool = False,
         timeout: aiohttp.ClientTimeout | None = None,
+        on_retry: Hook | None = None,
     ) -> Any:
         """`attempt` under the retry policy (``creates_job``: a POST that creates a paid
-        job, retried only when the server cannot have created it)."""
+        job, retried only when the server cannot have created it). ``on_retry`` is called
+        like the client's own hook, after it, for this call's retries only."""
         if json_body is not None:
             data, content_type = json.dumps(json_body).encode(), "application/json"
 
@@ -309,19 +312,22 @@ class Transport:
             if not is_retryable(exc, creates_job=creates_job):
                 raise
             first: BaseException = exc
+        hooks = [hook for hook in (self.on_retry, on_retry) if hook is not None]
         return await call_with_retries(
             once,
             policy=self.config.retry,
             creates_job=creates_job,
             describe=f"{method} {path}",
-            on_retry=self._on_retry if self.on_retry is not None else None,
+            on_retry=functools.partial(self._on_retry, hooks) if hooks else None,
             first_failure=first,
         )
 
-    async def _on_retry(self, exc: BaseException, tries: int, wait: float) -> None:
+    @staticmethod
+    async def _on_retry(hooks: list[Hook], exc: BaseException, tries: int, wait: float) -> None:
         # Hooks see the connection failure itself (scrubbed), as they always have.
         cause = exc.__cause__ if isinstance(exc, TransportError) else None
-        await call_hook(self.on_retry, cause or exc, tries, wait)
+        for hook in hooks:
+            await call_hook(hook, cause or exc, tries, wait)
 
     async def _report(
         self, method: str, path: str, status: int | None, elapsed: float, error: str | None

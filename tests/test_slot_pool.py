@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import aiohttp
 import pytest
 from helpers import EMAIL, TOKEN, wait_until
 
@@ -13,6 +14,7 @@ from kling_async import (
     ConfigurationError,
     KlingClient,
     KolorsElements,
+    RateLimitError,
     TransportError,
 )
 from kling_async.slots import (
@@ -200,3 +202,47 @@ def test_password_never_appears_in_the_pool_url() -> None:
     pool = RedisSlotPool.from_url("redis://user:s3cret@127.0.0.1:1/0")
     assert "s3cret" not in pool.url
     assert pool.url == "redis://user:***@127.0.0.1:1/0"
+
+
+class CountingPool(LocalSlotPool):
+    """An in-process pool that notes every recount of outside jobs it is told."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recounts: list[int] = []
+
+    async def reconcile(self, account: str, running_elsewhere: int) -> None:
+        self.recounts.append(running_elsewhere)
+        await super().reconcile(account, running_elsewhere)
+
+
+def outside_jobs_run_long(endpoint: str, body: dict[str, object], rng: object) -> float:
+    return 3600.0 if str(body.get("prompt", "")).startswith("outside") else 0.05
+
+
+async def test_a_429_despite_a_held_slot_recounts_the_jobs_started_elsewhere() -> None:
+    """Another tool fills the account after this client counted it: the server's 429 on a
+    POST the pool allowed makes the pool read GET /scheduler/available again."""
+    pool = CountingPool()
+    images = ["https://x/a.png", "https://x/b.png"]
+    async with (
+        KlingSimulator(
+            token=TOKEN, accounts={ACCOUNT: 2}, job_duration=outside_jobs_run_long
+        ) as sim,
+        KlingClient(token=TOKEN, email=ACCOUNT, base_url=sim.base_url, slots=pool) as kling,
+    ):
+        await kling.run(KolorsElements(prompt="first", subject_images=images))
+        assert pool.recounts == [0]  # before the first lease: nothing runs elsewhere
+        async with aiohttp.ClientSession() as http:  # another tool, on the same account
+            for n in range(2):
+                body = {"prompt": f"outside {n}", "email": ACCOUNT,
+                        "subjectImage1": images[0], "subjectImage2": images[1]}  # fmt: skip
+                url = f"{sim.base_url}/images/kolors-elements"
+                headers = {"Authorization": f"Bearer {TOKEN}"}
+                async with http.post(url, json=body, headers=headers) as resp:
+                    assert resp.status == 200
+        with pytest.raises(RateLimitError):
+            await kling.run(KolorsElements(prompt="second", subject_images=images))
+        assert sim.stats["rate_limited"] >= 1
+        assert len(pool.recounts) >= 2
+        assert pool.recounts[1] >= 1

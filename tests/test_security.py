@@ -449,3 +449,25 @@ async def test_receiver_rejects_callbacks_without_its_secret(
     assert "the-receivers-secret" not in repr(receiver)
     assert "the-receivers-secret" not in caplog.text
     assert mac not in caplog.text  # a rejected or accepted URL is never logged
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["image", "--tok", TOKEN, "--prompt", "x", "a.png", "b.png"],
+        [f"--tok={TOKEN}", "task", "1"],
+        ["--toke", TOKEN, "-v", "tasks"],
+        ["batch", "jobs.jsonl", "--out", "o", f"--to={TOKEN}"],
+    ],
+)
+def test_a_mistyped_token_flag_is_refused_without_showing_its_value(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No abbreviations (``--tok`` is not ``--token``), and the refusal names the flag but
+    never echoes a value: the value of a mistyped ``--token`` is the token."""
+    assert cli.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert TOKEN not in out + err
+    assert err.count("\n") == 1
+    assert "not shown" in err  # "unrecognized arguments: --tok (values are not shown)", or
+    # "invalid choice (not shown)" when the token stood where the command goes

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .. import __version__
 from ..batch import JOURNAL_NAME
@@ -66,16 +67,40 @@ def _account(value: str) -> tuple[str, int | None]:
     return email, int(count)
 
 
+class CliParser(argparse.ArgumentParser):
+    """argparse in the CLI's error style: one line on stderr and exit status 2, and never
+    the value of an argument it did not recognise (a mistyped ``--tok T`` carries the
+    token). Subcommands inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        unknown = "unrecognized arguments: "
+        if message.startswith(unknown):
+            words = message[len(unknown) :].split()
+            flags = [word.split("=", 1)[0] for word in words if word.startswith("-")]
+            message = f"{unknown}{' '.join(flags) or '(not shown)'} (values are not shown)"
+        message = re.sub(r"invalid choice: '([^']*)'", _shown_choice, message)
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _shown_choice(match: re.Match[str]) -> str:
+    """A refused choice is echoed only when it looks like a mistyped word (``imgae``), not
+    like a value put in the wrong place (a token)."""
+    word = match.group(1)
+    if re.fullmatch(r"[a-z][a-z0-9_-]{0,23}", word):
+        return f"invalid choice: {word!r}"
+    return "invalid choice (not shown)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``kling-async``."""
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="kling-async",
         allow_abbrev=False,
         description="Generate Kling images and videos through useapi.net, one job or a batch.",
     )
     parser.add_argument("--version", action="version", version=f"kling-async {__version__}")
     _add_globals(parser, suppress=False)
-    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    common = CliParser(add_help=False, allow_abbrev=False)
     _add_globals(common, suppress=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_demo(sub, common)

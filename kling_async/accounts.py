@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Final, TypeVar
 
@@ -159,6 +160,13 @@ class TaskList:
         return matches, complete
 
 
+def check_email(email: object, field: str) -> None:
+    """Refuse what cannot be a Kling account's email (it goes into URLs and bodies), naming
+    the option, before anything is sent."""
+    if not isinstance(email, str) or not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
+        raise ConfigurationError(f"{field}: {email!r} is not an email address (user@host)")
+
+
 def check_task_id(task_id: object) -> None:
     """Refuse a task id that is not a positive integer (callers without a type checker
     pass strings too), naming the field, before anything is sent."""
@@ -202,6 +210,10 @@ class Accounts:
         check_max_jobs(max_jobs)
         if accounts is not None and not isinstance(accounts, Mapping):
             raise ConfigurationError("accounts: must map emails to max_jobs (or None)")
+        if email is not None:
+            check_email(email, "email")
+        for account in accounts or {}:
+            check_email(account, "accounts")
         configured = {
             a: check_max_jobs(n, f"max_jobs for {a}") for a, n in (accounts or {}).items()
         }

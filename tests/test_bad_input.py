@@ -377,6 +377,10 @@ CONSTRUCTOR_ROWS: list[tuple[str, dict[str, Any], str]] = [
     ("base-url-port", {"base_url": "http://127.0.0.1:99999/v1/kling"}, "port"),
     ("base-url-ftp", {"base_url": "ftp://example.com/v1/kling"}, "base_url"),
     ("base-url-plain-http", {"base_url": "http://example.com/v1/kling"}, "base_url"),
+    ("email-no-at", {"email": "nobody"}, "email"),
+    ("email-crlf", {"email": "a@example.com\r\nX: 1"}, "email"),
+    ("email-space", {"email": "a b@example.com"}, "email"),
+    ("accounts-not-email", {"accounts": {"nobody": 2}}, "accounts"),
 ]
 
 

@@ -27,7 +27,7 @@ from .config import DEFAULT_MAX_DOWNLOAD_BYTES
 from .convert import structure
 from .errors import KlingError, PayloadError, RequestValidationError
 from .models import AssetUpload, TaskResponse, Work
-from .requests import ImageSource, is_remote
+from .requests import ImageSource, is_remote, sniff
 from .transport import Transport
 
 __all__ = [
@@ -59,10 +59,6 @@ UPLOAD_TYPES: Final[Mapping[str, int]] = {
     "audio/aac": 20 << 20,
     "audio/ogg": 20 << 20,
 }
-_MAGIC: Final = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-)
 #: The extensions a downloaded file may keep; any other becomes .png or .mp4.
 SAFE_EXTENSIONS: Final = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4", ".mov"}
@@ -71,12 +67,11 @@ SAFE_EXTENSIONS: Final = frozenset(
 
 
 def guess_content_type(source: ImageSource, data: bytes) -> str | None:
-    """The content type of an upload: sniffed from ``data``, else guessed from the name."""
-    for magic, ctype in _MAGIC:
-        if data.startswith(magic):
-            return ctype
-    if len(data) > 12 and data[4:8] == b"ftyp":
-        return "video/quicktime" if data[8:10] == b"qt" else "video/mp4"
+    """The content type of an upload: sniffed from ``data`` (images, videos, audio, as
+    the request layer tells them), else guessed from the name."""
+    sniffed = sniff(data[:64])
+    if sniffed is not None:
+        return sniffed[1]
     if isinstance(source, str | os.PathLike):
         guessed, _ = mimetypes.guess_type(os.fspath(source))
         return guessed

@@ -71,11 +71,6 @@ def test_generate_uploads_local_files_and_parses_list_fields(
     assert list(out.glob("*.png"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="files.guess_content_type uploads a .wav as audio/x-wav (mimetypes), which POST "
-    "/assets refuses: it should sniff audio by its bytes (requests.sniff)",
-)
 def test_generate_uploads_local_video_and_audio(sim: SimThread, tmp_path: Path) -> None:
     (tmp_path / "talk.mp4").write_bytes(video())
     (tmp_path / "voice.wav").write_bytes(wav(400))

@@ -13,6 +13,7 @@ from test_cli import ACCOUNT, TOKEN, SimThread, run, sim, write_batch  # noqa: F
 
 from kling_async import cli
 from kling_async.batch import JOURNAL_NAME, Journal
+from kling_async.testing import FaultPlan, FaultRates
 
 
 def one_error_line(capsys: Any, command: str) -> str:
@@ -175,3 +176,21 @@ def test_moderation_is_named(sim: SimThread, images: Path, tmp_path: Path, capsy
     captured = capsys.readouterr()
     assert "failed: refused by moderation: The content you uploaded" in captured.out
     assert "500 Internal Server Error" not in captured.out + captured.err
+
+
+def test_a_failed_download_prints_the_command_that_fetches_the_task(
+    sim: SimThread, images: Path, tmp_path: Path, capsys: Any
+) -> None:
+    """The job ran (and is paid for) but its files could not be fetched: the exact
+    `kling-async task ID --email E --out DIR` command is printed, never "re-run"."""
+    plan = FaultPlan(rules={"files": FaultRates(server_error=1.0)})
+    sim.call(lambda: sim.sim.set_fault_plan(plan))
+    subjects = ["--subject", str(images / "a.png"), "--subject", str(images / "b.png")]
+    out = tmp_path / "out"
+    code = run(sim, "image", "--prompt", "a cat", *subjects, "--email", ACCOUNT, "--out", str(out))
+    assert code == 1
+    (task,) = sim.stats["tasks"]
+    stdout = capsys.readouterr().out
+    assert f"fetch it with: kling-async task {task['id']} --email {ACCOUNT}" in stdout
+    assert f"--out {out}" in stdout
+    assert sim.stats["tasks_created"] == 1

@@ -194,3 +194,13 @@ def test_a_failed_download_prints_the_command_that_fetches_the_task(
     assert f"fetch it with: kling-async task {task['id']} --email {ACCOUNT}" in stdout
     assert f"--out {out}" in stdout
     assert sim.stats["tasks_created"] == 1
+
+
+def test_the_base_url_comes_from_the_environment_when_not_given(
+    monkeypatch: Any,
+) -> None:
+    monkeypatch.setenv("KLING_BASE_URL", "http://127.0.0.1:8787/v1/kling")
+    args = cli.build_parser().parse_args(["tasks"])
+    assert args.base_url == "http://127.0.0.1:8787/v1/kling"
+    given = cli.build_parser().parse_args(["--base-url", "http://127.0.0.1:1/v1/kling", "tasks"])
+    assert given.base_url == "http://127.0.0.1:1/v1/kling"

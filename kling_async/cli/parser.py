@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, NoReturn
@@ -11,6 +12,7 @@ from typing import Any, NoReturn
 from .. import __version__
 from ..batch import JOURNAL_NAME
 from ..client import DEFAULT_BASE_URL
+from ..config import BASE_URL_ENV
 
 __all__ = ["build_parser"]
 
@@ -25,8 +27,8 @@ def _add_globals(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     parser.add_argument("--email", default=default, help="the Kling account to use")
     parser.add_argument(
         "--base-url",
-        default=argparse.SUPPRESS if suppress else DEFAULT_BASE_URL,
-        help=f"API base URL (default {DEFAULT_BASE_URL})",
+        default=argparse.SUPPRESS if suppress else os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL,
+        help=f"API base URL (default ${BASE_URL_ENV}, else {DEFAULT_BASE_URL})",
     )
     parser.add_argument(
         "--slots",

@@ -288,7 +288,8 @@ class RedisSlotPool:
                     return None
                 if granted == -1:
                     return detail.decode() if isinstance(detail, bytes) else str(detail)
-                with contextlib.suppress(TimeoutError):
+                # asyncio.TimeoutError: on 3.10 it is not the builtin TimeoutError
+                with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(freed.wait(), self._poll)
         finally:
             self._wakeups.unwatch(account, freed)

@@ -111,6 +111,12 @@ async def cmd_generate(args: argparse.Namespace, display: Display) -> int:
     job = job_from_request(1, request)
     async with make_client(args, max_jobs=1) as kling:  # one job needs one slot
         summary = await run_jobs(kling, [job], args.out, display, subfolders=False, quiet=True)
+    return report_one_job(summary, args, display)
+
+
+def report_one_job(summary: BatchSummary, args: argparse.Namespace, display: Display) -> int:
+    """Print a one-job run's outcome (``image``, ``video``, ``generate``): its files, or its
+    error and, when a task exists that did not fail, the command that fetches it."""
     rec = summary.records[0]
     final = summary.responses.get(1)
     if args.json and final is not None:
@@ -143,11 +149,13 @@ _FLAGS: Final = {
 }
 
 
-def task_command(task_id: int, email: str | None, out: Path) -> str:
+def task_command(task_id: int, email: str | None, out: Path, *, wait: bool = False) -> str:
     """The command that downloads a task's files without submitting anything again."""
     words = ["kling-async", "task", str(task_id)]
     if email:
         words += ["--email", email]
+    if wait:  # not ended yet: wait for it first
+        words.append("--wait")
     return shlex.join([*words, "--out", str(out)])
 
 

@@ -17,14 +17,14 @@ from typing import Any
 import attrs
 
 from .. import REQUEST_TYPES
-from ..batch import JobState, job_from_request
+from ..batch import job_from_request
 from ..client import KlingClient
 from ..convert import unstructure
 from ..errors import RequestValidationError
 from ..requests import GenerationRequest, describe_fields, request_from_fields, spec_of
-from .commands import run_jobs
+from .commands import report_one_job, run_jobs, task_command
 from .display import Display
-from .interrupt import EXIT_FAILED, EXIT_OK, UsageError
+from .interrupt import EXIT_OK, UsageError
 
 __all__ = ["add_parsers", "cmd_endpoints", "cmd_generate", "endpoint_class", "field_rows"]
 
@@ -194,28 +194,11 @@ async def cmd_generate(args: argparse.Namespace, display: Display) -> int:
             display.json(unstructure(answer))
         else:
             display.line(f"task {answer.task_id} submitted")
-            display.line(f"  follow it: {_task_command(answer.task_id, args, kling.email)}")
+            follow = task_command(answer.task_id or 0, kling.email, args.out, wait=True)
+            display.line(f"  follow it: {follow}")
         return EXIT_OK
     async with client as kling:
         summary = await run_jobs(
             kling, [job_from_request(1, request)], args.out, display, subfolders=False, quiet=True
         )
-        email = kling.email
-    rec = summary.records[0]
-    final = summary.responses.get(1)
-    if args.json and final is not None:
-        display.json(unstructure(final))
-    elif rec.state is JobState.SUCCEEDED:
-        for name in rec.files:
-            display.line(str(args.out / name))
-    elif final is not None and final.succeeded:
-        display.line(f"task {rec.task_id} succeeded but its files were not saved: {rec.error}")
-        display.line(f"  get them with: {_task_command(rec.task_id, args, email)}")
-    else:
-        display.line(f"task {rec.task_id or '-'}: {rec.state.value}: {rec.error or ''}")
-    return EXIT_OK if rec.state is JobState.SUCCEEDED else EXIT_FAILED
-
-
-def _task_command(task_id: int | None, args: argparse.Namespace, email: str | None) -> str:
-    account = f" --email {email}" if email else ""
-    return f"kling-async task {task_id}{account} --wait --out {args.out}"
+    return report_one_job(summary, args, display)

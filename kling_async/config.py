@@ -6,7 +6,9 @@
 - Named defaults: `DEFAULT_CONFIG`, `DEFAULT_RETRY`, `DEFAULT_POLL`, `DEFAULT_BASE_URL`,
   `DEFAULT_IMAGE_TIMEOUT`, `DEFAULT_VIDEO_TIMEOUT`, `MAX_JOBS_RANGE`, and `default_deadline`,
   the one rule for how long a job is waited for when no ``timeout`` is given.
-- The test switches: `set_time_scale` / `fast_mode` shrink every client wait.
+- The test switches: `set_time_scale` / `fast_mode` shrink every client wait; the
+  environment variable `TIME_SCALE_ENV` sets the scale a process starts with (for tests
+  that run the CLI or a script in a subprocess).
 
 Every option is validated when it is built: a negative or NaN time, a zero count or a wrong
 type is a `ConfigurationError` (also a ``ValueError``) naming the option.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
@@ -39,6 +42,7 @@ __all__ = [
     "DEFAULT_VIDEO_TIMEOUT",
     "MAX_JOBS_RANGE",
     "SLOTS_ENV",
+    "TIME_SCALE_ENV",
     "TOKEN_ENV",
     "UNSET",
     "ClientConfig",
@@ -313,13 +317,35 @@ DEFAULT_CONFIG: Final = ClientConfig()
 
 # -- the test switch --------------------------------------------------------------------
 
-_time_scale = 1.0
+#: The environment variable holding the wait multiplier a process starts with (a number
+#: >= 0, as for `set_time_scale`; unset or empty: 1, real waits). A test switch: it lets a
+#: test suite shrink the waits of a CLI or script it runs in a subprocess against the
+#: simulator. Read once, when ``kling_async`` is imported; a bad value is a
+#: `ConfigurationError` naming the variable.
+TIME_SCALE_ENV: Final = "KLING_ASYNC_TIME_SCALE"
+
+
+def _scale_from_env() -> float:
+    text = os.environ.get(TIME_SCALE_ENV, "").strip()
+    if not text:
+        return 1.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value >= 0:
+        raise ConfigurationError(f"{TIME_SCALE_ENV} must be a number >= 0, got {text!r}")
+    return value
+
+
+_time_scale = _scale_from_env()
 
 
 def set_time_scale(scale: float) -> float:
     """Multiply every client wait (retries, polls) by ``scale``; 0 makes them all zero.
 
-    Meant for test suites that run against the simulator. Returns the previous scale.
+    Meant for test suites that run against the simulator (a subprocess starts with the
+    scale in `TIME_SCALE_ENV`). Returns the previous scale.
     """
     global _time_scale  # one process-wide test switch, by design
     given: object = scale  # callers without a type checker pass other things too

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -16,6 +17,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from kling_async.config import TIME_SCALE_ENV
 from kling_async.testing import KlingSimulator
 
 #: The token and account of the shared fixtures (conftest.py) and the tests that use them.
@@ -37,6 +39,16 @@ def wait_until_blocking(condition: Callable[[], object], timeout: float = 30.0) 
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
+
+
+def fast_env(scale: float = 0.05, **extra: str) -> dict[str, str]:
+    """This process's environment for a subprocess whose client waits (poll delays and their
+    floor, retry back-offs, confirm delays) are ``scale`` times the real ones, plus ``extra``.
+
+    The subprocess counterpart of ``fast_mode(scale)``, through `TIME_SCALE_ENV`. Not 0 by
+    default: a push-mode run still waits a little for its callbacks before polling.
+    """
+    return {**os.environ, TIME_SCALE_ENV: str(scale), **extra}
 
 
 def run_command(command: Sequence[str | Path], **kwargs: Any) -> subprocess.CompletedProcess[str]:

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from helpers import Durations, serve, wait_until
+from helpers import Durations, fast_env, serve, wait_until
 
 from kling_async import AccountError, KlingClient, KolorsElements, cli
 from kling_async.batch import (
@@ -501,7 +501,10 @@ def test_summary_names_the_accounts_set_aside() -> None:
 
 
 async def run_cli(sim: KlingSimulator, jobs: Path, out: Path) -> tuple[int, str, str]:
-    """``kling-async batch`` in a subprocess, with a and b; the simulator serves meanwhile."""
+    """``kling-async batch`` in a subprocess, with a and b; the simulator serves meanwhile.
+
+    Its waits are shrunk (`fast_env`): without a plausible ETA each poll waits the floor.
+    """
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -518,6 +521,7 @@ async def run_cli(sim: KlingSimulator, jobs: Path, out: Path) -> tuple[int, str,
         f"{A}:2",
         "--account",
         f"{B}:2",
+        env=fast_env(),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

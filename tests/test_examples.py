@@ -1,17 +1,18 @@
 """The runnable examples (README's examples/ and the docs' docs/examples/) run as shown.
 
 Each runs in a subprocess against the simulator it starts, with its temporary files in the
-test's own tmp dir (``TMPDIR``), so that no run leaves a folder in the system temp dir.
+test's own tmp dir (``TMPDIR``), so that no run leaves a folder in the system temp dir, and
+its client waits shrunk (``fast_env``): the examples' jobs are short, but a poll without a
+plausible ETA waits the 5 s poll floor.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import run_command
+from helpers import fast_env, run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,12 +56,17 @@ CASES = [
 ]
 
 
+#: The wait scale of an example that needs a larger one than `fast_env`'s: push mode waits
+#: 30 s (scaled) for a callback before it polls, and its example shows that it never polls.
+SCALES = {"examples/push_mode.py": 0.2}
+
+
 @pytest.mark.parametrize(("script", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_example_runs(script: str, expected: list[str], tmp_path: Path) -> None:
     path = ROOT / script
     if not path.is_file():
         pytest.skip(f"{script} is not in this copy of the project")
-    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    env = fast_env(SCALES.get(script, 0.05), TMPDIR=str(tmp_path))
     done = run_command([sys.executable, str(path)], env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     for text in expected:

@@ -22,6 +22,7 @@ from kling_async import (
     KlingClient,
     KolorsElements,
     PollPolicy,
+    TaskResponse,
     TaskStatus,
     TaskTimeoutError,
     cli,
@@ -41,8 +42,14 @@ MODES = {
 }
 
 
-def _config(fallback: float) -> Any:
-    return attrs.evolve(DEFAULT_CONFIG, poll=PollPolicy(push_fallback=fallback))
+def _config(fallback: float, floor: float | None = None) -> Any:
+    """The default config with a push fallback of ``fallback`` s and, when given, a poll floor
+    (`PollPolicy.min_interval`) of ``floor`` s: the default floor (5 s) outlasts a short
+    fallback."""
+    poll = PollPolicy(push_fallback=fallback)
+    if floor is not None:
+        poll = attrs.evolve(poll, min_interval=floor)
+    return attrs.evolve(DEFAULT_CONFIG, poll=poll)
 
 
 @pytest.fixture(params=list(MODES))
@@ -63,16 +70,18 @@ async def _run_jobs(
     receiver: KlingWebhookReceiver,
     count: int,
     fallback: float = 3600,
+    floor: float | None = None,
     **fields: Any,
 ) -> list[Any]:
-    """Runs ``count`` jobs on a client of ``sim`` with ``receiver``, poll fallback ``fallback``."""
+    """Runs ``count`` jobs on a client of ``sim`` with ``receiver``, poll fallback ``fallback``
+    and poll floor ``floor`` (None: the default)."""
     jobs = [
         KolorsElements(prompt=f"push job {i}", subject_images=IMAGES, **fields)
         for i in range(count)
     ]
     with fast_mode(1.0):
         async with KlingClient(
-            token=TOKEN, base_url=sim.base_url, webhook=receiver, config=_config(fallback)
+            token=TOKEN, base_url=sim.base_url, webhook=receiver, config=_config(fallback, floor)
         ) as kling:
             return await asyncio.gather(*(kling.run(job) for job in jobs))
 
@@ -121,7 +130,7 @@ async def test_lost_callbacks_fall_back_to_polling() -> None:
         seed=7,
     ) as sim:
         receiver = KlingWebhookReceiver(trust_callbacks=True)
-        results = await _run_jobs(sim, receiver, 40, fallback=0.2)
+        results = await _run_jobs(sim, receiver, 40, fallback=0.2, floor=0.2)
         assert all(r.succeeded for r in results)
         assert sim.stats["callbacks_dropped"] > 0
         assert sim.stats["polls"] > 0
@@ -426,6 +435,22 @@ def test_batch_webhook_address_is_checked(
     assert f"expected HOST:PORT[/path], got {bad!r}" in capsys.readouterr().err
 
 
+class _WatchedReceiver(KlingWebhookReceiver):
+    """A receiver that notes the tasks a waiter asked it for a callback about."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.awaited: set[int] = set()
+
+    async def next_update(
+        self, task_id: int, after: TaskResponse | None, timeout: float
+    ) -> TaskResponse | None:
+        # Noted in the waiter's own step, which runs on until it waits for the callback:
+        # once another task sees the id here, the waiter is waiting.
+        self.awaited.add(task_id)
+        return await super().next_update(task_id, after, timeout)
+
+
 async def test_cancelling_a_waiter_as_a_callback_wakes_it_cancels_it() -> None:
     """A cancellation landing in the same loop turn as the callback that wakes the waiter is
     not swallowed (asyncio.wait_for on Python 3.10/3.11 drops it): run() ends at once."""
@@ -447,7 +472,7 @@ async def test_cancelling_a_waiter_as_a_callback_wakes_it_cancels_it() -> None:
     api = web.Application()
     api.router.add_post("/v1/kling/images/kolors-elements", kolors)
     hooks = web.Application(middlewares=[cancel_after])
-    receiver = KlingWebhookReceiver()
+    receiver = _WatchedReceiver()
     receiver.add_routes(hooks)
     async with serve(api) as api_root, serve(hooks) as hooks_root:
         receiver.public_url = hooks_root + receiver.path
@@ -462,7 +487,7 @@ async def test_cancelling_a_waiter_as_a_callback_wakes_it_cancels_it() -> None:
                 waiting = asyncio.ensure_future(
                     kling.run(KolorsElements(prompt="p", subject_images=IMAGES))
                 )
-                await wait_until(lambda: 7 in receiver._changed)  # waiting for a callback
+                await wait_until(lambda: 7 in receiver.awaited)  # waiting for a callback
                 processing = {"id": 7, "status": 10, "status_name": "processing"}
                 async with aiohttp.ClientSession() as http:
                     await http.post(bodies[0]["replyUrl"], json={"task": processing, "status": 10})

@@ -320,25 +320,22 @@ DEFAULT_CONFIG: Final = ClientConfig()
 #: The environment variable holding the wait multiplier a process starts with (a number
 #: >= 0, as for `set_time_scale`; unset or empty: 1, real waits). A test switch: it lets a
 #: test suite shrink the waits of a CLI or script it runs in a subprocess against the
-#: simulator. Read once, when ``kling_async`` is imported; a bad value is a
-#: `ConfigurationError` naming the variable.
+#: simulator. Read at the first wait (importing the package reads no environment), unless
+#: `set_time_scale` came first; a bad value is a `ConfigurationError` naming the variable.
 TIME_SCALE_ENV: Final = "KLING_ASYNC_TIME_SCALE"
+
+_time_scale: float | None = None  # None: TIME_SCALE_ENV not read yet
 
 
 def _scale_from_env() -> float:
     text = os.environ.get(TIME_SCALE_ENV, "").strip()
-    if not text:
-        return 1.0
     try:
-        value = float(text)
+        value = float(text) if text else 1.0
     except ValueError:
         value = math.nan
     if not value >= 0:
         raise ConfigurationError(f"{TIME_SCALE_ENV} must be a number >= 0, got {text!r}")
     return value
-
-
-_time_scale = _scale_from_env()
 
 
 def set_time_scale(scale: float) -> float:
@@ -351,18 +348,26 @@ def set_time_scale(scale: float) -> float:
     given: object = scale  # callers without a type checker pass other things too
     if isinstance(given, bool) or not isinstance(given, int | float) or not given >= 0:
         raise ConfigurationError(f"scale must be a number >= 0, got {scale!r}")
-    previous, _time_scale = _time_scale, float(scale)
+    previous, _time_scale = (
+        _scale_from_env() if _time_scale is None else _time_scale,
+        float(scale),
+    )
     return previous
 
 
 def delay_scale() -> float:
     """The current wait multiplier (1.0 unless a test set it)."""
-    return _time_scale
+    scale = _time_scale
+    if scale is None:  # the first wait of the process
+        scale = _scale_from_env()
+        set_time_scale(scale)
+    return scale
 
 
 def scaled(seconds: float) -> float:
     """``seconds`` times the current wait multiplier."""
-    return seconds * _time_scale
+    scale = _time_scale
+    return seconds * (delay_scale() if scale is None else scale)
 
 
 async def sleep_scaled(seconds: float) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from helpers import EMAIL, TOKEN, files_under, serve, wait_until
+from helpers import EMAIL, TOKEN, files_under, run_command, serve, wait_until
 
 from kling_async import (
     ClientConfig,
@@ -33,6 +35,7 @@ from kling_async import (
     TransportError,
     Work,
 )
+from kling_async.config import TIME_SCALE_ENV
 from kling_async.convert import PayloadError
 from kling_async.errors import (
     AccountError,
@@ -343,6 +346,34 @@ def test_time_scale_switch() -> None:
         set_time_scale(previous)
     with pytest.raises(ValueError, match="scale"):
         set_time_scale(-1)
+
+
+SCALE_PROBE = """
+import kling_async
+from kling_async.config import delay_scale, scaled
+try:
+    print(delay_scale(), scaled(2.0))
+except kling_async.ConfigurationError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.parametrize(
+    ("value", "printed"),
+    [
+        ("0.25", "0.25 0.5"),
+        ("", "1.0 2.0"),
+        ("fast", "KLING_ASYNC_TIME_SCALE must be a number >= 0, got 'fast'"),
+        ("-1", "KLING_ASYNC_TIME_SCALE must be a number >= 0, got '-1'"),
+    ],
+)
+def test_time_scale_from_the_environment(value: str, printed: str) -> None:
+    """A process (a CLI a test suite runs) starts with the scale in KLING_ASYNC_TIME_SCALE;
+    a bad one is refused at the first wait, naming the variable (importing reads nothing)."""
+    env = {**os.environ, TIME_SCALE_ENV: value}
+    done = run_command([sys.executable, "-c", SCALE_PROBE], env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == printed
 
 
 # -- job-creating POSTs ----------------------------------------------------------------------

@@ -362,7 +362,6 @@ except kling_async.ConfigurationError as exc:
     ("value", "printed"),
     [
         ("0.25", "0.25 0.5"),
-        ("", "1.0 2.0"),
         ("fast", "KLING_ASYNC_TIME_SCALE must be a number >= 0, got 'fast'"),
         ("-1", "KLING_ASYNC_TIME_SCALE must be a number >= 0, got '-1'"),
     ],

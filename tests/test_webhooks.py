@@ -45,8 +45,9 @@ MODES = {
 def _config(fallback: float, floor: float | None = None) -> Any:
     """The default config with a push fallback of ``fallback`` s and, when given, a poll floor
     (`PollPolicy.min_interval`) of ``floor`` s: the default floor (5 s) outlasts a short
-    fallback."""
-    poll = PollPolicy(push_fallback=fallback)
+    fallback. No poll cap: the waits are real here, and the confirming GETs of many jobs
+    would otherwise go out 50 ms apart."""
+    poll = PollPolicy(push_fallback=fallback, max_polls_per_second=None)
     if floor is not None:
         poll = attrs.evolve(poll, min_interval=floor)
     return attrs.evolve(DEFAULT_CONFIG, poll=poll)

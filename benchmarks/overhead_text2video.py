@@ -78,7 +78,10 @@ async def _client(kling: KlingClient, n: int, start: int) -> float:
 async def bench_overhead_text2video(sim: bench.SimProcess, mode: bench.Mode) -> dict[str, Any]:
     """run.py's overhead method on text2video; the figures as a dict."""
     n, concurrency = mode.overhead_jobs, 20
-    policy = attrs.evolve(DEFAULT_POLL, interval=0.001, jitter=0.0, max_polls_per_second=None)
+    # As run.py: a first poll 1 ms after the submission, no floor (the jobs last 0 s).
+    policy = attrs.evolve(
+        DEFAULT_POLL, interval=0.001, min_interval=0.0, jitter=0.0, max_polls_per_second=None
+    )
     config = ClientConfig(poll=policy)
     raw_cpu: list[float] = []
     client_cpu: list[float] = []

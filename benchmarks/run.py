@@ -79,6 +79,7 @@ class Mode:
     overhead_pairs: int = 40  # rounds of each side, in adjacent pairs (see the README)
     waiters: int = 10_000
     waiter_seconds: tuple[float, float] = (10.0, 20.0)  # real seconds, not scaled
+    waiter_floor: float = DEFAULT_POLL.min_interval  # the waiters' poll floor, seconds
     structure_calls: int = 2000
 
 
@@ -103,6 +104,7 @@ MODES = {
         overhead_pairs=1,
         waiters=50,
         waiter_seconds=(1.0, 1.5),
+        waiter_floor=0.1,  # the 5 s floor would outlast these 1 s waiters five times
         structure_calls=50,
     ),
 }
@@ -600,16 +602,17 @@ def _rss_kb() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-def _scale_process(base_url: str, tasks: list[tuple[int, str]], conn: Any) -> None:
-    conn.send(asyncio.run(_scale_main(base_url, tasks)))
+def _scale_process(base_url: str, tasks: list[tuple[int, str]], floor: float, conn: Any) -> None:
+    conn.send(asyncio.run(_scale_main(base_url, tasks, floor)))
 
 
-async def _scale_main(base_url: str, tasks: list[tuple[int, str]]) -> dict[str, Any]:
+async def _scale_main(base_url: str, tasks: list[tuple[int, str]], floor: float) -> dict[str, Any]:
     """N waiters at once in a fresh process: peak RSS over the start, and loop lag."""
     loop = asyncio.get_running_loop()
     # The default policy, without the client-wide cap: with 20 polls/s, 10,000 waiters
     # would each poll once every 500 s and the loop would sit idle.
-    config = ClientConfig(poll=attrs.evolve(DEFAULT_POLL, max_polls_per_second=None))
+    policy = attrs.evolve(DEFAULT_POLL, min_interval=floor, max_polls_per_second=None)
+    config = ClientConfig(poll=policy)
     async with KlingClient(token=TOKEN, base_url=base_url, config=config) as kling:
         await kling.get_task(*tasks[0])  # session, connection and converter hooks warm
         gc.collect()
@@ -666,7 +669,8 @@ async def bench_scale(sim: SimProcess, mode: Mode, seed: int) -> dict[str, Any]:
         tasks = await asyncio.gather(*(submit(i) for i in range(n)))
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_scale_process, args=(sim.base_url, tasks, child))
+        args = (sim.base_url, tasks, mode.waiter_floor, child)
+        proc = ctx.Process(target=_scale_process, args=args)
         proc.start()
         result: dict[str, Any] = await asyncio.get_running_loop().run_in_executor(None, parent.recv)
         proc.join()

@@ -135,7 +135,9 @@ def _structure_model_factory(conv: cattrs.Converter) -> Callable[[type[Any]], An
 
         def structure(data: Any, _: Any = None) -> Any:
             # A null list reads as () through the tuple hook; other fields default to None.
-            return generated(data, cls) if isinstance(data, Mapping) else None
+            if data.__class__ is dict or isinstance(data, Mapping):  # dict: no ABC check
+                return generated(data, cls)
+            return None
 
         return structure
 

@@ -262,6 +262,8 @@ class Transport:
                 f"{method} {path}: answer of {declared} bytes is over the "
                 f"{cap}-byte cap (ClientConfig.max_answer_bytes)"
             )
+        if declared is not None:  # aiohttp reads exactly the declared length
+            return await resp.read()
         parts: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(_CHUNK):

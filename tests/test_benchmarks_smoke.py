@@ -63,3 +63,13 @@ def test_the_overhead_loop_runs() -> None:
     script = ROOT / "benchmarks" / "overhead_loop.py"
     done = run_command([sys.executable, str(script), "client", "0"], cwd=ROOT)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_text2video_overhead_runs() -> None:
+    """benchmarks/overhead_text2video.py in its tiny mode prints its figures as JSON."""
+    script = ROOT / "benchmarks" / "overhead_text2video.py"
+    done = run_command([sys.executable, str(script), "--mode", "smoke"], cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    for key in ("ratio", "ratio_q1", "ratio_q3", "client_us_per_job", "raw_us_per_job"):
+        assert figures[f"overhead_text2video_{key}"] > 0, key

@@ -241,7 +241,9 @@ async def test_poll_cap_bounds_polls_across_all_waiters() -> None:
     """Eager policies (10 ms) and 30 waiters; the client-wide cap of 40 polls/s holds."""
     rate = 40.0
     config = ClientConfig(
-        poll=PollPolicy(interval=0.01, max_interval=0.01, jitter=0, max_polls_per_second=rate)
+        poll=PollPolicy(
+            interval=0.01, max_interval=0.01, min_interval=0.0, jitter=0, max_polls_per_second=rate
+        )
     )
     with fast_mode(1.0):
         async with (

@@ -28,7 +28,7 @@ from typing import Final
 
 from .audio import TextToSpeech
 from .avatars import EMOTIONS, AvatarVideo
-from .base import _REGISTRY, GenerationRequest
+from .base import REGISTRY, GenerationRequest
 from .fields import MAX_TEXT, Alt, Spec, When, spec_of
 from .images import (
     ASPECT_RATIOS_IMAGE,
@@ -93,7 +93,7 @@ __all__ = [
 ]
 
 #: Endpoint path (no leading slash) -> request class, for every generation endpoint.
-REQUEST_TYPES: Final = MappingProxyType(dict(sorted(_REGISTRY.items())))
+REQUEST_TYPES: Final = MappingProxyType(dict(sorted(REGISTRY.items())))
 
 #: Every public name (kept for code that read it before ``__all__`` listed them all).
 PUBLIC: Final = tuple(__all__)

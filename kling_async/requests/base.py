@@ -361,12 +361,13 @@ def _check_uploaded(path: str, source: Any) -> None:
         )
 
 
-_REGISTRY: dict[str, type[GenerationRequest]] = {}
+#: endpoint -> request class, filled by `register`; read it as ``REQUEST_TYPES``.
+REGISTRY: dict[str, type[GenerationRequest]] = {}
 T = TypeVar("T", bound=type[GenerationRequest])
 
 
 def register(cls: T) -> T:
     """Record a finished request class: its file fields and its endpoint in the registry."""
     cls.image_fields = tuple(n for n, s in plan(cls) if s.kind in (FILE, FILES))
-    _REGISTRY[cls.endpoint] = cls
+    REGISTRY[cls.endpoint] = cls
     return cls

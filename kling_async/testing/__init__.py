@@ -13,7 +13,7 @@ For your own test suite, ``with fast_mode():`` zeroes the client's poll and retr
 Standalone: ``python -m kling_async.testing --port 8787 --account a@example.com:5``.
 """
 
-from kling_async.retry import fast_mode
+from kling_async.config import fast_mode
 from kling_async.testing.cli import add_simulator_arguments, run_from_args
 from kling_async.testing.faults import FaultPlan, FaultRates
 from kling_async.testing.simulator import KlingSimulator

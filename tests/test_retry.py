@@ -560,10 +560,14 @@ def test_is_retryable(exc: BaseException, get: bool, post: bool) -> None:
     assert is_retryable(exc, creates_job=True) is post
 
 
+@pytest.mark.parametrize("sim", [30.0], indirect=True)  # running, so found by its tag
 async def test_identical_job_arriving_while_a_sibling_hands_over_waits_its_turn(
     sim: KlingSimulator, make_client: MakeClient
 ) -> None:
-    """A job submitted the moment an identical one finishes must still queue behind the next."""
+    """A job submitted the moment an identical one finishes must still queue behind the next.
+    (Its jobs outlast the test: a reset POST's task is found by its tag in the scheduler;
+    50 ms jobs could end before the look-up, and a look-alike never seen under its tag is
+    reported unknown, never adopted.)"""
     kling = make_client()
     same = job(0)
     late: list[asyncio.Future[TaskResponse]] = []

@@ -95,6 +95,12 @@ def is_mp4(data: bytes) -> bool:
     return data[4:8] == b"ftyp"
 
 
+def image_args(images: Path, prompt: str = "a cat") -> list[str]:
+    """An ``image`` command with two subject files from the ``images`` fixture."""
+    subjects = ["--subject", str(images / "a.png"), "--subject", str(images / "b.png")]
+    return ["image", "--prompt", prompt, *subjects]
+
+
 # --------------------------------------------------------------------------- demo
 
 
@@ -133,22 +139,7 @@ def test_demo_console_script(tmp_path: Path) -> None:
 
 def test_image_command(sim: SimThread, images: Path, tmp_path: Path, capsys: Any) -> None:
     out = tmp_path / "out"
-    code = run(
-        sim,
-        "image",
-        "--prompt",
-        "a cat",
-        "--subject",
-        str(images / "a.png"),
-        "--subject",
-        str(images / "b.png"),
-        "--count",
-        "2",
-        "--aspect-ratio",
-        "1:1",
-        "--out",
-        str(out),
-    )
+    code = run(sim, *image_args(images), "--count", "2", "--aspect-ratio", "1:1", "--out", str(out))
     assert code == 0
     printed = capsys.readouterr().out.split()
     assert len(printed) == 2
@@ -259,8 +250,7 @@ def test_argparse_errors_exit_2(capsys: Any) -> None:
 
 
 def test_missing_token(images: Path, capsys: Any) -> None:
-    args = ["image", "--subject", str(images / "a.png"), "--subject", str(images / "b.png")]
-    assert cli.main(args) == 2
+    assert cli.main(image_args(images)) == 2
     assert "no API token" in capsys.readouterr().err
 
 

@@ -9,7 +9,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from test_cli import ACCOUNT, TOKEN, SimThread, run, sim, write_batch  # noqa: F401
+from test_cli import ACCOUNT, TOKEN, SimThread, image_args, run, sim, write_batch  # noqa: F401
 
 from kling_async import cli
 from kling_async.batch import JOURNAL_NAME, Journal
@@ -30,15 +30,7 @@ def test_unwritable_out_is_refused_before_submitting(
 ) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    args = [
-        "image",
-        "--prompt",
-        "a cat",
-        "--subject",
-        str(images / "a.png"),
-        "--subject",
-        str(images / "b.png"),
-    ]
+    args = image_args(images)
     assert run(sim, *args, "--email", ACCOUNT, "--out", str(blocker / "sub")) == 2
     assert "--out: cannot write to" in one_error_line(capsys, "image")
     jobs = write_batch(images, 2)
@@ -120,15 +112,7 @@ def test_second_writer_on_the_same_out_is_refused(
 def test_tasks_and_accounts_commands(
     sim: SimThread, images: Path, tmp_path: Path, capsys: Any
 ) -> None:
-    args = [
-        "image",
-        "--prompt",
-        "a cat",
-        "--subject",
-        str(images / "a.png"),
-        "--subject",
-        str(images / "b.png"),
-    ]
+    args = image_args(images)
     assert run(sim, *args, "--email", ACCOUNT, "--out", str(tmp_path)) == 0
     capsys.readouterr()
     assert run(sim, "tasks", "--email", ACCOUNT, "--status", "succeeded", "--json") == 0
@@ -145,15 +129,7 @@ def test_tasks_and_accounts_commands(
 
 
 def test_extra_fields_reach_the_request(sim: SimThread, images: Path, tmp_path: Path) -> None:
-    args = [
-        "image",
-        "--prompt",
-        "a cat",
-        "--subject",
-        str(images / "a.png"),
-        "--subject",
-        str(images / "b.png"),
-    ]
+    args = image_args(images)
     assert run(sim, *args, "--email", ACCOUNT, "--out", str(tmp_path), "--extra", "seed=7") == 0
 
 
@@ -168,11 +144,8 @@ def test_busy_simulator_port(capsys: Any) -> None:
 
 
 def test_moderation_is_named(sim: SimThread, images: Path, tmp_path: Path, capsys: Any) -> None:
-    subjects = ["--subject", str(images / "a.png"), "--subject", str(images / "b.png")]
     out = str(tmp_path / "o")
-    assert (
-        run(sim, "image", "--prompt", "nsfw cat", *subjects, "--email", ACCOUNT, "--out", out) == 1
-    )
+    assert run(sim, *image_args(images, "nsfw cat"), "--email", ACCOUNT, "--out", out) == 1
     captured = capsys.readouterr()
     assert "failed: refused by moderation: The content you uploaded" in captured.out
     assert "500 Internal Server Error" not in captured.out + captured.err
@@ -185,14 +158,14 @@ def test_a_failed_download_prints_the_command_that_fetches_the_task(
     `kling-async task ID --email E --out DIR` command is printed, never "re-run"."""
     plan = FaultPlan(rules={"files": FaultRates(server_error=1.0)})
     sim.call(lambda: sim.sim.set_fault_plan(plan))
-    subjects = ["--subject", str(images / "a.png"), "--subject", str(images / "b.png")]
     out = tmp_path / "out"
-    code = run(sim, "image", "--prompt", "a cat", *subjects, "--email", ACCOUNT, "--out", str(out))
+    code = run(sim, *image_args(images), "--email", ACCOUNT, "--out", str(out))
     assert code == 1
     (task,) = sim.stats["tasks"]
     stdout = capsys.readouterr().out
     assert f"fetch it with: kling-async task {task['id']} --email {ACCOUNT}" in stdout
     assert f"--out {out}" in stdout
+    assert "re-run" not in stdout  # running it again would pay again
     assert sim.stats["tasks_created"] == 1
 
 

@@ -37,14 +37,23 @@ PNG = b"\x89PNG\r\n\x1a\n"
 class SimThread:
     """A KlingSimulator serving from its own event loop in a background thread."""
 
-    def __init__(self, durations: Durations) -> None:
+    def __init__(self, durations: Durations, *, token: str = TOKEN, **options: Any) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.sim = KlingSimulator(
-            token=TOKEN, accounts={ACCOUNT: 2}, job_duration=durations, duration_sigma=0
+            token=token, accounts={ACCOUNT: 2}, job_duration=durations, duration_sigma=0, **options
         )
         self._await(self.sim.start())
+        self._servers: list[asyncio.Server] = []
+
+    def raw_server(
+        self, handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]
+    ) -> str:
+        """Serve ``handle`` (raw asyncio streams) on this loop; its base URL."""
+        server = self._await(asyncio.start_server(handle, "127.0.0.1", 0))
+        self._servers.append(server)
+        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/kling"
 
     def _await(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
@@ -67,6 +76,8 @@ class SimThread:
         return self.sim.base_url
 
     def close(self) -> None:
+        for server in self._servers:
+            server.close()
         self._await(self.sim.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)

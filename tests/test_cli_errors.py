@@ -46,11 +46,11 @@ def test_missing_jobs_file_is_told_once(sim: SimThread, tmp_path: Path, capsys: 
 
 
 def test_wrong_token_names_the_flag(sim: SimThread, capsys: Any) -> None:
-    argv = ["--token", "wrong", "--base-url", sim.base_url, "tasks", "--email", ACCOUNT]
+    argv = ["--token", "wrong-token-0000", "--base-url", sim.base_url, "tasks", "--email", ACCOUNT]
     assert cli.main(argv) == 2
     line = one_error_line(capsys, "tasks")
     assert line.endswith("check USEAPI_TOKEN/--token")
-    assert "wrong" not in line
+    assert "wrong-token-0000" not in line
 
 
 def test_wrong_base_url_shows_the_url(sim: SimThread, capsys: Any) -> None:
@@ -73,7 +73,10 @@ def test_dead_base_url_shows_the_url(capsys: Any) -> None:
 
 
 def test_json_errors_are_json(sim: SimThread, capsys: Any) -> None:
-    assert cli.main(["--token", "wrong", "--base-url", sim.base_url, "accounts", "--json"]) == 2
+    assert (
+        cli.main(["--token", "wrong-token-0000", "--base-url", sim.base_url, "accounts", "--json"])
+        == 2
+    )
     captured = capsys.readouterr()
     error = json.loads(captured.out)
     assert error["exit"] == 2

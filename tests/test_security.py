@@ -49,19 +49,22 @@ FAST = ClientConfig(
 )
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[KlingSimulator]:
-    plan = FaultPlan(
-        seed=4,
+def every_path_plan(seed: int) -> FaultPlan:
+    """Retries, recoveries and error answers: every code path that logs, raises or notes."""
+    return FaultPlan(
+        seed=seed,
         rules={
-            # Retries, recoveries and error answers: every code path that logs or raises.
             "tasks": FaultRates(server_error=0.2, reset=0.1, malformed=0.05),
             "submit": FaultRates(rate_limit=0.2, reset_after=0.15, malformed=0.1),
         },
         retry_after=0.01,
     )
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[KlingSimulator]:
     async with KlingSimulator(
-        token=TOKEN, accounts={ACCOUNT: 5}, job_seconds=0.02, fault_plan=plan
+        token=TOKEN, accounts={ACCOUNT: 5}, job_seconds=0.02, fault_plan=every_path_plan(4)
     ) as simulator:
         yield simulator
 

@@ -22,12 +22,11 @@ from typing import Any
 import pytest
 from helpers import Durations, wait_until_blocking
 from test_cli import ACCOUNT, SimThread, journal_rows, sigint_action
-from test_security import texts_of
+from test_security import every_path_plan, texts_of
 
 from kling_async import ConfigurationError, KlingClient, KlingError, cli
 from kling_async.batch import GALLERY_NAME, JOURNAL_NAME, MANIFEST_NAME
 from kling_async.failures import MIN_TOKEN_LENGTH
-from kling_async.testing import FaultPlan, FaultRates
 
 TOKEN = f"tok-{secrets.token_hex(16)}-unmistakable"
 IMG = "https://cdn.example.com/a.png"
@@ -105,17 +104,8 @@ def test_the_token_appears_nowhere(
 ) -> None:
     caplog.set_level(logging.DEBUG)  # on the root logger: every logger, aiohttp's included
     assert logging.getLogger().level == logging.DEBUG
-    plan = FaultPlan(
-        seed=7,
-        rules={
-            # Retries, resets, malformed answers: every path that logs, chains or notes.
-            "tasks": FaultRates(server_error=0.2, reset=0.1, malformed=0.05),
-            "submit": FaultRates(rate_limit=0.2, reset_after=0.1, malformed=0.05),
-        },
-        retry_after=0.01,
-    )
     durations.seconds = 0.02
-    sim = SimThread(durations, token=TOKEN, fault_plan=plan)
+    sim = SimThread(durations, token=TOKEN, fault_plan=every_path_plan(7))
     outputs: list[str] = []
     try:
         echo = echo_server(sim, in_status_line=False)

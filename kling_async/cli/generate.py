@@ -9,17 +9,20 @@ the field, exit status 2, nothing sent.
 from __future__ import annotations
 
 import argparse
+import asyncio
 from typing import Any
 
 import attrs
 
 from .. import REQUEST_TYPES
+from ..client import KlingClient
 from ..convert import unstructure
 from ..errors import RequestValidationError
+from ..models import TaskResponse
 from ..requests import GenerationRequest, describe_fields, request_from_fields, spec_of
 from .commands import make_client, run_one_job, task_command
 from .display import Display
-from .interrupt import EXIT_OK, UsageError
+from .interrupt import CTRL_C, EXIT_OK, UsageError
 
 __all__ = ["cmd_endpoints", "cmd_generate", "endpoint_class", "field_rows"]
 
@@ -124,7 +127,7 @@ async def cmd_generate(args: argparse.Namespace, display: Display) -> int:
         raise UsageError(str(exc)) from exc
     if not args.wait:
         async with make_client(args, max_jobs=1) as kling:
-            answer = await kling.submit(request)
+            answer = await _submit_noting_ctrl_c(kling, request)
         if args.json:
             display.json(unstructure(answer))
         else:
@@ -133,3 +136,20 @@ async def cmd_generate(args: argparse.Namespace, display: Display) -> int:
             display.line(f"  follow it: {follow}")
         return EXIT_OK
     return await run_one_job(args, display, request)
+
+
+async def _submit_noting_ctrl_c(kling: KlingClient, request: GenerationRequest) -> TaskResponse:
+    """``kling.submit``, leaving in `CTRL_C` what Ctrl-C's message needs: the task id once
+    the server answered, else that a POST may be without answer."""
+    ctrl_c = CTRL_C.get()
+
+    def submitted(answer: TaskResponse) -> None:
+        if ctrl_c is not None and answer.task_id is not None:
+            ctrl_c.tasks.append((answer.task_id, request.email or kling.email))
+
+    try:
+        return await kling.submit(request, on_submitted=submitted)
+    except asyncio.CancelledError:
+        if ctrl_c is not None and not ctrl_c.tasks:
+            ctrl_c.unanswered = 1
+        raise

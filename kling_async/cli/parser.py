@@ -144,6 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
 Sub = Any  # argparse's _SubParsersAction is private
 
 
+def _command(
+    sub: Sub, common: argparse.ArgumentParser, name: str, **options: Any
+) -> argparse.ArgumentParser:
+    """A command taking the global options too, without abbreviations (``--tok`` is not
+    ``--token``: a mistyped flag's value may be the token)."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, allow_abbrev=False, parents=[common], **options
+    )
+    return parser
+
+
 def _add_demo(sub: Sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "demo",
@@ -179,7 +190,7 @@ def _add_output(p: argparse.ArgumentParser) -> None:
 
 
 def _add_image(sub: Sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("image", allow_abbrev=False, parents=[common], help="KOLORS-elements images")
+    p = _command(sub, common, "image", help="KOLORS-elements images")
     p.add_argument("--prompt", help="what to generate (at most 2500 characters)")
     p.add_argument(
         "--subject", action="append", default=[], metavar="IMAGE", help="up to 4; file or URL"
@@ -192,9 +203,7 @@ def _add_image(sub: Sub, common: argparse.ArgumentParser) -> None:
 
 
 def _add_video(sub: Sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "video", allow_abbrev=False, parents=[common], help="image2video-elements video"
-    )
+    p = _command(sub, common, "video", help="image2video-elements video")
     p.add_argument("--prompt", required=True, help="what happens (at most 2500 characters)")
     p.add_argument(
         "--image", action="append", default=[], metavar="IMAGE", help="1 to 4; file or URL"
@@ -208,9 +217,7 @@ def _add_video(sub: Sub, common: argparse.ArgumentParser) -> None:
 
 
 def _add_task(sub: Sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "task", allow_abbrev=False, parents=[common], help="show a task; --wait for it to finish"
-    )
+    p = _command(sub, common, "task", help="show a task; --wait for it to finish")
     p.add_argument("task_id", type=_positive_int, metavar="ID")
     p.add_argument("--wait", action="store_true", help="wait until the task is final")
     _add_timeout(p, "the task (with --wait)")
@@ -219,19 +226,17 @@ def _add_task(sub: Sub, common: argparse.ArgumentParser) -> None:
 
 
 def _add_upload(sub: Sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "upload", allow_abbrev=False, parents=[common], help="upload a file; print its URL"
-    )
+    p = _command(sub, common, "upload", help="upload a file; print its URL")
     p.add_argument("file", type=Path, metavar="FILE")
     p.add_argument("--content-type", help="default: from the file's bytes or name")
     p.add_argument("--json", action="store_true", help='print {"url": ...}')
 
 
 def _add_batch(sub: Sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
+    p = _command(
+        sub,
+        common,
         "batch",
-        allow_abbrev=False,
-        parents=[common],
         help="run a JSON-lines file of jobs; resumable",
         description="One job per line: "
         '{"kind": "image"|"video", ...request fields by their Python names}. '
@@ -276,9 +281,7 @@ def _add_batch(sub: Sub, common: argparse.ArgumentParser) -> None:
 
 
 def _add_tasks(sub: Sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "tasks", allow_abbrev=False, parents=[common], help="list the account's recent tasks"
-    )
+    p = _command(sub, common, "tasks", help="list the account's recent tasks")
     p.add_argument("--type", help="only this content type (image, video, audio...)")
     p.add_argument("--status", help="only tasks in this state (succeeded, failed, running...)")
     p.add_argument("--limit", type=_positive_int, default=20, help="at most this many (20)")
@@ -286,20 +289,20 @@ def _add_tasks(sub: Sub, common: argparse.ArgumentParser) -> None:
 
 
 def _add_accounts(sub: Sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
+    p = _command(
+        sub,
+        common,
         "accounts",
-        allow_abbrev=False,
-        parents=[common],
         help="the configured accounts: maxJobs, executing, available, balance",
     )
     p.add_argument("--json", action="store_true", help="print the accounts as JSON")
 
 
 def _add_generate(sub: Sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
+    p = _command(
+        sub,
+        common,
         "generate",
-        allow_abbrev=False,
-        parents=[common],
         help="any generation endpoint: FIELD=VALUE ... (see 'kling-async endpoints')",
         description="Submit one job to ENDPOINT (e.g. videos/text2video). Fields by Python "
         "or wire name, before or after the options: prompt='a fox' duration=10 "
@@ -327,10 +330,10 @@ def _add_generate(sub: Sub, common: argparse.ArgumentParser) -> None:
 
 
 def _add_endpoints(sub: Sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
+    p = _command(
+        sub,
+        common,
         "endpoints",
-        allow_abbrev=False,
-        parents=[common],
         help="list every generation endpoint with its fields",
     )
     p.add_argument("endpoint", nargs="?", metavar="ENDPOINT", help="only this one")

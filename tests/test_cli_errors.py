@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_cli import ACCOUNT, TOKEN, SimThread, image_args, run, sim, write_batch  # noqa: F401
 
 from kling_async import cli
@@ -180,3 +181,73 @@ def test_the_base_url_comes_from_the_environment_when_not_given(
     assert args.base_url == "http://127.0.0.1:8787/v1/kling"
     given = cli.build_parser().parse_args(["--base-url", "http://127.0.0.1:1/v1/kling", "tasks"])
     assert given.base_url == "http://127.0.0.1:1/v1/kling"
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["image", "--prompt", "x", "--subject", "{a}"], "--subject: subject_images: At least two"),
+        (
+            ["image", "--subject", "{a}", "--subject", "{a}", "--count", "10"],
+            "--count: image_count",
+        ),
+        (["image", "--subject", "{a}", "--subject", "nope.png"], "subject_images[1]"),
+        (["video", "--prompt", "x", "--image", "{a}", "--duration", "7"], "--duration: duration"),
+        (["video", "--prompt", "x"], "--image: images"),
+        (["upload", "missing.png"], "FILE: no such file"),
+    ],
+)
+def test_bad_arguments_send_nothing(
+    sim: SimThread, images: Path, capsys: Any, args: list[str], expected: str
+) -> None:
+    args = [a.format(a=images / "a.png") for a in args]
+    assert run(sim, *args) == 2
+    assert expected in capsys.readouterr().err
+    assert (sim.stats["posts"], sim.stats["uploads"]) == (0, 0)
+
+
+def test_argparse_errors_exit_2(capsys: Any) -> None:
+    assert cli.main(["video", "--image", "a.png"]) == 2  # --prompt is required
+    assert "--prompt" in capsys.readouterr().err
+    assert cli.main(["task", "abc"]) == 2
+    assert cli.main(["--help"]) == 0
+
+
+def test_missing_token(images: Path, capsys: Any) -> None:
+    assert cli.main(image_args(images)) == 2
+    assert "no API token" in capsys.readouterr().err
+
+
+def test_bad_jsonl_lines_send_nothing(
+    sim: SimThread, images: Path, tmp_path: Path, capsys: Any
+) -> None:
+    jobs = images / "jobs.jsonl"
+    good = {"kind": "image", "prompt": "ok", "subject_images": ["a.png", "b.png"]}
+    lines = [
+        good,
+        {"kind": "image", "prompt": "x", "subject_images": ["a.png", "b.png"], "image_count": 0},
+        good,
+        {"kind": "video", "images": ["a.png"]},
+    ]
+    jobs.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    assert run(sim, "batch", str(jobs), "--out", str(tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert "jobs.jsonl line 2: image_count: must be from 1 to 9, got 0" in err
+    assert "jobs.jsonl line 4: prompt: is required" in err
+    assert "nothing was sent" in err
+    assert (sim.stats["posts"], sim.stats["uploads"]) == (0, 0)
+
+
+def test_batch_account_not_configured(
+    sim: SimThread, images: Path, tmp_path: Path, capsys: Any
+) -> None:
+    jobs = images / "jobs.jsonl"
+    line = {"kind": "video", "prompt": "x", "images": ["a.png"], "email": "b@example.com"}
+    jobs.write_text(json.dumps(line) + "\n")
+    code = run(sim, "batch", str(jobs), "--out", str(tmp_path), "--account", f"{ACCOUNT}:2")
+    assert code == 2
+    assert "1: email: 'b@example.com' is not one of --account" in capsys.readouterr().err
+    assert sim.stats["posts"] == 0

@@ -72,10 +72,11 @@ async def library_failures(urls: list[str]) -> list[BaseException]:
     errors: list[BaseException] = []
     for url in urls:
         async with KlingClient(token=TOKEN, base_url=url, email=ACCOUNT, max_jobs=1) as kling:
-            try:
-                await kling.get_task(5)
-            except KlingError as exc:
-                errors.append(exc)
+            for call in (kling.get_task(5), kling.assets.uploaded()):
+                try:
+                    await call
+                except KlingError as exc:
+                    errors.append(exc)
     return errors
 
 
@@ -147,8 +148,8 @@ def test_the_token_appears_nowhere(
     finally:
         sim.close()
 
-    assert len(errors) == 3
-    assert all(e.__cause__ is not None for e in errors[1:])  # chained causes, scrubbed
+    assert len(errors) == 6
+    assert all(e.__cause__ is not None for e in errors[2:])  # chained causes, scrubbed
     rendered = [t for e in errors for t in texts_of(e)]
     rendered += [
         "".join(traceback.TracebackException.from_exception(e, capture_locals=True).format())

@@ -32,7 +32,14 @@ import attrs
 
 from .config import DEBUG_ENV, TOKEN_ENV, ClientConfig
 from .errors import ConfigurationError, PayloadError, TransportError, error_from_response
-from .failures import TRANSPORT_FAILURES, describe_error, scrubbed, transport_error
+from .failures import (
+    TRANSPORT_FAILURES,
+    check_token,
+    describe_error,
+    redact,
+    scrubbed,
+    transport_error,
+)
 from .retry import RETRY_CANDIDATES, call_with_retries, is_retryable
 
 __all__ = [
@@ -54,7 +61,6 @@ log = logging.getLogger("kling_async")
 Hook = Callable[..., Any]
 
 _CHUNK: Final = 1 << 16
-_MIN_REDACTED: Final = 8
 
 
 @attrs.frozen(kw_only=True)
@@ -130,13 +136,13 @@ class Transport:
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         given: object = token  # callers without a type checker pass anything
-        if given is not None and (not isinstance(given, str) or any(c in given for c in "\r\n")):
+        if given is not None and not isinstance(given, str):
             raise ConfigurationError("token: must be a string without line breaks")
         self.base_url = base_url
         self.config = config
         self.__token = token if token is not None else os.environ.get(TOKEN_ENV)
-        if self.__token is not None and any(c in self.__token for c in "\r\n\x00"):
-            raise ConfigurationError(f"${TOKEN_ENV}: must be a string without line breaks")
+        if self.__token:  # empty: "no API token" at the first request
+            check_token(self.__token, "token" if token is not None else f"${TOKEN_ENV}")
         self._session = session
         self.owns_session = session is None
         self.closed = False
@@ -231,8 +237,10 @@ class Transport:
                 body = await self._read_capped(resp, method, path)
                 answer_headers = resp.headers
         except TRANSPORT_FAILURES as exc:
-            error = describe_error(exc)
-            failure, cause = transport_error(exc, method, path), scrubbed(exc)
+            # No local holds the token: tracebacks that render locals would show it.
+            error = describe_error(exc, self.__token)
+            failure = transport_error(exc, method, path, token=self.__token)
+            cause = scrubbed(exc, self.__token)
         finally:
             if self.on_request is not None or log.isEnabledFor(logging.DEBUG):
                 await self._report(method, path, status, time.monotonic() - start, error)
@@ -278,11 +286,7 @@ class Transport:
 
     def redact(self, data: bytes) -> bytes:
         """``data`` with the token replaced by ``***`` (a server may echo it back)."""
-        token = self.__token
-        # A very short token (tests use "t") would turn every answer into noise.
-        if token and len(token) >= _MIN_REDACTED and token.encode() in data:
-            return data.replace(token.encode(), b"***")
-        return data
+        return redact(data, self.__token)
 
     async def call(
         self,
@@ -359,7 +363,9 @@ class Transport:
                         )
                     return await self._write_capped(resp, partial, what, limit)
             except TRANSPORT_FAILURES as exc:
-                failure, cause = transport_error(exc, "GET", path, what), scrubbed(exc)
+                # No token went to a file host, but its answer is quoted all the same.
+                failure = transport_error(exc, "GET", path, what, self.__token)
+                cause = scrubbed(exc, self.__token)
             raise failure from cause
 
         return await call_with_retries(

@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from helpers import Durations, run_command, wait_until_blocking
+from helpers import Durations, run_command
 
 from kling_async import cli
 from kling_async.batch import JOURNAL_NAME
 from kling_async.cli import demo as cli_demo
-from kling_async.cli import interrupt as cli_interrupt
-from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
+from kling_async.testing import KlingSimulator
 
 T = TypeVar("T")
 ACCOUNT = "a@example.com"
@@ -37,14 +36,23 @@ PNG = b"\x89PNG\r\n\x1a\n"
 class SimThread:
     """A KlingSimulator serving from its own event loop in a background thread."""
 
-    def __init__(self, durations: Durations) -> None:
+    def __init__(self, durations: Durations, *, token: str = TOKEN, **options: Any) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.sim = KlingSimulator(
-            token=TOKEN, accounts={ACCOUNT: 2}, job_duration=durations, duration_sigma=0
+            token=token, accounts={ACCOUNT: 2}, job_duration=durations, duration_sigma=0, **options
         )
         self._await(self.sim.start())
+        self._servers: list[asyncio.Server] = []
+
+    def raw_server(
+        self, handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]
+    ) -> str:
+        """Serve ``handle`` (raw asyncio streams) on this loop; its base URL."""
+        server = self._await(asyncio.start_server(handle, "127.0.0.1", 0))
+        self._servers.append(server)
+        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/kling"
 
     def _await(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
@@ -67,6 +75,8 @@ class SimThread:
         return self.sim.base_url
 
     def close(self) -> None:
+        for server in self._servers:
+            server.close()
         self._await(self.sim.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
@@ -93,6 +103,12 @@ def run(sim: SimThread, *args: str) -> int:
 
 def is_mp4(data: bytes) -> bool:
     return data[4:8] == b"ftyp"
+
+
+def image_args(images: Path, prompt: str = "a cat") -> list[str]:
+    """An ``image`` command with two subject files from the ``images`` fixture."""
+    subjects = ["--subject", str(images / "a.png"), "--subject", str(images / "b.png")]
+    return ["image", "--prompt", prompt, *subjects]
 
 
 # --------------------------------------------------------------------------- demo
@@ -133,22 +149,7 @@ def test_demo_console_script(tmp_path: Path) -> None:
 
 def test_image_command(sim: SimThread, images: Path, tmp_path: Path, capsys: Any) -> None:
     out = tmp_path / "out"
-    code = run(
-        sim,
-        "image",
-        "--prompt",
-        "a cat",
-        "--subject",
-        str(images / "a.png"),
-        "--subject",
-        str(images / "b.png"),
-        "--count",
-        "2",
-        "--aspect-ratio",
-        "1:1",
-        "--out",
-        str(out),
-    )
+    code = run(sim, *image_args(images), "--count", "2", "--aspect-ratio", "1:1", "--out", str(out))
     assert code == 0
     printed = capsys.readouterr().out.split()
     assert len(printed) == 2
@@ -223,77 +224,6 @@ def test_task_and_upload_commands(
 
     assert run(sim, "task", "999999") == 1
     assert "404" in capsys.readouterr().err
-
-
-# --------------------------------------------------------------------------- bad input
-
-
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (["image", "--prompt", "x", "--subject", "{a}"], "--subject: subject_images: At least two"),
-        (
-            ["image", "--subject", "{a}", "--subject", "{a}", "--count", "10"],
-            "--count: image_count",
-        ),
-        (["image", "--subject", "{a}", "--subject", "nope.png"], "subject_images[1]"),
-        (["video", "--prompt", "x", "--image", "{a}", "--duration", "7"], "--duration: duration"),
-        (["video", "--prompt", "x"], "--image: images"),
-        (["upload", "missing.png"], "FILE: no such file"),
-    ],
-)
-def test_bad_arguments_send_nothing(
-    sim: SimThread, images: Path, capsys: Any, args: list[str], expected: str
-) -> None:
-    args = [a.format(a=images / "a.png") for a in args]
-    assert run(sim, *args) == 2
-    assert expected in capsys.readouterr().err
-    assert (sim.stats["posts"], sim.stats["uploads"]) == (0, 0)
-
-
-def test_argparse_errors_exit_2(capsys: Any) -> None:
-    assert cli.main(["video", "--image", "a.png"]) == 2  # --prompt is required
-    assert "--prompt" in capsys.readouterr().err
-    assert cli.main(["task", "abc"]) == 2
-    assert cli.main(["--help"]) == 0
-
-
-def test_missing_token(images: Path, capsys: Any) -> None:
-    args = ["image", "--subject", str(images / "a.png"), "--subject", str(images / "b.png")]
-    assert cli.main(args) == 2
-    assert "no API token" in capsys.readouterr().err
-
-
-def test_bad_jsonl_lines_send_nothing(
-    sim: SimThread, images: Path, tmp_path: Path, capsys: Any
-) -> None:
-    jobs = images / "jobs.jsonl"
-    good = {"kind": "image", "prompt": "ok", "subject_images": ["a.png", "b.png"]}
-    lines = [
-        good,
-        {"kind": "image", "prompt": "x", "subject_images": ["a.png", "b.png"], "image_count": 0},
-        good,
-        {"kind": "video", "images": ["a.png"]},
-    ]
-    jobs.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    assert run(sim, "batch", str(jobs), "--out", str(tmp_path / "out")) == 2
-    err = capsys.readouterr().err
-    assert "jobs.jsonl line 2: image_count: must be from 1 to 9, got 0" in err
-    assert "jobs.jsonl line 4: prompt: is required" in err
-    assert "nothing was sent" in err
-    assert (sim.stats["posts"], sim.stats["uploads"]) == (0, 0)
-
-
-def test_batch_account_not_configured(
-    sim: SimThread, images: Path, tmp_path: Path, capsys: Any
-) -> None:
-    jobs = images / "jobs.jsonl"
-    line = {"kind": "video", "prompt": "x", "images": ["a.png"], "email": "b@example.com"}
-    jobs.write_text(json.dumps(line) + "\n")
-    code = run(sim, "batch", str(jobs), "--out", str(tmp_path), "--account", f"{ACCOUNT}:2")
-    assert code == 2
-    assert "1: email: 'b@example.com' is not one of --account" in capsys.readouterr().err
-    assert sim.stats["posts"] == 0
 
 
 # --------------------------------------------------------------------------- batch
@@ -422,193 +352,3 @@ def ctrl_c_reaches_children() -> Iterator[None]:
         return
     with sigint_action(signal.default_int_handler):
         yield
-
-
-@pytest.fixture(params=["foreground", "background job"])
-def launched_as(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The test as in a suite started from a terminal, then as in one started as a
-    background job of a non-interactive shell, which leaves SIGINT ignored."""
-    foreground = request.param == "foreground"
-    with sigint_action(signal.default_int_handler if foreground else signal.SIG_IGN):
-        yield request.param
-
-
-def batch_process(
-    sim: SimThread, jobs: Path, out: Path, *extra: str, stderr: Any = subprocess.PIPE
-) -> subprocess.Popen[str]:
-    env = {**os.environ, "USEAPI_TOKEN": TOKEN}
-    command = [sys.executable, "-m", "kling_async.cli", "--base-url", sim.base_url, "batch"]
-    with ctrl_c_reaches_children():
-        return subprocess.Popen(
-            [*command, str(jobs), "--out", str(out), *extra],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-
-
-def interrupt_mid_run(
-    sim: SimThread, durations: Durations, jobs: Path, out: Path, signum: int, *extra: str
-) -> tuple[int, str, str]:
-    """Start a batch whose jobs never end, stop it once two are submitted."""
-    durations.seconds = 3600.0
-    proc = batch_process(sim, jobs, out, *extra)
-    try:
-        wait_until_blocking(lambda: sum(r[2] is not None for r in journal_rows(out)) == 2)
-        assert sim.stats["tasks_created"] == 2
-        proc.send_signal(signum)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    durations.seconds = 0.05
-    sim.call(sim.sim.finish_all)
-    return proc.returncode, stdout, stderr
-
-
-def assert_each_job_once_with_files(sim: SimThread, out: Path, count: int) -> None:
-    stats = sim.stats
-    assert stats["tasks_created"] == count
-    prompts = sorted(t["body"]["prompt"] for t in stats["tasks"])
-    assert prompts == sorted(f"job {i}" for i in range(count))
-    rows = journal_rows(out)
-    assert [r[1] for r in rows] == ["succeeded"] * count
-    for line, _, task_id in rows:
-        # A video's cover (its gallery poster) is saved beside it.
-        [file] = [f for f in (out / f"line-{line:04d}").iterdir() if "-cover." not in f.name]
-        data = file.read_bytes()
-        assert file.name.startswith(f"{task_id}-")
-        assert data.startswith(PNG) or is_mp4(data)
-
-
-def test_batch_resumes_after_sigkill(
-    sim: SimThread, durations: Durations, images: Path, tmp_path: Path
-) -> None:
-    jobs = write_batch(images, 6)
-    out = tmp_path / "out"
-    code, _, _ = interrupt_mid_run(sim, durations, jobs, out, signal.SIGKILL, "--max-jobs", "2")
-    assert code == -signal.SIGKILL
-    states = sorted(r[1] for r in journal_rows(out))
-    assert states == ["pending"] * 4 + ["submitted"] * 2
-
-    again = batch_process(sim, jobs, out, "--max-jobs", "2")
-    stdout, stderr = again.communicate(timeout=120)
-    assert again.returncode == 0, stderr
-    assert stdout.count("resuming task") == 2
-    assert max(sim.stats["peak_running"].values()) <= 2
-    assert_each_job_once_with_files(sim, out, 6)
-
-
-def test_batch_ctrl_c_says_how_to_resume(
-    sim: SimThread, durations: Durations, images: Path, tmp_path: Path, launched_as: str
-) -> None:
-    jobs = write_batch(images, 4)
-    out = tmp_path / "out"
-    code, stdout, stderr = interrupt_mid_run(
-        sim, durations, jobs, out, signal.SIGINT, "--account", f"{ACCOUNT}:2", "--token", TOKEN
-    )
-    assert code == 130
-    assert "Resume with the same command" in stderr
-    # Rebuilt from the parsed options: every option given but the token, in a fixed order.
-    expected = f"batch {jobs} --out {out} --base-url {sim.base_url} --account {ACCOUNT}:2\n"
-    assert expected in stderr
-    assert TOKEN not in stdout + stderr
-    assert TOKEN.encode() not in (out / JOURNAL_NAME).read_bytes()
-
-    again = batch_process(sim, jobs, out, "--account", ACCOUNT, "--verbose")
-    stdout, stderr = again.communicate(timeout=120)
-    assert again.returncode == 0, stderr
-    assert TOKEN not in stdout + stderr
-    assert_each_job_once_with_files(sim, out, 4)
-
-
-def hold_submissions(sim: SimThread) -> None:
-    """From now on the simulator creates each task but holds the POST's answer."""
-    plan = FaultPlan(rules={"submit": FaultRates(delay=1.0)}, delay_seconds=3600.0)
-    sim.call(lambda: sim.sim.set_fault_plan(plan))
-
-
-def resume_and_check(sim: SimThread, durations: Durations, jobs: Path, out: Path) -> None:
-    """Re-run the batch on a normal simulator: the held submissions are found, not resent.
-
-    Their tasks still run, so the resume finds each by its own tag in GET /scheduler; only
-    then do they end. (A task that ended before the resume looked cannot be told from an
-    identical request's, and would be reported unknown: tests/test_money.py.)"""
-    sim.call(lambda: sim.sim.set_fault_plan(None))
-    durations.seconds = 0.05
-    again = batch_process(sim, jobs, out, "--account", ACCOUNT)
-    wait_until_blocking(lambda: all(row[1] != "submitting" for row in journal_rows(out)), 60)
-    sim.call(sim.sim.finish_all)
-    stdout, stderr = again.communicate(timeout=120)
-    assert again.returncode == 0, stderr
-    assert stdout.count("of an interrupted submission") == 2
-    assert_each_job_once_with_files(sim, out, 4)
-
-
-def test_batch_second_ctrl_c_stops_at_once(
-    sim: SimThread, durations: Durations, images: Path, tmp_path: Path
-) -> None:
-    """Ctrl-C while POSTs are out: the wait is announced at once; Ctrl-C again ends it."""
-    jobs = write_batch(images, 4)
-    out = tmp_path / "out"
-    errors = tmp_path / "stderr.txt"
-    durations.seconds = 3600.0
-    hold_submissions(sim)
-    with errors.open("w") as sink:
-        proc = batch_process(sim, jobs, out, "--account", f"{ACCOUNT}:2", stderr=sink)
-        try:
-            wait_until_blocking(lambda: sim.stats["tasks_created"] == 2)  # both POSTs held
-            proc.send_signal(signal.SIGINT)
-            wait_until_blocking(lambda: "press Ctrl-C again" in errors.read_text())
-            proc.send_signal(signal.SIGINT)
-            proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-    stderr = errors.read_text()
-    assert proc.returncode == 130, stderr
-    waiting = f"waiting up to {cli_interrupt.INTERRUPT_GRACE:g} s for the answer to 2 submissions"
-    assert waiting in stderr
-    assert "2 submissions had not answered" in stderr
-    # Rebuilt from the parsed options: every option given but the token, in a fixed order.
-    expected = f"batch {jobs} --out {out} --base-url {sim.base_url} --account {ACCOUNT}:2\n"
-    assert expected in stderr
-    assert sorted(r[1] for r in journal_rows(out)) == ["pending"] * 2 + ["submitting"] * 2
-    resume_and_check(sim, durations, jobs, out)
-
-
-def test_batch_ctrl_c_gives_unanswered_posts_a_grace(
-    sim: SimThread,
-    durations: Durations,
-    images: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: Any,
-) -> None:
-    """One Ctrl-C ends the command even when the server never answers its POSTs."""
-    monkeypatch.setattr(cli_interrupt, "INTERRUPT_GRACE", 0.05)
-    jobs = write_batch(images, 4)
-    out = tmp_path / "out"
-    durations.seconds = 3600.0
-    hold_submissions(sim)
-
-    def press_ctrl_c() -> None:  # the command runs in process, in the main thread
-        wait_until_blocking(lambda: sim.stats["tasks_created"] == 2)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    presser = threading.Thread(target=press_ctrl_c)
-    with sigint_action(signal.default_int_handler):
-        presser.start()
-        try:
-            code = run(sim, "batch", str(jobs), "--out", str(out), "--account", f"{ACCOUNT}:2")
-        finally:
-            presser.join(timeout=60)
-    stderr = capsys.readouterr().err
-    assert code == 130, stderr
-    assert "waiting up to 0.05 s" in stderr
-    assert "2 submissions had not answered" in stderr
-    assert sorted(r[1] for r in journal_rows(out)) == ["pending"] * 2 + ["submitting"] * 2
-    resume_and_check(sim, durations, jobs, out)

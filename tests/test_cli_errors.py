@@ -9,7 +9,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from test_cli import ACCOUNT, TOKEN, SimThread, run, sim, write_batch  # noqa: F401
+import pytest
+from test_cli import ACCOUNT, TOKEN, SimThread, image_args, run, sim, write_batch  # noqa: F401
 
 from kling_async import cli
 from kling_async.batch import JOURNAL_NAME, Journal
@@ -30,15 +31,7 @@ def test_unwritable_out_is_refused_before_submitting(
 ) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    args = [
-        "image",
-        "--prompt",
-        "a cat",
-        "--subject",
-        str(images / "a.png"),
-        "--subject",
-        str(images / "b.png"),
-    ]
+    args = image_args(images)
     assert run(sim, *args, "--email", ACCOUNT, "--out", str(blocker / "sub")) == 2
     assert "--out: cannot write to" in one_error_line(capsys, "image")
     jobs = write_batch(images, 2)
@@ -54,11 +47,11 @@ def test_missing_jobs_file_is_told_once(sim: SimThread, tmp_path: Path, capsys: 
 
 
 def test_wrong_token_names_the_flag(sim: SimThread, capsys: Any) -> None:
-    argv = ["--token", "wrong", "--base-url", sim.base_url, "tasks", "--email", ACCOUNT]
+    argv = ["--token", "wrong-token-0000", "--base-url", sim.base_url, "tasks", "--email", ACCOUNT]
     assert cli.main(argv) == 2
     line = one_error_line(capsys, "tasks")
     assert line.endswith("check USEAPI_TOKEN/--token")
-    assert "wrong" not in line
+    assert "wrong-token-0000" not in line
 
 
 def test_wrong_base_url_shows_the_url(sim: SimThread, capsys: Any) -> None:
@@ -81,7 +74,10 @@ def test_dead_base_url_shows_the_url(capsys: Any) -> None:
 
 
 def test_json_errors_are_json(sim: SimThread, capsys: Any) -> None:
-    assert cli.main(["--token", "wrong", "--base-url", sim.base_url, "accounts", "--json"]) == 2
+    assert (
+        cli.main(["--token", "wrong-token-0000", "--base-url", sim.base_url, "accounts", "--json"])
+        == 2
+    )
     captured = capsys.readouterr()
     error = json.loads(captured.out)
     assert error["exit"] == 2
@@ -120,15 +116,7 @@ def test_second_writer_on_the_same_out_is_refused(
 def test_tasks_and_accounts_commands(
     sim: SimThread, images: Path, tmp_path: Path, capsys: Any
 ) -> None:
-    args = [
-        "image",
-        "--prompt",
-        "a cat",
-        "--subject",
-        str(images / "a.png"),
-        "--subject",
-        str(images / "b.png"),
-    ]
+    args = image_args(images)
     assert run(sim, *args, "--email", ACCOUNT, "--out", str(tmp_path)) == 0
     capsys.readouterr()
     assert run(sim, "tasks", "--email", ACCOUNT, "--status", "succeeded", "--json") == 0
@@ -145,15 +133,7 @@ def test_tasks_and_accounts_commands(
 
 
 def test_extra_fields_reach_the_request(sim: SimThread, images: Path, tmp_path: Path) -> None:
-    args = [
-        "image",
-        "--prompt",
-        "a cat",
-        "--subject",
-        str(images / "a.png"),
-        "--subject",
-        str(images / "b.png"),
-    ]
+    args = image_args(images)
     assert run(sim, *args, "--email", ACCOUNT, "--out", str(tmp_path), "--extra", "seed=7") == 0
 
 
@@ -168,11 +148,8 @@ def test_busy_simulator_port(capsys: Any) -> None:
 
 
 def test_moderation_is_named(sim: SimThread, images: Path, tmp_path: Path, capsys: Any) -> None:
-    subjects = ["--subject", str(images / "a.png"), "--subject", str(images / "b.png")]
     out = str(tmp_path / "o")
-    assert (
-        run(sim, "image", "--prompt", "nsfw cat", *subjects, "--email", ACCOUNT, "--out", out) == 1
-    )
+    assert run(sim, *image_args(images, "nsfw cat"), "--email", ACCOUNT, "--out", out) == 1
     captured = capsys.readouterr()
     assert "failed: refused by moderation: The content you uploaded" in captured.out
     assert "500 Internal Server Error" not in captured.out + captured.err
@@ -185,14 +162,14 @@ def test_a_failed_download_prints_the_command_that_fetches_the_task(
     `kling-async task ID --email E --out DIR` command is printed, never "re-run"."""
     plan = FaultPlan(rules={"files": FaultRates(server_error=1.0)})
     sim.call(lambda: sim.sim.set_fault_plan(plan))
-    subjects = ["--subject", str(images / "a.png"), "--subject", str(images / "b.png")]
     out = tmp_path / "out"
-    code = run(sim, "image", "--prompt", "a cat", *subjects, "--email", ACCOUNT, "--out", str(out))
+    code = run(sim, *image_args(images), "--email", ACCOUNT, "--out", str(out))
     assert code == 1
     (task,) = sim.stats["tasks"]
     stdout = capsys.readouterr().out
     assert f"fetch it with: kling-async task {task['id']} --email {ACCOUNT}" in stdout
     assert f"--out {out}" in stdout
+    assert "re-run" not in stdout  # running it again would pay again
     assert sim.stats["tasks_created"] == 1
 
 
@@ -204,3 +181,73 @@ def test_the_base_url_comes_from_the_environment_when_not_given(
     assert args.base_url == "http://127.0.0.1:8787/v1/kling"
     given = cli.build_parser().parse_args(["--base-url", "http://127.0.0.1:1/v1/kling", "tasks"])
     assert given.base_url == "http://127.0.0.1:1/v1/kling"
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["image", "--prompt", "x", "--subject", "{a}"], "--subject: subject_images: At least two"),
+        (
+            ["image", "--subject", "{a}", "--subject", "{a}", "--count", "10"],
+            "--count: image_count",
+        ),
+        (["image", "--subject", "{a}", "--subject", "nope.png"], "subject_images[1]"),
+        (["video", "--prompt", "x", "--image", "{a}", "--duration", "7"], "--duration: duration"),
+        (["video", "--prompt", "x"], "--image: images"),
+        (["upload", "missing.png"], "FILE: no such file"),
+    ],
+)
+def test_bad_arguments_send_nothing(
+    sim: SimThread, images: Path, capsys: Any, args: list[str], expected: str
+) -> None:
+    args = [a.format(a=images / "a.png") for a in args]
+    assert run(sim, *args) == 2
+    assert expected in capsys.readouterr().err
+    assert (sim.stats["posts"], sim.stats["uploads"]) == (0, 0)
+
+
+def test_argparse_errors_exit_2(capsys: Any) -> None:
+    assert cli.main(["video", "--image", "a.png"]) == 2  # --prompt is required
+    assert "--prompt" in capsys.readouterr().err
+    assert cli.main(["task", "abc"]) == 2
+    assert cli.main(["--help"]) == 0
+
+
+def test_missing_token(images: Path, capsys: Any) -> None:
+    assert cli.main(image_args(images)) == 2
+    assert "no API token" in capsys.readouterr().err
+
+
+def test_bad_jsonl_lines_send_nothing(
+    sim: SimThread, images: Path, tmp_path: Path, capsys: Any
+) -> None:
+    jobs = images / "jobs.jsonl"
+    good = {"kind": "image", "prompt": "ok", "subject_images": ["a.png", "b.png"]}
+    lines = [
+        good,
+        {"kind": "image", "prompt": "x", "subject_images": ["a.png", "b.png"], "image_count": 0},
+        good,
+        {"kind": "video", "images": ["a.png"]},
+    ]
+    jobs.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    assert run(sim, "batch", str(jobs), "--out", str(tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert "jobs.jsonl line 2: image_count: must be from 1 to 9, got 0" in err
+    assert "jobs.jsonl line 4: prompt: is required" in err
+    assert "nothing was sent" in err
+    assert (sim.stats["posts"], sim.stats["uploads"]) == (0, 0)
+
+
+def test_batch_account_not_configured(
+    sim: SimThread, images: Path, tmp_path: Path, capsys: Any
+) -> None:
+    jobs = images / "jobs.jsonl"
+    line = {"kind": "video", "prompt": "x", "images": ["a.png"], "email": "b@example.com"}
+    jobs.write_text(json.dumps(line) + "\n")
+    code = run(sim, "batch", str(jobs), "--out", str(tmp_path), "--account", f"{ACCOUNT}:2")
+    assert code == 2
+    assert "1: email: 'b@example.com' is not one of --account" in capsys.readouterr().err
+    assert sim.stats["posts"] == 0

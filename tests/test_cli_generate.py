@@ -1,6 +1,8 @@
 """``kling-async generate`` and ``kling-async endpoints`` through the real entry point,
 against the simulator on a real socket (its own loop, in a thread)."""
 
+# ruff: noqa: F811 - the sim fixture is imported from test_cli
+
 from __future__ import annotations
 
 import json
@@ -9,7 +11,7 @@ from typing import Any
 
 import pytest
 from helpers import Durations
-from test_cli import SimThread, is_mp4, run
+from test_cli import ACCOUNT, SimThread, is_mp4, run, sim  # noqa: F401
 
 from kling_async import REQUEST_TYPES, cli
 from kling_async.testing.media import png, video, wav
@@ -18,15 +20,6 @@ from kling_async.testing.media import png, video, wav
 def assert_nothing_sent(sim: SimThread) -> None:
     stats = sim.stats
     assert (stats["posts"], stats["uploads"], stats["polls"], stats["lists"]) == (0, 0, 0, 0)
-
-
-@pytest.fixture
-def sim(durations: Durations) -> Any:
-    server = SimThread(durations)
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def test_generate_text2video_v3_writes_the_video_and_its_cover(
@@ -163,3 +156,68 @@ def test_endpoints_lists_every_endpoint_with_its_fields(capsys: Any) -> None:
 def test_generate_with_the_token_from_nowhere_is_a_usage_error(capsys: Any) -> None:
     assert cli.main(["generate", "videos/text2video", "prompt=x"]) == 2
     assert "no API token" in capsys.readouterr().err
+
+
+def test_generate_takes_fields_after_options(sim: SimThread, tmp_path: Path) -> None:
+    """argparse's subcommands cannot intermix positionals and options: the fields after
+    an option are still fields, in their order."""
+    out = str(tmp_path / "out")
+    args = ["--out", out, "prompt=a fox", "--timeout", "60", "model_name=kling-v3-0"]
+    code = run(sim, "generate", "videos/text2video", "duration=10", *args, "--json", "mode=pro")
+    assert code == 0
+    [task] = sim.stats["tasks"]
+    body = task["body"]
+    assert (body["prompt"], body["duration"], body["mode"]) == ("a fox", "10", "pro")
+    assert body["model_name"] == "kling-v3-0"
+    assert list((tmp_path / "out").glob("*.mp4"))
+
+
+def test_a_word_that_is_no_field_after_options_is_refused(sim: SimThread, capsys: Any) -> None:
+    assert run(sim, "generate", "videos/text2video", "--json", "prompt=x", "stray") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "unrecognized arguments: (not shown)" in err
+    assert "stray" not in err  # a stray word may be a token put in the wrong place
+    assert_nothing_sent(sim)
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "NaN", "inf", "0", "soon", ""])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["generate", "videos/text2video", "prompt=x"],
+        ["image", "--prompt", "x", "--subject", "a.png", "--subject", "b.png"],
+        ["video", "--prompt", "x", "--image", "a.png"],
+        ["batch", "jobs.jsonl", "--out", "o"],
+        ["task", "1", "--wait"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_a_bad_timeout_is_one_line_exit_2_nothing_sent(
+    sim: SimThread, command: list[str], value: str, capsys: Any
+) -> None:
+    assert run(sim, *command, "--timeout", value) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"kling-async {command[0]}: error: argument --timeout: "), err
+    assert "Traceback" not in err
+    assert_nothing_sent(sim)
+
+
+def test_generate_timeout_ends_the_wait_and_prints_how_to_fetch_the_task(
+    sim: SimThread, durations: Durations, tmp_path: Path, capsys: Any
+) -> None:
+    """The task runs on (and is paid for): the command that waits for it is printed."""
+    durations.seconds = 3600.0
+    out = tmp_path / "out"
+    code = run(sim, "generate", "videos/text2video", "--out", str(out), "--timeout", "0.2",
+               "prompt=a fox", "--email", ACCOUNT)  # fmt: skip
+    assert code == 1
+    [task] = sim.stats["tasks"]
+    text = capsys.readouterr().out
+    assert f"task {task['id']}: submitted: " in text
+    assert "not final after 0.2 s" in text
+    assert "re-run" not in text  # running it again would pay again
+    fetch = f"fetch it with: kling-async task {task['id']} --email {ACCOUNT} --wait --out {out}\n"
+    assert fetch in text
+    assert sim.stats["tasks_created"] == 1

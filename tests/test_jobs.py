@@ -70,9 +70,9 @@ async def test_a_failing_posted_event_stops_the_job_before_anything_is_sent(
 
 async def test_a_failed_task_reaches_final_and_raises() -> None:
     async with KlingSimulator(
-        token="t", accounts={EMAIL: 2}, job_seconds=0.01, failure_words=("doomed",)
+        token=TOKEN, accounts={EMAIL: 2}, job_seconds=0.01, failure_words=("doomed",)
     ) as sim:
-        async with KlingClient(token="t", base_url=sim.base_url) as kling:
+        async with KlingClient(token=TOKEN, base_url=sim.base_url) as kling:
             events = Recorder()
             with pytest.raises(TaskFailedError) as caught:
                 await kling.run(KolorsElements(prompt="doomed", subject_images=URLS), events=events)

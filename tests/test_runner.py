@@ -25,7 +25,7 @@ from kling_async.batch import (
     parse_jobs_file,
 )
 from kling_async.convert import request_body
-from kling_async.errors import TransportError
+from kling_async.errors import RequestValidationError, TransportError
 from kling_async.testing import KlingSimulator
 
 ACCOUNT = "a@example.com"
@@ -241,16 +241,15 @@ async def test_a_job_past_its_deadline_keeps_its_slot_until_it_ends(
         ) as sim,
         client(sim) as kling,
     ):
-        kling._waiter.timeout = 0.05  # the deadline of every wait (15 min by default)
         with Journal(tmp_path / ".journal") as journal:
-            runner = BatchRunner(kling, journal, tmp_path, observer=recorder)
+            runner = BatchRunner(kling, journal, tmp_path, observer=recorder, timeout=0.05)
             running = asyncio.ensure_future(runner.run(jobs))
             incomplete = {(JobEvent.INCOMPLETE, 1), (JobEvent.INCOMPLETE, 2)}
             await wait_until(lambda: incomplete <= set(recorder.events))
             assert kling.slots.in_use(ACCOUNT) == 2  # both jobs run on: the third waits
             assert sim.stats["tasks_created"] == 2
             durations.seconds = 0.05
-            kling._waiter.timeout = 60.0  # the third job's wait: no race with its 50 ms run
+            runner.timeout = 60.0  # the third job's wait: no race with its 50 ms run
             sim.finish_all()
             summary = await running
     first, second, third = summary.records
@@ -385,3 +384,17 @@ async def test_results_jsonl_is_updated_as_jobs_finish(
     assert summary.ok is False
     final = [json.loads(x)["state"] for x in manifest.read_text().splitlines()]
     assert final == ["failed", "succeeded"]
+
+
+@pytest.mark.parametrize("timeout", [-1, float("nan"), "60", True])
+async def test_a_bad_timeout_is_refused_before_anything_is_sent(
+    sim: KlingSimulator, tmp_path: Path, timeout: Any
+) -> None:
+    async with client(sim) as kling:
+        with Journal(tmp_path / ".journal") as journal:
+            with pytest.raises(
+                RequestValidationError, match=r"^timeout: must be a number"
+            ) as caught:
+                BatchRunner(kling, journal, tmp_path, timeout=timeout)
+    assert caught.value.field == "timeout"
+    assert (sim.stats["posts"], sim.stats["polls"]) == (0, 0)

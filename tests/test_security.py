@@ -30,7 +30,6 @@ from kling_async import (
     RetryPolicy,
     cli,
 )
-from kling_async.batch import JOURNAL_NAME
 from kling_async.convert import structure_task
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator, media
 
@@ -49,19 +48,22 @@ FAST = ClientConfig(
 )
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[KlingSimulator]:
-    plan = FaultPlan(
-        seed=4,
+def every_path_plan(seed: int) -> FaultPlan:
+    """Retries, recoveries and error answers: every code path that logs, raises or notes."""
+    return FaultPlan(
+        seed=seed,
         rules={
-            # Retries, recoveries and error answers: every code path that logs or raises.
             "tasks": FaultRates(server_error=0.2, reset=0.1, malformed=0.05),
             "submit": FaultRates(rate_limit=0.2, reset_after=0.15, malformed=0.1),
         },
         retry_after=0.01,
     )
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[KlingSimulator]:
     async with KlingSimulator(
-        token=TOKEN, accounts={ACCOUNT: 5}, job_seconds=0.02, fault_plan=plan
+        token=TOKEN, accounts={ACCOUNT: 5}, job_seconds=0.02, fault_plan=every_path_plan(4)
     ) as simulator:
         yield simulator
 
@@ -146,87 +148,8 @@ async def test_token_is_not_sent_to_file_hosts(sim: KlingSimulator, tmp_path: Pa
     assert stats["file_requests_with_auth"] == 0
 
 
-async def test_token_is_absent_from_the_batch_journal_and_output(
-    sim: KlingSimulator,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.DEBUG)
-    jobs = tmp_path / "jobs.jsonl"
-    jobs.write_text(
-        "\n".join(
-            f'{{"kind": "image", "prompt": "{p}", "subject_images": ["{IMG}", "{IMG2}"]}}'
-            for p in ("a cat", "a dog", "will fail", "a bird")
-        )
-    )
-    out = tmp_path / "out"
-    argv = ["--verbose", "--token", TOKEN, "--base-url", sim.base_url, "batch", str(jobs)]
-    status = await asyncio.to_thread(cli.main, [*argv, "--out", str(out), "--max-jobs", "3"])
-    captured = capsys.readouterr()
-    assert status == 1  # the "fail" line failed; the rest succeeded
-    assert (out / JOURNAL_NAME).is_file()
-    written = [p for p in out.rglob("*") if p.is_file()]
-    assert any(p.name.startswith(JOURNAL_NAME) for p in written)
-    for path in written:
-        assert TOKEN.encode() not in path.read_bytes(), path
-    assert TOKEN not in captured.out + captured.err + caplog.text
-
-
-@pytest.fixture
-async def broken_status_line() -> AsyncIterator[str]:
-    """A raw server answering a malformed status line (aiohttp's error keeps the request's
-    headers), then one echoing the Authorization header in a 400 body."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        if b"/echo" in head.split(b"\r\n", 1)[0]:
-            auth = next(
-                (line for line in head.split(b"\r\n") if line.lower().startswith(b"authoriz")),
-                b"",
-            )
-            body = b'{"error": "bad token ' + auth + b'", "code": 400}'
-            writer.write(
-                b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
-                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-            )
-        else:
-            writer.write(b"HTTP/1.1 abc garbage\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/v1/kling"
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
-async def test_token_is_absent_after_broken_answers_even_with_locals(
-    broken_status_line: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.DEBUG)
-    logging.getLogger().setLevel(logging.DEBUG)
-    errors: list[BaseException] = []
-    async with KlingClient(
-        token=TOKEN, base_url=broken_status_line, email=ACCOUNT, max_jobs=1, config=FAST
-    ) as kling:
-        for call in (kling.get_task(5), kling.assets.uploaded()):
-            with pytest.raises(KlingError) as caught:
-                await call
-            errors.append(caught.value)
-    async with KlingClient(
-        token=TOKEN, base_url=broken_status_line + "/echo", email=ACCOUNT, config=FAST
-    ) as echo:
-        with pytest.raises(KlingError) as echoed:
-            await echo.get_task(5)
-        errors.append(echoed.value)
-    assert "bad token" in str(echoed.value)  # the server's text is kept, the token is not
-    assert errors[0].__cause__ is not None  # the chained cause is there, scrubbed
-    everything = [caplog.text, *(t for e in errors for t in texts_of(e))]
-    assert not [text for text in everything if TOKEN in text]
+# The batch journal, its output, broken and echoing answers with their locals rendered:
+# tests/test_token_exposure.py, all in one run.
 
 
 def test_resume_hint_drops_the_token() -> None:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from ..config import UNSET, Unset
 from ..convert import request_body
 from ..errors import (
     AccountError,
@@ -22,6 +23,7 @@ from ..errors import (
     TaskFailedError,
     TaskTimeoutError,
 )
+from ..jobs import check_timeout
 from ..models import TaskResponse
 from ..reconcile import tagged
 from ..requests import GenerationRequest
@@ -48,34 +50,26 @@ __all__ = ["BatchRunner"]
 log = logging.getLogger("kling_async")
 
 
-def _client_lifecycle(
-    client: KlingClient,
-) -> tuple[
-    Callable[[str | None, AccountError], bool],
-    Callable[[SlotHold, int | TaskResponse, str | None], object],
-]:
-    """The client's set-aside and hold-until-final steps (its `JobRunner`'s)."""
-    return client.jobs.set_aside, client.jobs.hold_until_final
-
-
 class BatchRunner:
     """Runs jobs through a client's job slots, journaling each step; resumable.
 
-        ``out_dir`` receives each job's files (in ``line-NNNN/`` subfolders, or directly when
-        ``subfolders`` is False), and ``results.jsonl`` (`kling_async.batch.manifest`), rewritten
-    as jobs finish. ``observer`` gets the events. A re-run resumes: finished jobs
-        are skipped, jobs with a task id are waited on again, lost POSTs are looked up (never
-        resent blindly; ``resubmit_unknown`` sends the ``unknown`` ones again).
+    ``out_dir`` receives each job's files (in ``line-NNNN/`` subfolders, or directly when
+    ``subfolders`` is False), and ``results.jsonl`` (`kling_async.batch.manifest`), rewritten
+    as jobs finish. ``observer`` gets the events. ``timeout``: seconds each job's wait may
+    last (UNSET: the client's; None: no limit); a job past it is noted, its task runs on
+    and a re-run waits again. A re-run resumes: finished jobs are skipped, jobs with a task
+    id are waited on again, lost POSTs are looked up (never resent blindly;
+    ``resubmit_unknown`` sends the ``unknown`` ones again).
 
-        A run that is cancelled (or stopped by an error) waits, up to the client's
-        ``request_timeout``, for the POSTs it has out, so that their task ids reach the journal;
-        ``on_settle(n)`` is called when that wait for ``n`` POSTs begins. Cancelling the run
-        again stops the wait: those rows stay ``submitting`` and a re-run looks them up.
+    A run that is cancelled (or stopped by an error) waits, up to the client's
+    ``request_timeout``, for the POSTs it has out, so that their task ids reach the journal;
+    ``on_settle(n)`` is called when that wait for ``n`` POSTs begins. Cancelling the run
+    again stops the wait: those rows stay ``submitting`` and a re-run looks them up.
 
-        An account in error state (596) is set aside as `KlingClient.run` does it and the batch
-        goes on with the other accounts (see `kling_async.batch.accounts`). The run stops
-        (raising `AccountError`, the journal resumable) only when every account is set aside,
-        or at once with a single account.
+    An account in error state (596) is set aside as `KlingClient.run` does it and the batch
+    goes on with the other accounts (see `kling_async.batch.accounts`). The run stops
+    (raising `AccountError`, the journal resumable) only when every account is set aside,
+    or at once with a single account.
     """
 
     def __init__(
@@ -88,7 +82,9 @@ class BatchRunner:
         resubmit_unknown: bool = False,
         subfolders: bool = True,
         on_settle: Callable[[int], object] | None = None,
+        timeout: float | Unset | None = UNSET,
     ) -> None:
+        check_timeout(timeout)  # before anything is sent
         self.client = client
         self.journal = journal
         self.out_dir = Path(out_dir)
@@ -96,8 +92,8 @@ class BatchRunner:
         self.resubmit_unknown = resubmit_unknown
         self.subfolders = subfolders
         self.on_settle = on_settle
-        set_aside, self._hold_until_final = _client_lifecycle(client)
-        self._accounts = AccountGuard(client, journal, self.observer, set_aside)
+        self.timeout = timeout
+        self._accounts = AccountGuard(client, journal, self.observer, client.jobs.set_aside)
         self._responses: dict[int, TaskResponse] = {}
         # POSTs still out: a cancelled run waits for them, so that the task ids they return
         # reach the journal before the caller closes it.
@@ -324,7 +320,9 @@ class BatchRunner:
         outlives its deadline keeps its slot until it ends (the client follows it), as
         `KlingClient.run` does."""
         try:
-            final = await self.client.wait(task, email=email, hold_slot=hold is None)
+            final = await self.client.wait(
+                task, email=email, timeout=self.timeout, hold_slot=hold is None
+            )
         except AccountError as exc:
             self._accounts.poll_refused(line, email, exc)
             return None
@@ -338,7 +336,7 @@ class BatchRunner:
             return None
         except KlingError as exc:
             if isinstance(exc, TaskTimeoutError) and hold is not None:
-                self._hold_until_final(hold.detach(), task, email)  # it runs on
+                self.client.jobs.hold_until_final(hold.detach(), task, email)  # it runs on
             self._journal(Phase.WAIT, line, exc)
             if isinstance(exc, FATAL):
                 self._accounts.halt(exc)

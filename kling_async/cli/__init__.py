@@ -12,9 +12,10 @@
 
 Global options (before or after the command): ``--token`` (default ``$USEAPI_TOKEN``),
 ``--email``, ``--base-url``, ``--verbose``. Exit status: 0 success, 1 a job or request
-failed, 2 bad arguments or input (nothing was sent), 130 interrupted. Progress bars and
-tables need rich (``pip install "kling-async[cli]"``); without it, or when stdout is not a
-terminal, output is plain lines. The token is never printed.
+failed, 2 bad arguments or input (nothing was sent), 130 interrupted, 141 stdout was
+closed by its reader (``kling-async endpoints | head -1``: quietly, as Unix tools do).
+Progress bars and tables need rich (``pip install "kling-async[cli]"``); without it, or
+when stdout is not a terminal, output is plain lines. The token is never printed.
 
 Ctrl-C stops a command and says how to resume it. Submissions already sent get up to
 `INTERRUPT_GRACE` seconds to answer, so that their task ids reach the journal (the wait is
@@ -30,6 +31,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -42,12 +44,14 @@ from .display import Display
 from .failure import explain, one_line
 from .interrupt import (
     CTRL_C,
+    EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     CtrlC,
     Interrupted,
     UsageError,
     interrupted_text,
+    resume_command,
 )
 from .listing import cmd_accounts, cmd_tasks
 from .parser import build_parser
@@ -88,15 +92,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KlingError as exc:
         message, status = explain(exc, args)
         return _fail(args, message, status, type(exc).__name__)
+    except BrokenPipeError:
+        return _stdout_closed(args)
     except OSError as exc:  # a file or folder named on the command line, or a busy port
         where = f" {str(exc.filename)!r}" if exc.filename else ""
         return _fail(args, f"{exc.strerror or exc}{where}", EXIT_USAGE, "OSError")
     except Interrupted as exc:
-        print(interrupted_text(args, exc.unanswered), file=sys.stderr)
+        print(interrupted_text(args, exc.unanswered, exc.tasks), file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print(interrupted_text(args), file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _stdout_closed(args: argparse.Namespace) -> int:
+    """The reader of stdout went away (``kling-async endpoints | head -1``): stop quietly,
+    as Unix tools do, with the status of a program ended by SIGPIPE. A batch says on stderr
+    how to resume it (its journal has every task id)."""
+    try:
+        # The interpreter flushes stdout at exit: into the closed pipe, that would print
+        # "Exception ignored ... BrokenPipeError".
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a file (embedded, captured)
+        pass
+    if args.command == "batch":
+        print(
+            f"kling-async batch: stdout was closed; stopped. Resume with the same command:\n"
+            f"  {resume_command(args)}",
+            file=sys.stderr,
+        )
+    return EXIT_BROKEN_PIPE
 
 
 def _fail(args: argparse.Namespace, message: str, status: int, kind: str) -> int:
@@ -118,7 +145,8 @@ async def _dispatch(args: argparse.Namespace, display: Display, ctrl_c: CtrlC | 
     except asyncio.CancelledError:
         if ctrl_c is None or not ctrl_c.presses:
             raise
-        raise Interrupted(ctrl_c.unanswered) from None
+        # Carried out of asyncio.run: CTRL_C is set in the command's own context only.
+        raise Interrupted(ctrl_c.unanswered, ctrl_c.tasks) from None
     finally:
         if ctrl_c is not None:
             ctrl_c.uninstall()

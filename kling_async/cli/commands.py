@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from ..batch import (
     parse_jobs_file,
 )
 from ..client import KlingClient
+from ..config import UNSET
 from ..convert import unstructure
 from ..errors import RequestValidationError, TaskFailedError
 from ..models import TaskResponse
@@ -37,8 +39,11 @@ __all__ = [
     "cmd_generate",
     "cmd_task",
     "cmd_upload",
+    "make_client",
     "problems_text",
+    "report_one_job",
     "run_jobs",
+    "run_one_job",
     "task_command",
 ]
 
@@ -107,10 +112,20 @@ async def cmd_generate(args: argparse.Namespace, display: Display) -> int:
     except RequestValidationError as exc:
         flag = _FLAGS.get((exc.field or "").split("[")[0], exc.field)
         raise UsageError(f"{flag}: {exc}") from exc
+    return await run_one_job(args, display, request)
+
+
+async def run_one_job(
+    args: argparse.Namespace, display: Display, request: GenerationRequest
+) -> int:
+    """Run one job (``image``, ``video``, ``generate``): check ``--out`` before anything is
+    sent, submit, wait up to ``--timeout``, download, and report it (`report_one_job`)."""
     await asyncio.to_thread(check_out_dir, args.out)
     job = job_from_request(1, request)
     async with make_client(args, max_jobs=1) as kling:  # one job needs one slot
-        summary = await run_jobs(kling, [job], args.out, display, subfolders=False, quiet=True)
+        summary = await run_jobs(
+            kling, [job], args.out, display, subfolders=False, quiet=True, timeout=args.timeout
+        )
     return report_one_job(summary, args, display)
 
 
@@ -125,9 +140,14 @@ def report_one_job(summary: BatchSummary, args: argparse.Namespace, display: Dis
         for name in rec.files:
             display.line(str(args.out / name))
     else:
-        display.line(f"task {rec.task_id or '-'}: {rec.state.value}: {error_text(rec.error)}")
+        # The journal's "(re-run to ...)" advice is a batch's: a one-job command run
+        # again would pay again. The command that fetches the task is printed instead.
+        error = re.sub(r" \(re-run to [^)]*\)$", "", error_text(rec.error))
+        display.line(f"task {rec.task_id or '-'}: {rec.state.value}: {error}")
         if rec.task_id is not None and rec.state is not JobState.FAILED:
-            display.line(f"fetch it with: {task_command(rec.task_id, rec.email, args.out)}")
+            # Not final yet (a --timeout ran out): the command waits for it first.
+            command = task_command(rec.task_id, rec.email, args.out, wait=not rec.final_state)
+            display.line(f"fetch it with: {command}")
     return EXIT_OK if rec.state is JobState.SUCCEEDED else EXIT_FAILED
 
 
@@ -181,7 +201,11 @@ async def run_jobs(
     quiet: bool = False,
     retry_failed: bool = False,
     resubmit_unknown: bool = False,
+    timeout: float | None = None,
 ) -> BatchSummary:
+    """Run ``jobs`` with a progress display; ``timeout``: seconds each job's wait may last
+    (None: the client's default). On Ctrl-C, what the resume hint needs is left in
+    `CTRL_C`."""
     ctrl_c = CTRL_C.get()
     with Journal(journal_path or ":memory:") as journal:
         title = "batch" if len(jobs) > 1 else jobs[0].kind
@@ -196,6 +220,7 @@ async def run_jobs(
                 resubmit_unknown=resubmit_unknown,
                 subfolders=subfolders,
                 on_settle=ctrl_c.announce if ctrl_c is not None else None,
+                timeout=UNSET if timeout is None else timeout,
             )
             try:
                 return await runner.run(jobs, retry_failed=retry_failed)
@@ -216,7 +241,7 @@ async def cmd_task(args: argparse.Namespace, display: Display) -> int:
     async with make_client(args) as kling:
         try:
             task = await (
-                kling.wait(args.task_id, email=args.email, timeout=args.timeout)
+                kling.wait(args.task_id, email=args.email, timeout=args.timeout or UNSET)
                 if args.wait
                 else kling.get_task(args.task_id, args.email)
             )
@@ -295,6 +320,7 @@ async def cmd_batch(args: argparse.Namespace, display: Display) -> int:
             journal_path=out / JOURNAL_NAME,
             retry_failed=args.retry_failed,
             resubmit_unknown=args.resubmit_unknown,
+            timeout=args.timeout,
         )
     display.summary(summary, out)
     if not summary.ok:

@@ -33,6 +33,7 @@ _PYTHON_TERMS: Final = (
         "give an https --base-url",
     ),
     (re.compile(r"\bbase_url\b"), "--base-url"),
+    (re.compile(r"^token: "), "--token: "),
     (re.compile(r"pass them in extra="), "pass them with --extra FIELD=VALUE"),
     (re.compile(r"\bextra="), "--extra"),
 )

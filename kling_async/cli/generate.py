@@ -9,63 +9,22 @@ the field, exit status 2, nothing sent.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
-from pathlib import Path
+import asyncio
 from typing import Any
 
 import attrs
 
 from .. import REQUEST_TYPES
-from ..batch import job_from_request
 from ..client import KlingClient
 from ..convert import unstructure
 from ..errors import RequestValidationError
+from ..models import TaskResponse
 from ..requests import GenerationRequest, describe_fields, request_from_fields, spec_of
-from .commands import report_one_job, run_jobs, task_command
+from .commands import make_client, run_one_job, task_command
 from .display import Display
-from .interrupt import EXIT_OK, UsageError
+from .interrupt import CTRL_C, EXIT_OK, UsageError
 
-__all__ = ["add_parsers", "cmd_endpoints", "cmd_generate", "endpoint_class", "field_rows"]
-
-
-def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Add the ``generate`` and ``endpoints`` commands to the CLI's subparsers."""
-    p = sub.add_parser(
-        "generate",
-        allow_abbrev=False,
-        parents=[common],
-        help="any generation endpoint: FIELD=VALUE ... (see 'kling-async endpoints')",
-        description="Submit one job to ENDPOINT (e.g. videos/text2video). Fields by Python "
-        "or wire name: prompt='a fox' duration=10 images=a.png images=b.png "
-        "shots='5:a fox runs' extra.newField=1, given before the options. Local files are "
-        "checked and uploaded first.",
-    )
-    p.add_argument("endpoint", metavar="ENDPOINT")
-    p.add_argument("fields", nargs="*", metavar="FIELD=VALUE")
-    p.add_argument(
-        "--wait",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="wait for the result and download it (default); --no-wait prints the task id",
-    )
-    p.add_argument(
-        "--extra",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="a newer wire field sent as given (JSON value, else text); same as extra.FIELD=",
-    )
-    p.add_argument("--out", type=Path, default=Path(), help="folder for the files (.)")
-    p.add_argument("--json", action="store_true", help="print the task JSON instead")
-    e = sub.add_parser(
-        "endpoints",
-        allow_abbrev=False,
-        parents=[common],
-        help="list every generation endpoint with its fields",
-    )
-    e.add_argument("endpoint", nargs="?", metavar="ENDPOINT", help="only this one")
-    e.add_argument("--json", action="store_true", help="print the list as JSON")
+__all__ = ["cmd_endpoints", "cmd_generate", "endpoint_class", "field_rows"]
 
 
 def endpoint_class(name: str) -> type[GenerationRequest]:
@@ -158,23 +117,6 @@ async def cmd_endpoints(args: argparse.Namespace, display: Display) -> int:
     return EXIT_OK
 
 
-def _token(args: argparse.Namespace) -> str:
-    token: str | None = args.token or os.environ.get("USEAPI_TOKEN")
-    if not token:
-        raise UsageError("no API token: pass --token or set USEAPI_TOKEN")
-    return token
-
-
-def _check_out(out: Path) -> None:
-    """Fail before anything is sent (and paid) when the files could not be saved."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as exc:
-        raise UsageError(f"--out: cannot write to {str(out)!r}: {exc.strerror or exc}") from None
-
-
 async def cmd_generate(args: argparse.Namespace, display: Display) -> int:
     """Submit one request to any endpoint; wait, download (with covers) and print the files."""
     cls = endpoint_class(args.endpoint)
@@ -183,13 +125,9 @@ async def cmd_generate(args: argparse.Namespace, display: Display) -> int:
         request = request_from_fields(cls, [*args.fields, *extra])
     except RequestValidationError as exc:
         raise UsageError(str(exc)) from exc
-    token = _token(args)
-    if args.wait:
-        _check_out(args.out)
-    client = KlingClient(token=token, email=args.email, base_url=args.base_url, max_jobs=1)
     if not args.wait:
-        async with client as kling:
-            answer = await kling.submit(request)
+        async with make_client(args, max_jobs=1) as kling:
+            answer = await _submit_noting_ctrl_c(kling, request)
         if args.json:
             display.json(unstructure(answer))
         else:
@@ -197,8 +135,21 @@ async def cmd_generate(args: argparse.Namespace, display: Display) -> int:
             follow = task_command(answer.task_id or 0, kling.email, args.out, wait=True)
             display.line(f"  follow it: {follow}")
         return EXIT_OK
-    async with client as kling:
-        summary = await run_jobs(
-            kling, [job_from_request(1, request)], args.out, display, subfolders=False, quiet=True
-        )
-    return report_one_job(summary, args, display)
+    return await run_one_job(args, display, request)
+
+
+async def _submit_noting_ctrl_c(kling: KlingClient, request: GenerationRequest) -> TaskResponse:
+    """``kling.submit``, leaving in `CTRL_C` what Ctrl-C's message needs: the task id once
+    the server answered, else that a POST may be without answer."""
+    ctrl_c = CTRL_C.get()
+
+    def submitted(answer: TaskResponse) -> None:
+        if ctrl_c is not None and answer.task_id is not None:
+            ctrl_c.tasks.append((answer.task_id, request.email or kling.email))
+
+    try:
+        return await kling.submit(request, on_submitted=submitted)
+    except asyncio.CancelledError:
+        if ctrl_c is not None and not ctrl_c.tasks:
+            ctrl_c.unanswered = 1
+        raise

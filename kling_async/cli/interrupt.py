@@ -7,6 +7,7 @@ import asyncio
 import shlex
 import signal
 import sys
+from collections.abc import Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Final
@@ -15,6 +16,7 @@ from ..batch import JOURNAL_NAME
 
 __all__ = [
     "CTRL_C",
+    "EXIT_BROKEN_PIPE",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
@@ -31,6 +33,8 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
+#: 128 + SIGPIPE: what a shell shows for a program whose stdout reader went away.
+EXIT_BROKEN_PIPE: Final = 141
 #: Seconds a Ctrl-C'd command gives the submissions it has out to answer.
 INTERRUPT_GRACE: Final = 10.0
 
@@ -40,11 +44,13 @@ class UsageError(Exception):
 
 
 class Interrupted(Exception):
-    """The command was stopped by Ctrl-C; ``unanswered`` POSTs were left without answer."""
+    """The command was stopped by Ctrl-C; ``unanswered`` POSTs were left without answer,
+    ``tasks`` (task id, email) had answered."""
 
-    def __init__(self, unanswered: int) -> None:
-        super().__init__(unanswered)
+    def __init__(self, unanswered: int, tasks: Sequence[tuple[int, str | None]] = ()) -> None:
+        super().__init__(unanswered, tasks)
         self.unanswered = unanswered
+        self.tasks = tuple(tasks)
 
 
 class CtrlC:
@@ -129,11 +135,14 @@ class CtrlC:
 CTRL_C: ContextVar[CtrlC | None] = ContextVar("kling_async_ctrl_c", default=None)
 
 
-def interrupted_text(args: argparse.Namespace, unanswered: int = 0) -> str:
-    """What was left running after Ctrl-C, and the command that picks it up."""
+def interrupted_text(
+    args: argparse.Namespace,
+    unanswered: int = 0,
+    tasks: Sequence[tuple[int, str | None]] = (),
+) -> str:
+    """What was left running after Ctrl-C (``unanswered`` POSTs, the ``tasks`` that
+    answered: task id and email), and the command that picks it up."""
     if args.command != "batch":
-        ctrl_c = CTRL_C.get()
-        tasks = ctrl_c.tasks if ctrl_c is not None else []
         if tasks:
             out = getattr(args, "out", None) or Path()
             lines = ["interrupted; the submitted task goes on (and is paid for); fetch it with:"]

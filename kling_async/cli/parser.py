@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -72,7 +73,24 @@ def _account(value: str) -> tuple[str, int | None]:
 class CliParser(argparse.ArgumentParser):
     """argparse in the CLI's error style: one line on stderr and exit status 2, and never
     the value of an argument it did not recognise (a mistyped ``--tok T`` carries the
-    token). Subcommands inherit it."""
+    token). Subcommands inherit it.
+
+    ``FIELD=VALUE`` words are taken anywhere on a ``generate`` command line, also after
+    options: argparse's subcommands cannot intermix positionals and options, so the words
+    left over after parsing are added to the fields here.
+    """
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        parsed, rest = self.parse_known_args(args, namespace)
+        fields = getattr(parsed, "fields", None)
+        if isinstance(fields, list):
+            parsed.fields = [*fields, *(word for word in rest if _is_field(word))]
+            rest = [word for word in rest if not _is_field(word)]
+        if rest:
+            self.error(f"unrecognized arguments: {' '.join(rest)}")
+        return parsed
 
     def error(self, message: str) -> NoReturn:
         unknown = "unrecognized arguments: "
@@ -82,6 +100,10 @@ class CliParser(argparse.ArgumentParser):
             message = f"{unknown}{' '.join(flags) or '(not shown)'} (values are not shown)"
         message = re.sub(r"invalid choice: '([^']*)'", _shown_choice, message)
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _is_field(word: str) -> bool:
+    return "=" in word and not word.startswith("-")
 
 
 def _shown_choice(match: re.Match[str]) -> str:
@@ -113,14 +135,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batch(sub, common)
     _add_tasks(sub, common)
     _add_accounts(sub, common)
-    from .generate import add_parsers as add_generate_parsers
-
-    add_generate_parsers(sub, common)  # generate ENDPOINT FIELD=VALUE ..., endpoints
+    _add_generate(sub, common)
+    _add_endpoints(sub, common)
     _add_simulate(sub)
     return parser
 
 
 Sub = Any  # argparse's _SubParsersAction is private
+
+
+def _command(
+    sub: Sub, common: argparse.ArgumentParser, name: str, **options: Any
+) -> argparse.ArgumentParser:
+    """A command taking the global options too, without abbreviations (``--tok`` is not
+    ``--token``: a mistyped flag's value may be the token)."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, allow_abbrev=False, parents=[common], **options
+    )
+    return parser
 
 
 def _add_demo(sub: Sub, common: argparse.ArgumentParser) -> None:
@@ -134,9 +166,19 @@ def _add_demo(sub: Sub, common: argparse.ArgumentParser) -> None:
     p.set_defaults(verbose=False)
 
 
+def _add_timeout(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help=f"stop waiting for {what} after this; the task goes on (default: the client's)",
+    )
+
+
 def _add_output(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path(), help="folder for the files (.)")
     p.add_argument("--json", action="store_true", help="print the final task JSON instead")
+    _add_timeout(p, "the result")
     p.add_argument(
         "--extra",
         action="append",
@@ -148,7 +190,7 @@ def _add_output(p: argparse.ArgumentParser) -> None:
 
 
 def _add_image(sub: Sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("image", allow_abbrev=False, parents=[common], help="KOLORS-elements images")
+    p = _command(sub, common, "image", help="KOLORS-elements images")
     p.add_argument("--prompt", help="what to generate (at most 2500 characters)")
     p.add_argument(
         "--subject", action="append", default=[], metavar="IMAGE", help="up to 4; file or URL"
@@ -161,9 +203,7 @@ def _add_image(sub: Sub, common: argparse.ArgumentParser) -> None:
 
 
 def _add_video(sub: Sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "video", allow_abbrev=False, parents=[common], help="image2video-elements video"
-    )
+    p = _command(sub, common, "video", help="image2video-elements video")
     p.add_argument("--prompt", required=True, help="what happens (at most 2500 characters)")
     p.add_argument(
         "--image", action="append", default=[], metavar="IMAGE", help="1 to 4; file or URL"
@@ -177,32 +217,26 @@ def _add_video(sub: Sub, common: argparse.ArgumentParser) -> None:
 
 
 def _add_task(sub: Sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "task", allow_abbrev=False, parents=[common], help="show a task; --wait for it to finish"
-    )
+    p = _command(sub, common, "task", help="show a task; --wait for it to finish")
     p.add_argument("task_id", type=_positive_int, metavar="ID")
     p.add_argument("--wait", action="store_true", help="wait until the task is final")
-    p.add_argument(
-        "--timeout", type=_seconds, metavar="SECONDS", help="with --wait: give up after this"
-    )
+    _add_timeout(p, "the task (with --wait)")
     p.add_argument("--out", type=Path, help="download the files here when it succeeded")
     p.add_argument("--json", action="store_true", help="print the task JSON")
 
 
 def _add_upload(sub: Sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "upload", allow_abbrev=False, parents=[common], help="upload a file; print its URL"
-    )
+    p = _command(sub, common, "upload", help="upload a file; print its URL")
     p.add_argument("file", type=Path, metavar="FILE")
     p.add_argument("--content-type", help="default: from the file's bytes or name")
     p.add_argument("--json", action="store_true", help='print {"url": ...}')
 
 
 def _add_batch(sub: Sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
+    p = _command(
+        sub,
+        common,
         "batch",
-        allow_abbrev=False,
-        parents=[common],
         help="run a JSON-lines file of jobs; resumable",
         description="One job per line: "
         '{"kind": "image"|"video", ...request fields by their Python names}. '
@@ -223,6 +257,7 @@ def _add_batch(sub: Sub, common: argparse.ArgumentParser) -> None:
         metavar="EMAIL[:MAXJOBS]",
         help="accounts to spread jobs over (repeatable)",
     )
+    _add_timeout(p, "each job")
     p.add_argument(
         "--retry-failed", action="store_true", help="submit failed lines again (pays again)"
     )
@@ -246,9 +281,7 @@ def _add_batch(sub: Sub, common: argparse.ArgumentParser) -> None:
 
 
 def _add_tasks(sub: Sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "tasks", allow_abbrev=False, parents=[common], help="list the account's recent tasks"
-    )
+    p = _command(sub, common, "tasks", help="list the account's recent tasks")
     p.add_argument("--type", help="only this content type (image, video, audio...)")
     p.add_argument("--status", help="only tasks in this state (succeeded, failed, running...)")
     p.add_argument("--limit", type=_positive_int, default=20, help="at most this many (20)")
@@ -256,13 +289,55 @@ def _add_tasks(sub: Sub, common: argparse.ArgumentParser) -> None:
 
 
 def _add_accounts(sub: Sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
+    p = _command(
+        sub,
+        common,
         "accounts",
-        allow_abbrev=False,
-        parents=[common],
         help="the configured accounts: maxJobs, executing, available, balance",
     )
     p.add_argument("--json", action="store_true", help="print the accounts as JSON")
+
+
+def _add_generate(sub: Sub, common: argparse.ArgumentParser) -> None:
+    p = _command(
+        sub,
+        common,
+        "generate",
+        help="any generation endpoint: FIELD=VALUE ... (see 'kling-async endpoints')",
+        description="Submit one job to ENDPOINT (e.g. videos/text2video). Fields by Python "
+        "or wire name, before or after the options: prompt='a fox' duration=10 "
+        "images=a.png images=b.png shots='5:a fox runs' extra.newField=1. Local files are "
+        "checked and uploaded first.",
+    )
+    p.add_argument("endpoint", metavar="ENDPOINT")
+    p.add_argument("fields", nargs="*", metavar="FIELD=VALUE")
+    p.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="wait for the result and download it (default); --no-wait prints the task id",
+    )
+    p.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a newer wire field sent as given (JSON value, else text); same as extra.FIELD=",
+    )
+    p.add_argument("--out", type=Path, default=Path(), help="folder for the files (.)")
+    p.add_argument("--json", action="store_true", help="print the task JSON instead")
+    _add_timeout(p, "the result")
+
+
+def _add_endpoints(sub: Sub, common: argparse.ArgumentParser) -> None:
+    p = _command(
+        sub,
+        common,
+        "endpoints",
+        help="list every generation endpoint with its fields",
+    )
+    p.add_argument("endpoint", nargs="?", metavar="ENDPOINT", help="only this one")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
 
 
 def _seconds(value: str) -> float:

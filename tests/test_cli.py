@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from helpers import Durations, run_command
+from helpers import Durations, fast_env, run_command
 
 from kling_async import cli
 from kling_async.batch import JOURNAL_NAME
@@ -136,7 +135,7 @@ def test_demo_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 def test_demo_console_script(tmp_path: Path) -> None:
     """README's run command, as a user runs it: no token, no network."""
     script = Path(sys.executable).with_name("kling-async")
-    env = {k: v for k, v in os.environ.items() if k != "USEAPI_TOKEN"}
+    env = {k: v for k, v in fast_env().items() if k != "USEAPI_TOKEN"}
     done = run_command([str(script), "demo", "--jobs", "1"], cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert (next((tmp_path / "kling-demo").glob("line-0001/*.png"))).read_bytes().startswith(PNG)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Durations, wait_until_blocking
+from helpers import Durations, fast_env, wait_until_blocking
 from test_cli import (  # noqa: F401
     ACCOUNT,
     PNG,
@@ -48,7 +48,7 @@ def launched_as(request: pytest.FixtureRequest) -> Iterator[str]:
 def batch_process(
     sim: SimThread, jobs: Path, out: Path, *extra: str, stderr: Any = subprocess.PIPE
 ) -> subprocess.Popen[str]:
-    env = {**os.environ, "USEAPI_TOKEN": TOKEN}
+    env = fast_env(USEAPI_TOKEN=TOKEN)
     command = [sys.executable, "-m", "kling_async.cli", "--base-url", sim.base_url, "batch"]
     with ctrl_c_reaches_children():
         return subprocess.Popen(

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from helpers import Durations
+from helpers import Durations, fast_env
 from test_cli import (  # noqa: F401
     ACCOUNT,
     TOKEN,
@@ -30,7 +30,7 @@ from kling_async.batch import JOURNAL_NAME
 
 def cli_process(*args: str, stdout: Any = subprocess.PIPE) -> subprocess.Popen[str]:
     """``kling-async ARGS`` started as from a terminal (the token from the environment)."""
-    env = {**os.environ, "USEAPI_TOKEN": TOKEN}
+    env = fast_env(USEAPI_TOKEN=TOKEN)
     with ctrl_c_reaches_children():
         return subprocess.Popen(
             [sys.executable, "-m", "kling_async.cli", *args],

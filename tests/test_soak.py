@@ -260,8 +260,9 @@ async def test_batch_resume_never_resends_a_job_buried_past_the_first_page(
                 if i % 40 == 39:
                     sim.finish_all()
             async with KlingClient(
-                token=sim.token, base_url=sim.base_url, email=email, max_jobs=50
-            ) as kling:
+                token=sim.token, base_url=sim.base_url, email=email, max_jobs=50,
+                config=ClientConfig(recovery_confirm_delay=0.5),  # really waited here
+            ) as kling:  # fmt: skip
                 await BatchRunner(kling, journal, tmp_path / "out").run(jobs)
             state = journal.record(1).state
         lost_one = [t.id for t in sim.tasks.values() if t.body.get("prompt") == "the lost one"]

@@ -8,9 +8,13 @@ Runs ``--jobs`` jobs (images and videos, a few moderated, a few failing) with
 ``KlingClient.run`` against a `KlingSimulator` that injects a seeded fault plan: 10 % of
 GET /tasks answered 5xx, 5 % of connections reset (before or after the job is created on
 POSTs), 5 % of POSTs answered 429 with Retry-After, 1 % malformed JSON, 2 % of answers
-slower than the client's request timeout; 3 % of the jobs are cancelled by their caller
-at a random moment. The simulator runs on its own event loop in a
-thread, so what is left pending on the client's loop after close is the client's.
+slower than the client's request timeout, 5 % of POSTs held 0.2 s before the job is
+created (the service still processing them); 3 % of the jobs are cancelled by their
+caller at a random moment. About 20 % of the jobs run as batches of 20 (`BatchRunner`,
+one journal each), and each batch run is killed once one of its POSTs has been out
+0.1 s (the service still processing it), then resumed by a new client on the same
+journal (`soak_batch`). The simulator runs on its own event loop in a thread, so what is
+left pending on the client's loop after close is the client's.
 
 Then every job's outcome is compared with the simulator's record and these figures are
 printed (one ``key: value`` line each) and written to ``--json``:
@@ -21,7 +25,8 @@ printed (one ``key: value`` line each) and written to ``--json``:
   succeeded with the same task id and
   works, failed (`TaskFailedError`) for a failure-word prompt, `ModerationError` for a
   moderated prompt (and then no task at all); a cancelled job created no task, or one
-  whose id reached the caller (``on_submitted``) all the same.
+  whose id reached the caller (``on_submitted``) all the same; a batch job's journal row
+  holds its one task (failed, or succeeded with its files), or is ``unknown`` naming it.
 - ``submitted_twice``: jobs for which the simulator created more than one task.
 - ``lost``: tasks the simulator created whose id the caller never learned.
 - ``adopted_wrongly``: tasks held by a job whose inputs differ (another submission's
@@ -32,8 +37,11 @@ printed (one ``key: value`` line each) and written to ``--json``:
 - ``open_connections``: connections the server still held once the client had closed.
 - ``pending_tasks``: asyncio tasks still pending on the client's loop after close.
 - ``warnings``: warnings (ResourceWarning...) and loop exception reports during the run.
+- ``killed_mid_post``: batch runs killed with a POST out (informative: how often the
+  resume had a lost POST to settle).
 
-The exit status is 0 only when ``matched == jobs`` and every other figure is 0. Details of
+The exit status is 0 only when ``matched == jobs`` and every other figure but
+``killed_mid_post`` is 0. Details of
 mismatches and the fault counts go to stderr.
 """
 
@@ -41,43 +49,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import gc
 import json
 import logging
 import random
 import sys
-import threading
+import tempfile
 import time
-import warnings
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Final
 
 import attrs
+from soak_batch import BatchOutcome, run_killed_batch
+from soak_mix import batches, cancellations, job_durations, make_jobs
+from soak_outcomes import CANCELLED, FAILURE_WORD, MODERATION_WORD, check
+from soak_support import SimulatorThread, captured_warnings, settle
 
 from kling_async import (
     ClientConfig,
     GenerationRequest,
-    Image2VideoElements,
     KlingClient,
-    KolorsElements,
-    ModerationError,
     PollPolicy,
     RetryPolicy,
     SubmissionUnknownError,
-    TaskFailedError,
     TaskResponse,
     TaskTimeoutError,
 )
+from kling_async.batch import JobState
 from kling_async.reconcile import new_tag, tagged
-from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
-
-T = TypeVar("T")
+from kling_async.testing import FaultPlan, FaultRates
 
 ACCOUNTS = {"soak-a@example.com": 40, "soak-b@example.com": 30}
-MODERATION_WORD = "nsfw"
-FAILURE_WORD = "fail"
+#: The batches' own account (a batch POST is then never held by a busy account), and
+#: each batch client's share of it; at most BATCHES_AT_ONCE batch runs share it at a time.
+BATCH_EMAIL: Final = "soak-batch@example.com"
+BATCH_JOBS: Final = 10
+BATCHES_AT_ONCE: Final = 5
 KEYS = (
     "jobs",
     "matched",
@@ -88,31 +95,40 @@ KEYS = (
     "open_connections",
     "pending_tasks",
     "warnings",
+    "killed_mid_post",
 )
-
-#: The outcome of a job its caller cancelled.
-CANCELLED: Final = object()
 
 #: The client's request timeout in the soak; a "slow" answer waits DELAY_SECONDS.
 REQUEST_TIMEOUT = 0.5
 DELAY_SECONDS = 1.0
+#: How long the service processes a ``slow_create`` POST before the task exists; under
+#: the clients' recovery_confirm_delay, as the real service's time to create a task is
+#: under the default 30 s.
+CREATE_SECONDS = 0.3
 
 
 def fault_plan(seed: int) -> FaultPlan:
     """The issue's plan: 10 % 5xx on GET /tasks, 5 % resets, 5 % 429 on POSTs, 1 % malformed
-    JSON, 2 % answers slower than the client's timeout."""
+    JSON, 2 % answers slower than the client's timeout, 5 % of POSTs slow to create."""
     return FaultPlan(
         seed=seed,
         rules={
             "tasks": FaultRates(server_error=0.10, reset=0.05, malformed=0.01, delay=0.02),
             # Half the resets come before the job is created, half after: the client must
             # adopt the latter from the task list, and send the former again.
+            # Slow creations: a batch run is killed while the service processes one.
             "submit": FaultRates(
-                rate_limit=0.05, reset=0.025, reset_after=0.025, malformed=0.01, delay=0.02
+                rate_limit=0.05,
+                reset=0.025,
+                reset_after=0.025,
+                malformed=0.01,
+                delay=0.02,
+                slow_create=0.05,
             ),
         },
         retry_after=0.1,
         delay_seconds=DELAY_SECONDS,
+        create_seconds=CREATE_SECONDS,
     )
 
 
@@ -125,104 +141,8 @@ def client_config() -> ClientConfig:
         transfer_timeout=5.0,
         retry=RetryPolicy(max_tries=6, base=0.01, max_delay=0.1, max_time=30.0),
         poll=PollPolicy(interval=0.05, max_interval=0.3, max_polls_per_second=None),
-        recovery_confirm_delay=0.1,
+        recovery_confirm_delay=2.5 * CREATE_SECONDS,
     )
-
-
-def cancellations(count: int, seed: int) -> dict[int, float]:
-    """Jobs whose caller cancels them, and after how many seconds (3 %, up to 1 s in)."""
-    rng = random.Random(f"{seed}:cancel")  # a seeded mix, not a secret
-    return {i: rng.uniform(0.0, 1.0) for i in range(count) if rng.random() < 0.03}
-
-
-def make_jobs(count: int, seed: int) -> list[GenerationRequest]:
-    """``count`` requests, each with a unique prompt (the key to the simulator's record)."""
-    rng = random.Random(f"{seed}:jobs")  # a seeded mix, not a secret
-    jobs: list[GenerationRequest] = []
-    for i in range(count):
-        roll = rng.random()
-        word = MODERATION_WORD if roll < 0.03 else FAILURE_WORD if roll < 0.06 else ""
-        prompt = f"soak {seed} job {i}: a cat in a hat {word}".strip()
-        images = [f"https://cdn.example.com/soak/{i}-{n}.png" for n in range(rng.randint(1, 3))]
-        if rng.random() < 0.15:
-            jobs.append(Image2VideoElements(prompt=prompt, images=images))
-        else:
-            jobs.append(
-                KolorsElements(
-                    prompt=prompt,
-                    subject_images=[*images, "https://cdn.example.com/soak/common.png"],
-                    image_count=rng.randint(1, 3),
-                )
-            )
-    return jobs
-
-
-class SimulatorThread:
-    """A `KlingSimulator` serving from its own event loop in a daemon thread."""
-
-    def __init__(self, **options: Any) -> None:
-        self._options = options
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self.sim: KlingSimulator | None = None
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    async def call(self, fn: Callable[[KlingSimulator], T]) -> T:
-        """Run ``fn(sim)`` on the simulator's loop, from another loop."""
-
-        async def inside() -> T:
-            assert self.sim is not None
-            return fn(self.sim)
-
-        future = asyncio.run_coroutine_threadsafe(inside(), self._loop)
-        return await asyncio.wrap_future(future)
-
-    def __enter__(self) -> KlingSimulator:
-        self._thread.start()
-
-        async def start() -> KlingSimulator:
-            sim = KlingSimulator(**self._options)
-            await sim.start()
-            return sim
-
-        self.sim = self._run(start())
-        return self.sim
-
-    def __exit__(self, *exc_info: object) -> None:
-        try:
-            if self.sim is not None:
-                self._run(self.sim.close())
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-            self._loop.close()
-
-
-@contextlib.contextmanager
-def captured_warnings() -> Iterator[list[str]]:
-    """Record every warning (ResourceWarning included) raised inside the block."""
-    found: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        # backoff 2.2.1 deprecates itself on Python 3.14: not the client's leak.
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module="backoff")
-        try:
-            yield found
-        finally:
-            gc.collect()
-            found.extend(f"{w.category.__name__}: {w.message}" for w in caught)
-
-
-async def _settle(check: Callable[[], Awaitable[int]], deadline: float) -> int:
-    """``check()`` until it is 0 or ``deadline`` (loop time) passes; its last value."""
-    loop = asyncio.get_running_loop()
-    value = await check()
-    while value and loop.time() < deadline:
-        await asyncio.sleep(0.01)
-        value = await check()
-    return value
 
 
 async def run_soak(
@@ -239,15 +159,18 @@ async def run_soak(
     requests = [tagged(r) for r in make_jobs(jobs, seed)]
     twin_rng = random.Random(f"{seed}:twins")  # a seeded mix, not a secret
     twins = [i for i in range(jobs) if twin_rng.random() < 0.10]
+    in_batches = batches(jobs, seed)
+    batched = {i for batch in in_batches for i in batch}
     # The twin: the same request from a second client, with its own tag.
     requests += [attrs.evolve(requests[i], reply_ref=new_tag()) for i in twins]
     on_second = set(range(jobs, len(requests)))
     jobs = len(requests)
-    cancel_after = cancellations(jobs, seed)
+    cancel_after = {i: t for i, t in cancellations(jobs, seed).items() if i not in batched}
     deadline = deadline if deadline is not None else 60.0 + jobs * 0.1
+    slow = frozenset(str(getattr(requests[i], "prompt", "")) for i in batched)
     simulator = SimulatorThread(
-        accounts=ACCOUNTS,
-        job_seconds=job_seconds,
+        accounts={**ACCOUNTS, BATCH_EMAIL: BATCH_JOBS * BATCHES_AT_ONCE},
+        job_duration=job_durations(job_seconds, slow),
         seed=seed,
         moderation_words=(MODERATION_WORD,),
         failure_words=(FAILURE_WORD,),
@@ -257,10 +180,11 @@ async def run_soak(
     loop_reports: list[str] = []
     loop.set_exception_handler(lambda _loop, ctx: loop_reports.append(str(ctx.get("message"))))
     learned: set[int] = set()
-    outcomes: list[TaskResponse | BaseException | None] = [None] * jobs
-    hung = 0
+    outcomes: list[object] = [None] * jobs
+    hung = killed = adopted = 0
+    batch_turns = asyncio.Semaphore(BATCHES_AT_ONCE)
     started = time.perf_counter()
-    with captured_warnings() as caught:
+    with captured_warnings() as caught, tempfile.TemporaryDirectory() as scratch:
         with simulator as sim:
 
             def remember(resp: TaskResponse) -> None:
@@ -289,6 +213,24 @@ async def run_soak(
                     outcomes[index] = exc
                 hung += expired
 
+            async def batch(indices: list[int]) -> None:
+                nonlocal hung, killed, adopted
+                folder = Path(scratch, f"batch-{indices[0]}")
+                try:
+                    async with batch_turns:
+                        ends, kill = await run_killed_batch(
+                            [requests[i] for i in indices], folder, batch_client, deadline=deadline
+                        )
+                except asyncio.TimeoutError as exc:  # 3.10: not TimeoutError
+                    hung += len(indices)
+                    for i in indices:
+                        outcomes[i] = exc
+                    return
+                killed += kill.kills
+                adopted += kill.adopted
+                for i, end in zip(indices, ends, strict=True):
+                    outcomes[i] = end
+
             def make_client() -> KlingClient:
                 return KlingClient(
                     token=sim.token,
@@ -298,52 +240,37 @@ async def run_soak(
                     on_submitted=remember,
                 )
 
+            def batch_client() -> KlingClient:
+                # No on_submitted: a batch job's task id counts once its journal holds it.
+                return KlingClient(
+                    token=sim.token,
+                    base_url=sim.base_url,
+                    accounts={BATCH_EMAIL: BATCH_JOBS},
+                    config=client_config(),
+                )
+
             async with make_client() as kling, make_client() as second:
-                await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)))
+                for client in (kling, second):  # a cancelled caller's unknown outcome
+                    client.jobs.submitter.on_unknown = lambda e: learned.update(e.candidates)
+                await asyncio.gather(
+                    *(one(i, r) for i, r in enumerate(requests) if i not in batched),
+                    *(batch(indices) for indices in in_batches),
+                )
             await asyncio.sleep(0)
             me = asyncio.current_task()
             pending = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
-            open_connections = await _settle(
+            open_connections = await settle(
                 lambda: simulator.call(lambda s: s.open_connections),
                 loop.time() + DELAY_SECONDS + 2.0,
             )
             stats = sim.stats
+            tasks = list(sim.tasks.values())
+            mismatches, twice, wrong = check(requests, outcomes, tasks, learned)
     elapsed = time.perf_counter() - started
-    for outcome in outcomes:
-        if isinstance(outcome, TaskFailedError) and outcome.task.task_id is not None:
-            learned.add(outcome.task.task_id)
-        elif isinstance(outcome, TaskResponse) and outcome.task_id is not None:
-            learned.add(outcome.task_id)
-        elif isinstance(outcome, SubmissionUnknownError):
-            learned.update(outcome.candidates)  # the caller is told every candidate
-
-    by_tag: dict[str, list[Any]] = {}
-    for task in sim.tasks.values():
-        by_tag.setdefault(str(task.body.get("replyRef")), []).append(task)
-    tag_of = {task.id: task.body.get("replyRef") for task in sim.tasks.values()}
-    holders: dict[int, int] = {}
-    wrong = 0
-    for request, outcome in zip(requests, outcomes, strict=True):
-        held = _held(outcome)
-        if held is not None:
-            holders[held] = holders.get(held, 0) + 1
-            wrong += tag_of.get(held) != request.reply_ref  # another submission's task
-    wrong += sum(n - 1 for n in holders.values() if n > 1)  # one task, several jobs
-    matched = twice = 0
-    mismatches: list[str] = []
-    for index, (request, outcome) in enumerate(zip(requests, outcomes, strict=True)):
-        prompt = str(getattr(request, "prompt", ""))
-        tasks = by_tag.get(str(request.reply_ref), [])
-        twice += len(tasks) > 1
-        problem = _compare(prompt, tasks, outcome, learned)
-        if problem is None:
-            matched += 1
-        else:
-            mismatches.append(f"job {index}: {problem}")
-    lost = [t.id for t in sim.tasks.values() if t.id not in learned]
+    lost = [t.id for t in tasks if t.id not in learned]
     figures = {
         "jobs": jobs,
-        "matched": matched,
+        "matched": jobs - len(mismatches),
         "submitted_twice": twice,
         "lost": len(lost),
         "adopted_wrongly": wrong,
@@ -351,11 +278,18 @@ async def run_soak(
         "open_connections": open_connections,
         "pending_tasks": len(pending),
         "warnings": len(caught) + len(loop_reports),
+        "killed_mid_post": killed,
     }
+    unknown = sum(
+        isinstance(o, SubmissionUnknownError)
+        or (isinstance(o, BatchOutcome) and o.record.state is JobState.UNKNOWN)
+        for o in outcomes
+    )
     say(
         f"soak: {jobs} jobs, seed {seed}, {elapsed:.1f} s; posts {stats['posts']}, "
         f"polls {stats['polls']}, lists {stats['lists']}, faults {stats['faults']}; "
-        f"{sum(isinstance(o, SubmissionUnknownError) for o in outcomes)} reported unknown"
+        f"{unknown} reported unknown; {len(in_batches)} batch runs, {killed} killed mid-POST, "
+        f"{adopted} lost POSTs adopted on resume"
     )
     for line in mismatches[:20]:
         say(f"  mismatch {line}")
@@ -366,59 +300,6 @@ async def run_soak(
     for task in pending[:20]:
         say(f"  pending: {task!r}")
     return figures
-
-
-def _held(outcome: object) -> int | None:
-    """The task id a job's outcome holds (its own, if the client was right)."""
-    if isinstance(outcome, TaskFailedError):
-        return outcome.task.task_id if outcome.task is not None else None
-    if isinstance(outcome, TaskResponse):
-        return outcome.task_id
-    return None
-
-
-def _describe(outcome: object) -> str:
-    if isinstance(outcome, TaskResponse):
-        return f"task {outcome.task_id} {outcome.status_name}"
-    return repr(outcome)[:300]
-
-
-def _compare(prompt: str, tasks: list[Any], outcome: object, learned: set[int]) -> str | None:
-    """Why ``outcome`` differs from the simulator's record, or None when it matches."""
-    if outcome is CANCELLED:
-        # Either nothing was created, or the one task's id reached the caller regardless.
-        if len(tasks) > 1 or any(t.id not in learned for t in tasks):
-            return f"cancelled job: simulator tasks {[t.id for t in tasks]}, learned none"
-        return None
-    if MODERATION_WORD in prompt:
-        if tasks:
-            return f"moderated prompt created tasks {[t.id for t in tasks]}"
-        if not isinstance(outcome, ModerationError):
-            return f"expected ModerationError, got {_describe(outcome)}"
-        return None
-    if (
-        isinstance(outcome, SubmissionUnknownError)
-        and len(tasks) <= 1
-        and all(t.id in outcome.candidates for t in tasks)
-    ):
-        return None  # reported as unknown (its own task, if any, a candidate): not adopted
-    if len(tasks) != 1:
-        return f"{len(tasks)} simulator tasks {[t.id for t in tasks]}; got {_describe(outcome)}"
-    task = tasks[0]
-    if FAILURE_WORD in prompt:
-        if not isinstance(outcome, TaskFailedError):
-            return f"expected TaskFailedError, got {_describe(outcome)}"
-        if outcome.task.task_id != task.id:
-            return f"failed task {outcome.task.task_id}, simulator's {task.id}"
-        return None
-    if not isinstance(outcome, TaskResponse):
-        return f"expected success, got {_describe(outcome)}"
-    if outcome.task_id != task.id or not outcome.succeeded:
-        return f"task {outcome.task_id} ({outcome.status_name}), simulator's {task.id}"
-    truth = [w["resource"]["resource"] for w in task.works]
-    if outcome.urls != truth:
-        return f"works {outcome.urls} != simulator's {truth}"[:300]
-    return None
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -459,9 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def passed(figures: dict[str, int]) -> bool:
-    """Every job matched and every other figure is 0."""
+    """Every job matched and every other figure (but the informative ones) is 0."""
     return figures["matched"] == figures["jobs"] and all(
-        figures[key] == 0 for key in KEYS if key not in ("jobs", "matched")
+        figures[key] == 0 for key in KEYS if key not in ("jobs", "matched", "killed_mid_post")
     )
 
 

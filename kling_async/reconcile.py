@@ -8,6 +8,8 @@ after a failed POST and by the batch's resume (`kling_async.batch.lost`) alike. 
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import logging
 import secrets
 from collections import deque
@@ -96,22 +98,43 @@ def matches_submission(
 
 class ClockOffset:
     """The server's clock minus this machine's (ms), bounded from below by the
-    ``createTime`` of tasks this client created: the server stamped each between the
-    POST's sending and its answer."""
+    ``createTime`` of tasks this client created (the server stamped each between the
+    POST's sending and its answer), else by the ``Date`` of the latest answer."""
 
     def __init__(self) -> None:
         self._lows: deque[int] = deque(maxlen=16)  # recent ones: a stepped clock ages out
+        self._date_low: int | None = None
 
     def observe(self, server_ms: int, received_ms: int) -> None:
         """A task created at ``server_ms`` (server clock) whose answer came at ``received_ms``."""
         self._lows.append(server_ms - received_ms)
 
+    def observe_date(self, date: str, received: float) -> None:
+        """An answer with the header ``Date: date`` (server clock, whole seconds) that came
+        at ``received`` (`time.time()`); a header that cannot be read is ignored."""
+        try:
+            stamp = email.utils.parsedate_to_datetime(date)
+        except (TypeError, ValueError):
+            return
+        if stamp.tzinfo is None:  # "-0000": UTC, said to be of unknown origin
+            stamp = stamp.replace(tzinfo=dt.timezone.utc)
+        # The server wrote the header before the answer came, and truncated its time.
+        self._date_low = int(stamp.timestamp() * 1000) - int(received * 1000)
+
     def earliest(self, sent_ms: int, unmeasured_seconds: float) -> int:
         """The server time before which no task can be the POST sent at ``sent_ms``: the
-        measured offset minus `CLOCK_SLACK_SECONDS`, else ``unmeasured_seconds`` before."""
-        if not self._lows:
+        measured offset minus `CLOCK_SLACK_SECONDS`, else ``unmeasured_seconds`` before.
+
+        ``createTime`` measures the very clock that stamps tasks, so it wins; the ``Date``
+        header (the answering front end's clock, usually the same time) bounds the offset
+        when this client created no task yet (a fresh process resuming a batch)."""
+        if self._lows:
+            low = max(self._lows)
+        elif self._date_low is not None:
+            low = self._date_low
+        else:
             return sent_ms - int(unmeasured_seconds * 1000)
-        return sent_ms + max(self._lows) - int(CLOCK_SLACK_SECONDS * 1000)
+        return sent_ms + low - int(CLOCK_SLACK_SECONDS * 1000)
 
 
 class TaskFinder(Protocol):
@@ -142,6 +165,14 @@ class Reconciler:
     def follow_interval(self) -> float:
         """Seconds between looks for the tag of a POST whose outcome is unknown."""
         return max(self._config.poll.interval, self._config.recovery_confirm_delay)
+
+    def _earliest(self, sent_at: int) -> int:
+        """`ClockOffset.earliest`, after the ``Date`` of the latest answer (the
+        scheduler's, read just before) was taken into account."""
+        seen = self._transport.last_date
+        if seen is not None:
+            self.clock.observe_date(*seen)
+        return self.clock.earliest(sent_at, self._config.recovery_window)
 
     async def _scheduled(self) -> list[ScheduledJob] | None:
         """The jobs the scheduler runs now; None when it cannot answer."""
@@ -220,7 +251,6 @@ class Reconciler:
                 and matches_submission(task, body, inputs_known=inputs_known)
             )
 
-        since = self.clock.earliest(sent_at, self._config.recovery_window)
         matches: list[TaskResponse] = []
         complete = answered = False
         for look in range(2):
@@ -239,6 +269,7 @@ class Reconciler:
                     foreign |= {j.id for j in jobs if j.id}
                 if look == 0:
                     continue  # not running yet: the list is read after the confirm delay
+            since = self._earliest(sent_at)
             try:
                 matches, complete = await self._find_tasks(
                     mine, since=since, email=email, content_type=content_type

@@ -117,6 +117,10 @@ class Submitter:
         self._find_tasks = find_tasks
         self._webhook = webhook
         self.on_submitted: Hook | None = None
+        #: Called with every `SubmissionUnknownError` a submission ends with, whether or not
+        #: its caller still waits (one that was cancelled learns the candidates only here
+        #: and in the log).
+        self.on_unknown: Hook | None = None
         #: Called with the account when a POST is answered 429 although this process held a
         #: job slot for it: the shared slots then recount the jobs started elsewhere.
         self.on_busy: Callable[[str], Awaitable[None]] | None = None
@@ -225,6 +229,8 @@ class Submitter:
                 log.warning("abandoned submission: %s", exc)
             else:
                 log.debug("abandoned submission ended with %s", describe_error(exc))
+            if isinstance(exc, SubmissionUnknownError):
+                await call_hook(self.on_unknown, exc)
             return None
         finally:
             self.background.pop(asyncio.current_task(), None)  # type: ignore[arg-type]

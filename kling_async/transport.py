@@ -148,6 +148,9 @@ class Transport:
         self.closed = False
         self.on_request: Hook | None = None
         self.on_retry: Hook | None = None
+        #: The ``Date`` header of the latest API answer and this machine's `time.time()`
+        #: when it came (None before one had it): a bound on the server's clock offset.
+        self.last_date: tuple[str, float] | None = None
         # Added per request, never to the session's defaults: downloads share the session
         # and must go out without it.
         self.__auth: dict[str, str] | None = None
@@ -236,6 +239,8 @@ class Transport:
                 status = resp.status
                 body = await self._read_capped(resp, method, path)
                 answer_headers = resp.headers
+                if (date := answer_headers.get("Date")) is not None:
+                    self.last_date = (date, time.time())
         except TRANSPORT_FAILURES as exc:
             # No local holds the token: tracebacks that render locals would show it.
             error = describe_error(exc, self.__token)

@@ -130,6 +130,24 @@ async def test_delay_after_creating(http: aiohttp.ClientSession) -> None:
         assert sim.stats["faults"] == {"delay": 1}
 
 
+async def test_slow_create_makes_the_task_after_the_client_left(
+    http: aiohttp.ClientSession,
+) -> None:
+    """The service is still processing the POST when its client gives up: the task
+    appears only later, and the answer is never seen."""
+    fault_plan = FaultPlan(rules={"submit": FaultRates(slow_create=1.0)}, create_seconds=1.0)
+    async with KlingSimulator(token=TOKEN, fault_plan=fault_plan) as sim:
+        timeout = aiohttp.ClientTimeout(total=0.1)
+        body = {**KOLORS_OK, "prompt": "still processing"}
+        with pytest.raises(asyncio.TimeoutError):
+            async with http.post(f"{sim.base_url}/{KOLORS}", json=body, timeout=timeout):
+                pass
+        assert sim.stats["tasks_created"] == 0
+        await wait_until(lambda: sim.stats["tasks_created"] == 1)
+        assert sim.stats["tasks"][0]["body"]["prompt"] == "still processing"
+        assert sim.stats["faults"] == {"slow_create": 1}
+
+
 async def test_malformed_after_creating(http: aiohttp.ClientSession) -> None:
     async with KlingSimulator(token=TOKEN, fault_plan=plan("submit", malformed=1.0)) as sim:
         async with http.post(f"{sim.base_url}/{KOLORS}", json=KOLORS_OK) as response:

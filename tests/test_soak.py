@@ -23,7 +23,7 @@ from kling_async import (
     retry,
 )
 from kling_async import accounts as accounts_module
-from kling_async.batch import BatchRunner, JobState, Journal, job_from_request
+from kling_async.batch import BatchRunner, JobState, Journal, LostPosts, job_from_request
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 
 SOAK_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "soak.py"
@@ -31,6 +31,8 @@ SOAK_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "soak.py"
 
 @pytest.fixture(scope="module")
 def soak() -> ModuleType:
+    # soak.py imports its sibling modules (soak_batch, soak_support...), as when run.
+    sys.path.insert(0, str(SOAK_PATH.parent))
     spec = importlib.util.spec_from_file_location("kling_soak", SOAK_PATH)
     assert spec is not None
     assert spec.loader is not None
@@ -63,7 +65,11 @@ def test_soak_200_jobs_loses_nothing(soak: ModuleType, tmp_path: Path) -> None:
         "open_connections": 0,
         "pending_tasks": 0,
         "warnings": 0,
+        "killed_mid_post": figures["killed_mid_post"],
     }
+    # Batch runs were killed while the service still processed one of their POSTs, and
+    # resumed by a new client on the same journal: none of it paid twice or lost.
+    assert figures["killed_mid_post"] > 0
     assert status == 0
 
 
@@ -96,6 +102,36 @@ def test_soak_catches_a_client_that_resends_paid_posts(
     assert int(figures["submitted_twice"]) > 0
     assert int(figures["lost"]) > 0
     assert int(figures["matched"]) < int(figures["jobs"])
+
+
+def test_soak_catches_a_resume_that_resends_lost_posts(
+    soak: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Sabotage the resume: every POST a killed run left out is sent again, unsettled.
+    def resend_blindly(self: LostPosts) -> Any:
+        for rec in self.journal.records():
+            if rec.state is JobState.SUBMITTING:
+                self.journal.mark_pending(rec.line, "sabotaged: sent again")
+
+        async def nothing_to_wait_for() -> None:
+            return None
+
+        return nothing_to_wait_for()
+
+    monkeypatch.setattr(LostPosts, "settle", resend_blindly)
+    for seed in ("7", "8", "9"):  # a kill must land after a task was created
+        capsys.readouterr()
+        if soak.main(["--jobs", "200", "--seed", seed]) == 1:
+            break
+    else:
+        pytest.fail("the soak did not notice a resume that resends lost POSTs")
+    figures = dict(line.split(": ") for line in capsys.readouterr().out.splitlines())
+    assert int(figures["submitted_twice"]) > 0
+
+
+def test_kills_are_counted_not_failed(soak: ModuleType) -> None:
+    figures = dict.fromkeys(soak.KEYS, 0) | {"jobs": 10, "matched": 10, "killed_mid_post": 3}
+    assert soak.passed(figures)
 
 
 @pytest.mark.parametrize(
@@ -224,8 +260,9 @@ async def test_batch_resume_never_resends_a_job_buried_past_the_first_page(
                 if i % 40 == 39:
                     sim.finish_all()
             async with KlingClient(
-                token=sim.token, base_url=sim.base_url, email=email, max_jobs=50
-            ) as kling:
+                token=sim.token, base_url=sim.base_url, email=email, max_jobs=50,
+                config=ClientConfig(recovery_confirm_delay=0.5),  # really waited here
+            ) as kling:  # fmt: skip
                 await BatchRunner(kling, journal, tmp_path / "out").run(jobs)
             state = journal.record(1).state
         lost_one = [t.id for t in sim.tasks.values() if t.body.get("prompt") == "the lost one"]

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import pytest
+from helpers import EMAIL, TOKEN, wait_until
+
+from kling_async import (
+    ClientConfig,
+    KlingClient,
+    KolorsElements,
+    RequestInfo,
+    RetryPolicy,
+    SubmissionUnknownError,
+)
 from kling_async.accounts import KnownTasks
+from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 
 
 def test_the_task_notes_are_bounded() -> None:
@@ -17,3 +32,40 @@ def test_the_task_notes_are_bounded() -> None:
     known.remember(ids[0], None)
     assert list(known) == [*ids[3:], ids[0]]
     assert known.email(ids[4]) == "a@example.com"
+
+
+async def test_an_unknown_outcome_reaches_on_unknown_even_when_the_caller_left() -> None:
+    """The POST's answer is lost and nothing can be read back: the caller that waits gets
+    `SubmissionUnknownError`; one that was cancelled meanwhile learns it only through
+    ``Submitter.on_unknown`` (and the log)."""
+    dark = {
+        "submit": FaultRates(reset_after=1.0),
+        "tasks": FaultRates(server_error=1.0),
+        "accounts": FaultRates(server_error=1.0),
+    }
+    leaving: list[asyncio.Future[Any]] = []
+
+    def caller_leaves(info: RequestInfo) -> None:  # the POST failed: recovery starts next
+        if info.method == "POST" and leaving:
+            leaving[0].cancel()
+
+    async with KlingSimulator(token=TOKEN, accounts={EMAIL: 5}, job_seconds=60) as sim:
+        sim.set_fault_plan(FaultPlan(rules=dark))
+        config = ClientConfig(retry=RetryPolicy(max_tries=1))
+        async with KlingClient(
+            token=TOKEN, base_url=sim.base_url, email=EMAIL, max_jobs=5, config=config,
+            on_request=caller_leaves,
+        ) as kling:  # fmt: skip
+            seen: list[SubmissionUnknownError] = []
+            kling.jobs.submitter.on_unknown = seen.append
+            job = KolorsElements(prompt="lost", subject_images=["https://x/a.png"] * 2)
+            with pytest.raises(SubmissionUnknownError, match="may exist") as waited:
+                await kling.submit(job)
+            assert seen == [waited.value]
+
+            left = asyncio.ensure_future(kling.submit(job))
+            leaving.append(left)
+            await wait_until(lambda: len(seen) == 2)
+        assert left.cancelled()
+        assert "may exist" in str(seen[1])
+        assert sim.stats["tasks_created"] == 2

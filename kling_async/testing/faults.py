@@ -18,6 +18,9 @@ Kinds, in the order the draw checks them:
   closed without an answer.
 - ``delay``: the request is carried out, then the answer waits ``delay_seconds``.
 - ``malformed``: the request is carried out, then the answer body is cut in half.
+- ``slow_create``: the request is held ``create_seconds`` before it is carried out (the
+  service is still processing it: a task appears only then, even when the client has
+  gone meanwhile), then answered.
 """
 
 from __future__ import annotations
@@ -30,7 +33,15 @@ import attrs
 
 __all__ = ["FAULT_GROUPS", "FAULT_KINDS", "FaultInjector", "FaultPlan", "FaultRates"]
 
-FAULT_KINDS: Final = ("server_error", "rate_limit", "reset", "reset_after", "delay", "malformed")
+FAULT_KINDS: Final = (
+    "server_error",
+    "rate_limit",
+    "reset",
+    "reset_after",
+    "delay",
+    "malformed",
+    "slow_create",
+)
 FAULT_GROUPS: Final = ("submit", "tasks", "assets", "accounts", "files")
 
 
@@ -49,6 +60,7 @@ class FaultRates:
     reset_after: float = attrs.field(default=0.0, validator=_probability)
     delay: float = attrs.field(default=0.0, validator=_probability)
     malformed: float = attrs.field(default=0.0, validator=_probability)
+    slow_create: float = attrs.field(default=0.0, validator=_probability)
 
     def __attrs_post_init__(self) -> None:
         if sum(self.as_tuple()) > 1.0 + 1e-9:
@@ -82,6 +94,8 @@ class FaultPlan:
     """Seconds sent in ``Retry-After`` (and ``retryAfter``) with an injected 429."""
     delay_seconds: float = 2.0
     """How long a ``delay`` fault holds the answer."""
+    create_seconds: float = 0.5
+    """How long a ``slow_create`` fault holds the request before carrying it out."""
 
 
 class FaultInjector:

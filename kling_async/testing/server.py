@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from email.utils import formatdate
 from typing import Any, Final
 
 from aiohttp import web
@@ -65,6 +66,8 @@ class SimulatorServer:
         self.callbacks = callbacks
         self.eta = eta
         self.injector: FaultInjector | None = None
+        #: Seconds the service's clock is ahead of this machine's (its ``Date`` headers).
+        self.clock_offset = 0.0
         self.closing = asyncio.Event()
         self._auth = f"Bearer {token}"
         self.assets = AssetHandlers(state, seed=seed)
@@ -119,6 +122,10 @@ class SimulatorServer:
                 return json_response(body, 429, {"Retry-After": retry_after})
             if kind == "reset":
                 return _drop_connection(request)
+            if kind == "slow_create":
+                await request.read()  # received in full: the client may go while it waits
+                with contextlib.suppress(asyncio.TimeoutError):  # closing ends the wait
+                    await asyncio.wait_for(self.closing.wait(), plan.create_seconds)
             response = await answer(request)
             if kind == "delay":
                 with contextlib.suppress(asyncio.TimeoutError):  # closing ends the wait
@@ -201,7 +208,13 @@ class SimulatorServer:
             web.route("*", f"{api}/{{tail:.*}}", r(None, self.unknown)),
         ]  # fmt: skip
         app.add_routes(routes)
+        app.on_response_prepare.append(self._date_header)
         return app
+
+    async def _date_header(self, request: web.Request, response: web.StreamResponse) -> None:
+        """The ``Date`` of the service's clock (aiohttp writes this machine's otherwise)."""
+        if self.clock_offset:
+            response.headers["Date"] = formatdate(time.time() + self.clock_offset, usegmt=True)
 
     # generation -------------------------------------------------------------------------
     async def generate(self, request: web.Request) -> web.StreamResponse:

@@ -62,6 +62,9 @@ class KlingSimulator:
             scripts describe; default False: the POST answers 500 (moderation).
         vanish_on_no_credits: an account out of credits (:meth:`set_out_of_credits`) accepts
             jobs that then vanish the same way; default False: the POST answers 412.
+        clock_offset: seconds the simulated service's clock is ahead of this machine's
+            (negative: behind); it shows in every ``createTime`` and ``Date`` header. Also
+            :meth:`set_clock_offset`.
         host: the address to listen on (default 127.0.0.1).
         port: the port to listen on; 0 picks a free one.
     """
@@ -86,6 +89,7 @@ class KlingSimulator:
         busy_retry_after: float | None = None,
         vanish_on_moderation: bool = False,
         vanish_on_no_credits: bool = False,
+        clock_offset: float = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -118,6 +122,8 @@ class KlingSimulator:
         )
         self.set_fault_plan(fault_plan)
         self._runner: web.AppRunner | None = None
+        self._true_wall_offset_ms = self._state.wall_offset_ms
+        self.set_clock_offset(clock_offset)
 
     # lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -205,6 +211,13 @@ class KlingSimulator:
     def set_fault_plan(self, plan: FaultPlan | None) -> None:
         """Inject faults from now on (None: none); the plan's RNGs start afresh."""
         self._server.injector = None if plan is None else FaultInjector(plan)
+
+    def set_clock_offset(self, seconds: float) -> None:
+        """Set the service's clock ``seconds`` ahead of this machine's (negative: behind)
+        from now on: tasks created afterwards and every ``Date`` header show it (tasks
+        created before keep their ``createTime``, as on a real clock that was stepped)."""
+        self._state.wall_offset_ms = self._true_wall_offset_ms + seconds * 1000
+        self._server.clock_offset = seconds
 
     def add_account(self, email: str, max_jobs: int) -> None:
         """Configure another account (or change an account's maxJobs)."""

@@ -140,7 +140,10 @@ def client_config() -> ClientConfig:
         request_timeout=REQUEST_TIMEOUT,
         transfer_timeout=5.0,
         retry=RetryPolicy(max_tries=6, base=0.01, max_delay=0.1, max_time=30.0),
-        poll=PollPolicy(interval=0.05, max_interval=0.3, max_polls_per_second=None),
+        # The soak's jobs last well under a second: the service's 5 s floor scaled down.
+        poll=PollPolicy(
+            interval=0.05, max_interval=0.3, max_polls_per_second=None, min_interval=0.05
+        ),
         recovery_confirm_delay=2.5 * CREATE_SECONDS,
     )
 

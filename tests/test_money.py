@@ -13,6 +13,7 @@ from kling_async import (
     ClientConfig,
     KlingClient,
     KolorsElements,
+    PollPolicy,
     RequestInfo,
     RetryPolicy,
     SubmissionUnknownError,
@@ -150,7 +151,9 @@ async def test_resume_while_the_server_still_processes_the_post(tmp_path: Path) 
                     async with http.post(url, json=request_body(sent)) as resp:
                         assert resp.status == 200
 
-            config = ClientConfig(recovery_confirm_delay=0.3)
+            config = ClientConfig(
+                recovery_confirm_delay=0.3, poll=PollPolicy(interval=0.05, min_interval=0.05)
+            )
             with retry.fast_mode(1.0):  # the confirm delay is really waited
                 async with KlingClient(
                     token=TOKEN, base_url=sim.base_url, email=EMAIL, config=config,

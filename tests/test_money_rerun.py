@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 import sys
 from pathlib import Path
 
-from helpers import EMAIL, TOKEN, Durations, wait_until
+from helpers import EMAIL, TOKEN, Durations, fast_env, wait_until
 
 from kling_async.batch import JOURNAL_NAME, JobRecord, JobState, Journal
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
@@ -55,7 +54,7 @@ async def start_batch(sim: KlingSimulator, jobs: Path, out: Path) -> asyncio.sub
         str(out),
         "--account",
         f"{EMAIL}:{MAX_JOBS}",
-        env={**os.environ, "USEAPI_TOKEN": TOKEN},
+        env=fast_env(USEAPI_TOKEN=TOKEN),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -29,14 +29,7 @@ import aiohttp
 from .accounts import Accounts, KnownTasks, Scheduler, TaskList, check_task_id
 from .assets import Assets
 from .catalog import Catalog
-from .config import (
-    BASE_URL_ENV,
-    DEFAULT_BASE_URL,
-    DEFAULT_CONFIG,
-    UNSET,
-    ClientConfig,
-    Unset,
-)
+from .config import BASE_URL_ENV, DEFAULT_BASE_URL, DEFAULT_CONFIG, UNSET, ClientConfig, Unset
 from .convert import structure_task
 from .endpoints import EndpointMethods
 from .errors import ConfigurationError
@@ -86,8 +79,10 @@ class KlingClient(EndpointMethods):
     and not closed; otherwise the client owns one. Hooks (plain callables or coroutines):
     ``on_request(RequestInfo)``, ``on_retry(exc, tries, wait)`` (``wait`` in seconds: the
     server's Retry-After when it sent one; not shrunk by `fast_mode`),
-    ``on_submitted(TaskResponse)``. ``slots`` (default ``$KLING_SLOTS``): a ``redis://``
-    URL or a `SlotPool` whose job slots every process on it shares (`kling_async.slots`)::
+    ``on_submitted(TaskResponse)``, ``on_unknown(SubmissionUnknownError)`` (an attribute:
+    a paid job may exist; called also when its caller left). ``slots`` (default
+    ``$KLING_SLOTS``): a ``redis://`` URL or a `SlotPool` whose job slots every process on
+    it shares (`kling_async.slots`)::
 
         async with KlingClient() as kling:
             final = await kling.kolors_elements(prompt="...", subject_images=["a.png", "b.png"])
@@ -130,10 +125,8 @@ class KlingClient(EndpointMethods):
         )
         # slots= (else $KLING_SLOTS): a redis:// URL or SlotPool shares them between processes
         pool, self._owns_pool = pool_from(slots)
-        capacity = functools.partial(scheduler_capacity, self._transport)
-        self.slots = JobSlots(
-            configured, self._accounts.fetch_max_jobs, pool=pool, capacity=capacity
-        )
+        count = functools.partial(scheduler_capacity, self._transport)
+        self.slots = JobSlots(configured, self._accounts.fetch_max_jobs, pool=pool, capacity=count)
         self._known = KnownTasks()
         self._tasks = TaskList(self._transport)
         self._scheduler = Scheduler(self._transport)
@@ -163,6 +156,7 @@ class KlingClient(EndpointMethods):
     on_request = _forwarded("_transport", "on_request", "Called with a `RequestInfo` per attempt.")
     on_retry = _forwarded("_transport", "on_retry", "Called as (exc, tries, wait) before a retry.")
     on_submitted = _forwarded("_submitter", "on_submitted", "Called with each submission's answer.")
+    on_unknown = _forwarded("_submitter", "on_unknown", "Called with each SubmissionUnknownError.")
 
     async def __aenter__(self) -> KlingClient:
         self._transport.ensure_session()

@@ -37,7 +37,7 @@ def test_the_task_notes_are_bounded() -> None:
 async def test_an_unknown_outcome_reaches_on_unknown_even_when_the_caller_left() -> None:
     """The POST's answer is lost and nothing can be read back: the caller that waits gets
     `SubmissionUnknownError`; one that was cancelled meanwhile learns it only through
-    ``Submitter.on_unknown`` (and the log)."""
+    ``KlingClient.on_unknown`` (and the log)."""
     dark = {
         "submit": FaultRates(reset_after=1.0),
         "tasks": FaultRates(server_error=1.0),
@@ -57,7 +57,7 @@ async def test_an_unknown_outcome_reaches_on_unknown_even_when_the_caller_left()
             on_request=caller_leaves,
         ) as kling:  # fmt: skip
             seen: list[SubmissionUnknownError] = []
-            kling.jobs.submitter.on_unknown = seen.append
+            kling.on_unknown = seen.append
             job = KolorsElements(prompt="lost", subject_images=["https://x/a.png"] * 2)
             with pytest.raises(SubmissionUnknownError, match="may exist") as waited:
                 await kling.submit(job)

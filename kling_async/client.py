@@ -316,15 +316,18 @@ class KlingClient(EndpointMethods):
         *,
         email: str | None = None,
         on_submitted: Hook | None = None,
+        on_sending: Callable[[dict[str, Any]], object] | None = None,
     ) -> TaskResponse:
         """POST a request (its local images uploaded first) to ``email``'s account (else the
         request's, else the client's); return the answer. Never retried when the server may
-        have created the job (`kling_async.submit`). No job slot is taken: see `run`."""
+        have created the job (`kling_async.submit`). No job slot is taken: see `run`.
+        ``on_sending(body)``: called with the exact JSON body just before the POST goes out
+        (a write-ahead record; if it raises, nothing is sent)."""
         if not isinstance(request, GenerationRequest):
             raise TypeError(f"submit() takes a request object, got {type(request).__name__}")
         email = await self._accounts.with_default(self._accounts.for_call(email or request.email))
         request = await self._submitter.upload_images(request, email)
-        return await self._submitter.start(request, email, on_submitted).answer
+        return await self._submitter.start(request, email, on_submitted, on_sending).answer
 
     async def wait(
         self,

@@ -161,9 +161,13 @@ class Submitter:
         request: GenerationRequest,
         email: str | None,
         on_submitted: Hook | None = None,
+        on_sending: Callable[[dict[str, Any]], object] | None = None,
     ) -> Submission:
         """Build the body of ``request`` (its images already URLs) and send the POST to
-        ``email``'s account in a task of its own."""
+        ``email``'s account in a task of its own. ``on_sending(body)`` runs just before the
+        POST goes out, with the exact body (after an identical request's turn, so a caller
+        that journals it never records a POST that was not sent); if it raises, nothing is
+        sent and the submission fails with its exception."""
         if self._webhook is not None and request.reply_url is None:
             tag = request.reply_ref or secrets.token_hex(12)
             request = attrs.evolve(
@@ -176,7 +180,9 @@ class Submitter:
             body["email"] = email
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[TaskResponse] = loop.create_future()
-        posting = loop.create_task(self._post_job(answer, request, body, email, on_submitted))
+        posting = loop.create_task(
+            self._post_job(answer, request, body, email, on_submitted, on_sending=on_sending)
+        )
         self.background[posting] = answer
         return Submission(answer, posting)
 
@@ -187,9 +193,12 @@ class Submitter:
         body: dict[str, Any],
         email: str | None,
         on_submitted: Hook | None,
+        *,
+        on_sending: Callable[[dict[str, Any]], object] | None = None,
     ) -> TaskResponse | None:
         """The POST, in its own task; its outcome goes to ``answer``. ``answer`` already
-        done (cancelled) means its caller left: a failure then reaches only the log."""
+        done (cancelled) means its caller left: a POST not yet sent is then never sent, and
+        a failure of one sent reaches only the log."""
         # Recovery matches by prompt and images, so the prompt alone is the key.
         key = (email or "", request.endpoint, str(body.get("prompt") or ""))
         entry = self._turns.get(key)
@@ -201,6 +210,11 @@ class Submitter:
         try:
             try:
                 async with turn:
+                    if answer.done():  # its caller left before the POST went out
+                        log.debug("a POST to %s withdrawn: its caller left", request.endpoint)
+                        return None
+                    if on_sending is not None:
+                        on_sending(body)
                     sent = True
                     resp = await self._post_with_recovery(request, body, email)
             finally:

@@ -226,6 +226,53 @@ async def test_cancelled_run_journals_the_task_id_of_a_post_in_flight(tmp_path: 
     assert (rec.state, rec.task_id) == (JobState.SUBMITTED, 4242)
 
 
+async def test_an_identical_line_waiting_its_turn_is_not_journaled_as_sent(
+    tmp_path: Path,
+) -> None:
+    """Identical requests are POSTed one at a time. A run stopped while the first one's
+    POST is out withdraws the second (it is never sent, even once the first is answered)
+    and leaves its line pending, not ``submitting``: a resume sends it without a needless
+    "unknown"."""
+    posted, answer = asyncio.Event(), asyncio.Event()
+    bodies: list[dict[str, Any]] = []
+
+    async def kolors(request: web.Request) -> web.Response:
+        bodies.append(await request.json())
+        posted.set()
+        await answer.wait()
+        task = {"id": 4242, "status": 5, "status_name": "submitted", "status_final": False}
+        return web.json_response({**{k: v for k, v in task.items() if k != "id"}, "task": task})
+
+    app = web.Application()
+    app.router.add_post("/v1/kling/images/kolors-elements", kolors)
+    same = KolorsElements(prompt="twins", subject_images=["https://x/a.png", "https://x/b.png"])
+    path = tmp_path / "journal.sqlite3"
+    async with serve(app) as root:
+        async with KlingClient(
+            token=TOKEN, base_url=f"{root}/v1/kling", email=ACCOUNT, max_jobs=2
+        ) as kling:
+            with Journal(path) as journal:
+                runner = BatchRunner(kling, journal, tmp_path / "out")
+                jobs = [job_from_request(1, same), job_from_request(2, same)]
+                running = asyncio.ensure_future(runner.run(jobs))
+                await asyncio.wait_for(posted.wait(), 10)
+                await wait_until(lambda: kling.slots.in_use(ACCOUNT) == 2)
+                with Journal(path, read_only=True) as peek:
+                    assert peek.record(1).state is JobState.SUBMITTING
+                    assert peek.record(1).body["replyRef"] == bodies[0]["replyRef"]  # type: ignore[index]
+                    assert peek.record(2).state is JobState.PENDING  # waits for the turn
+                running.cancel()
+                await wait_until(lambda: kling.slots.in_use(ACCOUNT) == 0)  # the run let go
+                answer.set()
+                with pytest.raises(asyncio.CancelledError):
+                    await running
+    with Journal(path) as journal:
+        first, second = journal.record(1), journal.record(2)
+    assert len(bodies) == 1
+    assert (first.state, first.task_id) == (JobState.SUBMITTED, 4242)
+    assert second.state is JobState.PENDING
+
+
 async def test_a_job_past_its_deadline_keeps_its_slot_until_it_ends(
     durations: Durations, images: Path, tmp_path: Path
 ) -> None:

@@ -12,10 +12,9 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ..config import UNSET, Unset
-from ..convert import request_body
 from ..errors import (
     AccountError,
     KlingError,
@@ -61,10 +60,10 @@ class BatchRunner:
     id are waited on again, lost POSTs are looked up (never resent blindly;
     ``resubmit_unknown`` sends the ``unknown`` ones again).
 
-    A run that is cancelled (or stopped by an error) waits, up to the client's
-    ``request_timeout``, for the POSTs it has out, so that their task ids reach the journal;
-    ``on_settle(n)`` is called when that wait for ``n`` POSTs begins. Cancelling the run
-    again stops the wait: those rows stay ``submitting`` and a re-run looks them up.
+    A run that is cancelled (or stopped by an error) waits, up to ``request_timeout``, for
+    the POSTs it has out (one not yet sent, behind an identical one, is withdrawn), so that
+    their task ids reach the journal; ``on_settle(n)`` is called when that wait begins for
+    ``n`` POSTs. Cancelling the run again stops it: those rows stay ``submitting``.
 
     An account in error state (596) is set aside as `KlingClient.run` does it and the batch
     goes on with the other accounts (see `kling_async.batch.accounts`). The run stops
@@ -95,8 +94,7 @@ class BatchRunner:
         self.timeout = timeout
         self._accounts = AccountGuard(client, journal, self.observer, client.jobs.set_aside)
         self._responses: dict[int, TaskResponse] = {}
-        # POSTs still out: a cancelled run waits for them, so that the task ids they return
-        # reach the journal before the caller closes it.
+        # POSTs still out: a cancelled run waits for their task ids to reach the journal.
         self._posting: set[asyncio.Future[TaskResponse]] = set()
 
     async def run(self, jobs: Sequence[Job], *, retry_failed: bool = False) -> BatchSummary:
@@ -251,11 +249,16 @@ class BatchRunner:
                 rec = self.journal.mark_submitted(line, resp.task_id, email)
                 self._emit(JobEvent.SUBMITTED, rec)
 
+        sent: list[bool] = []  # the POST went out (not just waiting for an identical one's turn)
+
+        def sending(body: dict[str, Any]) -> None:
+            self.journal.mark_submitting(line, email, body)  # the exact body, with its tag
+            sent.append(True)
+
         if self.client.push is None:  # a push receiver mints its own tags
-            request = tagged(request)  # the tag is journaled with the body: a resume finds it
-        self.journal.mark_submitting(line, email, request_body(request))
+            request = tagged(request)  # journaled with the body: a resume finds it
         posting = asyncio.ensure_future(
-            self.client.submit(request, email=email, on_submitted=submitted)
+            self.client.submit(request, email=email, on_submitted=submitted, on_sending=sending)
         )
         # Added first, so that it runs before the job's own code learns the outcome.
         posting.add_done_callback(functools.partial(self._posted, line, email))
@@ -263,6 +266,10 @@ class BatchRunner:
         posting.add_done_callback(self._posting.discard)
         try:
             return await asyncio.shield(posting)
+        except asyncio.CancelledError:
+            if not sent:  # still waiting for its turn: withdrawn, never sent
+                posting.cancel()
+            raise
         except (AccountError, *FATAL):
             raise  # journaled pending: nothing was created
         except SubmissionUnknownError as exc:

@@ -88,6 +88,27 @@ async def callback_receiver(path: str) -> AsyncIterator[tuple[str, list[dict[str
         yield f"{root}{path}", received
 
 
+class HeldPosts:
+    """A service whose kolors-elements POSTs wait for `answer` (then create task
+    ``task_id``); it keeps every body. Serve `app` with `serve`; the API is at
+    ``ROOT/v1/kling``."""
+
+    def __init__(self, task_id: int) -> None:
+        self.task_id = task_id
+        self.posted = asyncio.Event()  # the first POST arrived
+        self.answer = asyncio.Event()  # set it to answer every POST
+        self.bodies: list[dict[str, Any]] = []
+        self.app = web.Application()
+        self.app.router.add_post("/v1/kling/images/kolors-elements", self._kolors)
+
+    async def _kolors(self, request: web.Request) -> web.Response:
+        self.bodies.append(await request.json())
+        self.posted.set()
+        await self.answer.wait()
+        task = {"id": self.task_id, "status": 5, "status_name": "submitted"}
+        return web.json_response({"status": 5, "status_final": False, "task": task})
+
+
 class Durations:
     """A job duration the test can change while the simulator runs."""
 

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
-from helpers import Durations, serve, wait_until
+from helpers import Durations, HeldPosts, serve, wait_until
 
 from kling_async import KlingClient, KolorsElements
 from kling_async.batch import (
@@ -191,36 +190,21 @@ async def test_cancelled_batch_resumes_without_resubmitting(
 async def test_cancelled_run_journals_the_task_id_of_a_post_in_flight(tmp_path: Path) -> None:
     """A run cancelled while a POST is out still writes that POST's task id to the journal
     before it returns (its caller closes the journal next, as the CLI does)."""
-    posted = asyncio.Event()
-    answer = asyncio.Event()
-
-    async def kolors(request: web.Request) -> web.Response:
-        posted.set()
-        await answer.wait()
-        task = {"id": 4242, "status": 5, "status_name": "submitted", "status_final": False}
-        return web.json_response({**{k: v for k, v in task.items() if k != "id"}, "task": task})
-
-    app = web.Application()
-    app.router.add_post("/v1/kling/images/kolors-elements", kolors)
-    request = KolorsElements(
-        prompt="in flight", subject_images=["https://x/a.png", "https://x/b.png"]
-    )
+    service = HeldPosts(4242)
+    request = KolorsElements(prompt="in flight", subject_images=["https://x/a.png"] * 2)
     path = tmp_path / "journal.sqlite3"
-    async with serve(app) as root:
-        async with KlingClient(
-            token=TOKEN, base_url=f"{root}/v1/kling", email=ACCOUNT, max_jobs=1
-        ) as kling:
-            with Journal(path) as journal:
-                runner = BatchRunner(kling, journal, tmp_path / "out")
-                running = asyncio.ensure_future(runner.run([job_from_request(1, request)]))
-                await asyncio.wait_for(posted.wait(), 10)
-                running.cancel()
-                # The job let its slot go: the cancellation reached it. Only now does the
-                # server answer the POST.
-                await wait_until(lambda: kling.slots.in_use(ACCOUNT) == 0)
-                answer.set()
-                with pytest.raises(asyncio.CancelledError):
-                    await running
+    async with serve(service.app) as root, held_client(root, max_jobs=1) as kling:
+        with Journal(path) as journal:
+            runner = BatchRunner(kling, journal, tmp_path / "out")
+            running = asyncio.ensure_future(runner.run([job_from_request(1, request)]))
+            await asyncio.wait_for(service.posted.wait(), 10)
+            running.cancel()
+            # The job let its slot go: the cancellation reached it. Only now does the
+            # server answer the POST.
+            await wait_until(lambda: kling.slots.in_use(ACCOUNT) == 0)
+            service.answer.set()
+            with pytest.raises(asyncio.CancelledError):
+                await running
     with Journal(path) as journal:
         rec = journal.record(1)
     assert (rec.state, rec.task_id) == (JobState.SUBMITTED, 4242)
@@ -233,44 +217,35 @@ async def test_an_identical_line_waiting_its_turn_is_not_journaled_as_sent(
     POST is out withdraws the second (it is never sent, even once the first is answered)
     and leaves its line pending, not ``submitting``: a resume sends it without a needless
     "unknown"."""
-    posted, answer = asyncio.Event(), asyncio.Event()
-    bodies: list[dict[str, Any]] = []
-
-    async def kolors(request: web.Request) -> web.Response:
-        bodies.append(await request.json())
-        posted.set()
-        await answer.wait()
-        task = {"id": 4242, "status": 5, "status_name": "submitted", "status_final": False}
-        return web.json_response({**{k: v for k, v in task.items() if k != "id"}, "task": task})
-
-    app = web.Application()
-    app.router.add_post("/v1/kling/images/kolors-elements", kolors)
-    same = KolorsElements(prompt="twins", subject_images=["https://x/a.png", "https://x/b.png"])
+    service = HeldPosts(4242)
+    same = KolorsElements(prompt="twins", subject_images=["https://x/a.png"] * 2)
     path = tmp_path / "journal.sqlite3"
-    async with serve(app) as root:
-        async with KlingClient(
-            token=TOKEN, base_url=f"{root}/v1/kling", email=ACCOUNT, max_jobs=2
-        ) as kling:
-            with Journal(path) as journal:
-                runner = BatchRunner(kling, journal, tmp_path / "out")
-                jobs = [job_from_request(1, same), job_from_request(2, same)]
-                running = asyncio.ensure_future(runner.run(jobs))
-                await asyncio.wait_for(posted.wait(), 10)
-                await wait_until(lambda: kling.slots.in_use(ACCOUNT) == 2)
-                with Journal(path, read_only=True) as peek:
-                    assert peek.record(1).state is JobState.SUBMITTING
-                    assert peek.record(1).body["replyRef"] == bodies[0]["replyRef"]  # type: ignore[index]
-                    assert peek.record(2).state is JobState.PENDING  # waits for the turn
-                running.cancel()
-                await wait_until(lambda: kling.slots.in_use(ACCOUNT) == 0)  # the run let go
-                answer.set()
-                with pytest.raises(asyncio.CancelledError):
-                    await running
+    async with serve(service.app) as root, held_client(root, max_jobs=2) as kling:
+        with Journal(path) as journal:
+            runner = BatchRunner(kling, journal, tmp_path / "out")
+            jobs = [job_from_request(1, same), job_from_request(2, same)]
+            running = asyncio.ensure_future(runner.run(jobs))
+            await asyncio.wait_for(service.posted.wait(), 10)
+            await wait_until(lambda: kling.slots.in_use(ACCOUNT) == 2)
+            with Journal(path, read_only=True) as peek:
+                assert peek.record(1).state is JobState.SUBMITTING
+                assert peek.record(1).tag == service.bodies[0]["replyRef"]
+                assert peek.record(2).state is JobState.PENDING  # waits for the turn
+            running.cancel()
+            await wait_until(lambda: kling.slots.in_use(ACCOUNT) == 0)  # the run let go
+            service.answer.set()
+            with pytest.raises(asyncio.CancelledError):
+                await running
     with Journal(path) as journal:
         first, second = journal.record(1), journal.record(2)
-    assert len(bodies) == 1
+    assert len(service.bodies) == 1
     assert (first.state, first.task_id) == (JobState.SUBMITTED, 4242)
     assert second.state is JobState.PENDING
+
+
+def held_client(root: str, *, max_jobs: int) -> KlingClient:
+    """A client of a `HeldPosts` service served at ``root``."""
+    return KlingClient(token=TOKEN, base_url=f"{root}/v1/kling", email=ACCOUNT, max_jobs=max_jobs)
 
 
 async def test_a_job_past_its_deadline_keeps_its_slot_until_it_ends(

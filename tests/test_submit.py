@@ -6,8 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from aiohttp import web
-from helpers import EMAIL, TOKEN, serve, wait_until
+from helpers import EMAIL, TOKEN, HeldPosts, serve, wait_until
 
 from kling_async import (
     ClientConfig,
@@ -76,33 +75,21 @@ async def test_a_submission_cancelled_before_its_turn_is_never_sent() -> None:
     """Identical requests go one at a time; one whose caller leaves while it waits for its
     turn is withdrawn: its POST never goes out, even after the one ahead is answered. The
     one ahead tells ``on_sending`` its exact body just before it is sent."""
-    posted, answer = asyncio.Event(), asyncio.Event()
-    bodies: list[dict[str, Any]] = []
-
-    async def kolors(request: web.Request) -> web.Response:
-        bodies.append(await request.json())
-        posted.set()
-        await answer.wait()
-        task = {"id": 77, "status": 5, "status_name": "submitted", "status_final": False}
-        return web.json_response({"status": 5, "status_final": False, "task": task})
-
-    app = web.Application()
-    app.router.add_post("/v1/kling/images/kolors-elements", kolors)
+    service = HeldPosts(77)
     same = KolorsElements(prompt="twins", subject_images=["https://x/a.png"] * 2)
     sending: list[dict[str, Any]] = []
     async with (
-        serve(app) as root,
+        serve(service.app) as root,
         KlingClient(token=TOKEN, base_url=f"{root}/v1/kling", email=EMAIL, max_jobs=5) as kling,
     ):
         first = asyncio.ensure_future(kling.submit(same, on_sending=sending.append))
-        await posted.wait()
+        await service.posted.wait()
         second = asyncio.ensure_future(kling.submit(same, on_sending=sending.append))
         await wait_until(lambda: len(kling.jobs.submitter.background) == 2)  # its turn next
         second.cancel()
-        answer.set()
+        service.answer.set()
         assert (await first).task_id == 77
         with pytest.raises(asyncio.CancelledError):
             await second
         await wait_until(lambda: not kling.jobs.submitter.background)
-    assert len(bodies) == 1
-    assert sending == bodies  # the exact body, as sent
+    assert sending == service.bodies  # one POST, told with its exact body

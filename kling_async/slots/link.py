@@ -81,10 +81,14 @@ class PoolLink:
         if limit is None:
             return
         email = await self.key(local)
+        # Holders counted before and after the server's answer, the larger: a job ending
+        # (its lease released) in between must not count as running elsewhere, which
+        # would hold its slot from everyone until the count expires.
+        before = await self.pool.in_use(email)
         free = await self._capacity(email)
         if free is None:
             return
-        outside = max(0, limit - free - await self.pool.in_use(email))
+        outside = max(0, limit - free - max(before, await self.pool.in_use(email)))
         if outside:
             log.info("%d jobs run on %s outside the shared slots: counted", outside, email)
         await self.pool.reconcile(email, outside)

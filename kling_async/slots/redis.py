@@ -163,6 +163,7 @@ class RedisSlotPool:
         self._prefix = prefix
         #: Where the pool's Redis is (for messages; no password), when made by `from_url`.
         self.url = "the configured Redis"
+        self._gave_up = False  # the last call found Redis unreachable for down_seconds
         self._seen: set[str] = set()  # accounts whose state this pool has seen in Redis
         self._renewers: dict[str, asyncio.Task[None]] = {}
         self._wakeups = Wakeups(client, prefix, poll_seconds, _redis_errors)
@@ -194,16 +195,18 @@ class RedisSlotPool:
 
     async def _call(self, what: str, op: Any) -> Any:
         """Run ``op()`` against Redis, retrying while it is unreachable for up to
-        ``down_seconds``; then `TransportError`."""
+        ``down_seconds``; then `TransportError`. Once it gave up, calls try once until
+        Redis answers again (so a job neither waits twice nor each time to fall back)."""
         errors = _redis_errors()
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + self._down
+        give_up = loop.time() + (0 if self._gave_up else self._down)
         pause = self._poll
         while True:
             try:
-                return await op()
+                result = await op()
             except errors as exc:
                 if loop.time() >= give_up:
+                    self._gave_up = True
                     raise TransportError(
                         f"Redis for the shared job slots at {self.url} is unreachable "
                         f"({what}): {exc}; start it, or add ?fallback=local to the URL "
@@ -211,6 +214,9 @@ class RedisSlotPool:
                     ) from exc
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 1.0)
+            else:
+                self._gave_up = False
+                return result
 
     async def acquire(self, account: str, max_jobs: int) -> Lease:
         """Wait, first come first served across processes, for a slot of ``account``

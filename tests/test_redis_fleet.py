@@ -28,7 +28,7 @@ from kling_async.testing import KlingSimulator
 from kling_async.testing.redis_server import RedisServer
 
 WORKER = Path(__file__).resolve().parent / "redis_worker.py"
-LEASE = 1.5  # seconds: a killed worker's slots come back this long after its last renewal
+LEASE = 2.0  # seconds: a killed worker's slots come back this long after its last renewal
 
 
 class Worker:
@@ -37,13 +37,17 @@ class Worker:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         self.lines: list[str] = []
-        self._reader = asyncio.create_task(self._read())
+        self._stderr: list[bytes] = []  # drained as it comes: a full pipe would block the worker
+        self._readers = [asyncio.create_task(self._read()), asyncio.create_task(self._drain())]
 
     @classmethod
-    async def start(cls, sim: KlingSimulator, slots: str, jobs: int, *flags: str) -> Worker:
-        """A worker running ``jobs`` jobs on ``sim`` through the pool at ``slots``."""
+    async def start(
+        cls, sim: KlingSimulator, slots: str, jobs: int, *flags: str, email: str = ACCOUNT
+    ) -> Worker:
+        """A worker running ``jobs`` jobs on ``sim`` through the pool at ``slots``
+        (``email`` "": none given, the client reads the token's only account)."""
         process = await asyncio.create_subprocess_exec(
-            sys.executable, str(WORKER), sim.base_url, slots, ACCOUNT, str(jobs), *flags,
+            sys.executable, str(WORKER), sim.base_url, slots, email, str(jobs), *flags,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         return cls(process)
@@ -52,6 +56,11 @@ class Worker:
         assert self.process.stdout is not None
         async for line in self.process.stdout:
             self.lines.append(line.decode().strip())
+
+    async def _drain(self) -> None:
+        assert self.process.stderr is not None
+        async for line in self.process.stderr:
+            self._stderr.append(line)
 
     def count(self, word: str) -> int:
         """How many lines starting with ``word`` were printed."""
@@ -66,8 +75,10 @@ class Worker:
             await asyncio.sleep(0.01)
 
     async def errors(self) -> str:
-        assert self.process.stderr is not None
-        return (await self.process.stderr.read()).decode()
+        """What the worker wrote to stderr (all of it once it ended)."""
+        if self.process.returncode is not None:
+            await asyncio.gather(*self._readers)
+        return b"".join(self._stderr).decode()
 
     async def finish(self, timeout: float = 120) -> None:
         """Wait for the worker to end well (exit 0, "finished" printed)."""
@@ -77,7 +88,7 @@ class Worker:
             self.kill()
             await self.process.wait()
             raise AssertionError(f"worker hung: {self.lines}\n{await self.errors()}") from None
-        await self._reader
+        await asyncio.gather(*self._readers)
         assert code == 0, await self.errors()
         assert self.lines[-1] == "finished", self.lines
 
@@ -111,7 +122,8 @@ async def test_three_processes_share_max_jobs(
     sim: KlingSimulator, redis_url: str, prefix: str
 ) -> None:
     url = slots_url(redis_url, prefix)
-    workers = [await Worker.start(sim, url, 10) for _ in range(3)]
+    # one of them is given no email: its slots are the same account's all the same
+    workers = [await Worker.start(sim, url, 10, email=email) for email in ("", ACCOUNT, ACCOUNT)]
     for worker in workers:
         await worker.finish()
         assert worker.count("done") == 10

@@ -50,7 +50,9 @@ class Worker:
             sys.executable, str(WORKER), sim.base_url, slots, email, str(jobs), *flags,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
-        return cls(process)
+        worker = cls(process)
+        STARTED.append(worker)
+        return worker
 
     async def _read(self) -> None:
         assert self.process.stdout is not None
@@ -95,6 +97,20 @@ class Worker:
     def kill(self) -> None:
         """SIGKILL: no cleanup at all, as a lost host."""
         self.process.send_signal(signal.SIGKILL)
+
+
+STARTED: list[Worker] = []
+
+
+@pytest.fixture(autouse=True)
+async def _no_worker_outlives_its_test() -> AsyncIterator[None]:
+    """A test that fails midway leaves no worker process behind."""
+    yield
+    while STARTED:
+        worker = STARTED.pop()
+        if worker.process.returncode is None:
+            worker.kill()
+            await worker.process.wait()
 
 
 async def wait_for(condition: Callable[[], object], timeout: float = 60) -> None:

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
-import shutil
-import socket
-import subprocess
 import sys
 import time
 from typing import Any
@@ -29,6 +27,7 @@ import aiohttp
 
 from kling_async.slots import JobSlots, RedisSlotPool
 from kling_async.testing import KlingSimulator
+from kling_async.testing.redis_server import RedisServer
 
 TOKEN = "bench-token"  # the simulator's token: loopback only
 ACCOUNT = "bench@example.com"
@@ -80,25 +79,6 @@ async def worker(base: str, slots: str, prefix: str, first: int, jobs: int, poll
     await held.aclose()
 
 
-def start_redis() -> tuple[subprocess.Popen[bytes], str]:
-    """A throwaway redis-server on a free loopback port, and its URL."""
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    server = subprocess.Popen([*command, "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return server, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
-
 async def case(
     sim: KlingSimulator, name: str, slots: str, procs: int, jobs: int, poll: float
 ) -> float:
@@ -134,11 +114,8 @@ async def case(
 
 
 async def main(args: argparse.Namespace) -> None:
-    server = None
-    url = args.redis
-    if url is None:
-        server, url = start_redis()
-    try:
+    with contextlib.ExitStack() as stack:
+        url = args.redis or stack.enter_context(RedisServer()).url  # else a throwaway one
         sim = KlingSimulator(
             token=TOKEN, accounts={ACCOUNT: MAX_JOBS}, job_seconds=args.seconds, seed=1
         )
@@ -152,10 +129,6 @@ async def main(args: argparse.Namespace) -> None:
                 f"throughput vs 1 process: Redis pool {one / shared:.1%}, "
                 f"in-process pools {one / local:.1%}"
             )
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=20)
 
 
 if __name__ == "__main__":

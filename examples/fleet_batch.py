@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from kling_async import KlingClient
 from kling_async.batch import BatchRunner, JobState, Journal, parse_jobs_file
+from kling_async.testing import KlingSimulator
+from kling_async.testing.redis_server import RedisServer
 
 DEMO_TOKEN = "fleet-demo-token"  # noqa: S105 -- the simulator's token: loopback only
 DEMO_ACCOUNT = "fleet@example.com"
@@ -55,25 +54,6 @@ async def worker(folder: Path, email: str | None) -> None:
     print(f"{folder.name}: {done}/{len(jobs)} succeeded", flush=True)
     if done != len(jobs):
         sys.exit(1)
-
-
-def start_redis() -> tuple[subprocess.Popen[bytes], str]:
-    """A throwaway redis-server on a free loopback port (no persistence), and its URL."""
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    server = subprocess.Popen([*command, "--appendonly", "no"], stdout=subprocess.DEVNULL)  # noqa: S603
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return server, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
 async def run_fleet(folders: list[Path], env: dict[str, str], email: str | None) -> None:
@@ -102,14 +82,12 @@ async def main(args: argparse.Namespace) -> None:
             for n in range(args.jobs)
         ]
     folders = split(lines, args.shards, out)
-    redis, url = (None, args.redis) if args.redis else start_redis()
-    env = {**os.environ, "KLING_SLOTS": url}
-    try:
+    with contextlib.ExitStack() as stack:
+        url = args.redis or stack.enter_context(RedisServer()).url  # else a throwaway one
+        env = {**os.environ, "KLING_SLOTS": url}
         if args.base_url:
             await run_fleet(folders, {**env, "KLING_BASE_URL": args.base_url}, args.email)
             return
-        from kling_async.testing import KlingSimulator
-
         sim = KlingSimulator(token=DEMO_TOKEN, accounts={DEMO_ACCOUNT: 3}, job_seconds=0.2)
         async with sim:
             demo = {**env, "KLING_BASE_URL": sim.base_url, "USEAPI_TOKEN": DEMO_TOKEN}
@@ -120,10 +98,6 @@ async def main(args: argparse.Namespace) -> None:
                 f"peak running on the server: {stats['peak_running'][DEMO_ACCOUNT]} "
                 f"(maxJobs 3); 429 answers: {stats['rate_limited']}"
             )
-    finally:
-        if redis is not None:
-            redis.terminate()
-            redis.wait(timeout=20)
 
 
 if __name__ == "__main__":

@@ -274,6 +274,22 @@ class Accounts:
             self.learn_email(str(next(iter(found))))
         return self.email
 
+    async def email_of(self, account: str) -> str:
+        """``account``'s email; for ``""`` (the token's only account, not named) the one
+        ``GET /accounts`` lists. Shared job slots are keyed by it, so that processes on
+        other tokens or other defaults never share one key (and no token is stored).
+        `ConfigurationError` when the token has several accounts: name one."""
+        if account or self.email:
+            return account or str(self.email)
+        found = await self.list()
+        if len(found) != 1:
+            raise ConfigurationError(
+                f"{len(found)} accounts are configured on useapi.net: shared job slots need "
+                "the account's email; pass email= or accounts= to KlingClient"
+            )
+        self.learn_email(next(iter(found)))
+        return next(iter(found))
+
     async def fetch_max_jobs(self, email: str) -> int:
         if email:
             account = await self.get(email)

@@ -123,10 +123,10 @@ class KlingClient(EndpointMethods):
         self.poll_limiter = PollLimiter(
             cfg.poll.max_polls_per_second, in_flight=cfg.connection_limit or None
         )
-        # slots= (else $KLING_SLOTS): a redis:// URL or SlotPool shares them between processes
-        pool, self._owns_pool = pool_from(slots)
-        count = functools.partial(scheduler_capacity, self._transport)
-        self.slots = JobSlots(configured, self._accounts.fetch_max_jobs, pool=pool, capacity=count)
+        pool, self._owns_pool = pool_from(slots)  # slots=, else $KLING_SLOTS: shared slots
+        capacity = functools.partial(scheduler_capacity, self._transport)
+        fetch, email_of = self._accounts.fetch_max_jobs, self._accounts.email_of
+        self.slots = JobSlots(configured, fetch, pool=pool, capacity=capacity, email_of=email_of)
         self._known = KnownTasks()
         self._tasks = TaskList(self._transport)
         self._scheduler = Scheduler(self._transport)

@@ -18,6 +18,7 @@ from kling_async import (
     TransportError,
 )
 from kling_async.slots import (
+    JobSlots,
     LocalSlotPool,
     RedisSlotPool,
     SlotPool,
@@ -146,6 +147,43 @@ def test_bad_redis_pool_options_name_the_option(
         RedisSlotPool.from_url(url, **options)
 
 
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        (
+            "lease_seconds=soon",
+            r"^slots URL: lease_seconds must be a number of seconds, got 'soon'$",
+        ),
+        ("down_seconds=inf", r"^slots URL: down_seconds must be a number of seconds, got 'inf'$"),
+        ("lease_seconds=0", r"^RedisSlotPool lease_seconds: must be > 0, got 0.0$"),
+        ("poll_seconds=1&poll_seconds=2", r"^slots URL: poll_seconds is given twice$"),
+        ("prefix=", r"^slots URL: prefix must not be empty$"),
+        ("fallback=remote", r"^slots URL: fallback must be 'local', got 'remote'$"),
+    ],
+)
+def test_bad_pool_options_in_the_slots_url_name_the_option(query: str, message: str) -> None:
+    pytest.importorskip("redis")
+    with pytest.raises(ConfigurationError, match=message):
+        KlingClient(token=TOKEN, slots=f"redis://127.0.0.1:1/0?{query}")
+
+
+def test_a_bad_slots_url_is_quoted_without_its_password() -> None:
+    pytest.importorskip("redis")
+    with pytest.raises(ConfigurationError, match=r"'http://u:\*\*\*@host:1'$") as caught:
+        RedisSlotPool.from_url("http://u:s3cret@host:1")
+    assert "s3cret" not in str(caught.value)
+
+
+async def test_shared_slots_of_an_unnamed_account_need_its_email() -> None:
+    slots = JobSlots({"": 2}, pool=LocalSlotPool())
+    with pytest.raises(
+        ConfigurationError,
+        match=r"^shared job slots need the account's email: configure it \(email=\)$",
+    ):
+        await slots.acquire().take()
+    assert slots.in_use("") == 0  # the local slot was given back
+
+
 async def test_bad_max_jobs_and_reconcile_counts_are_refused_before_redis() -> None:
     pytest.importorskip("redis")
     pool = RedisSlotPool.from_url(closed_port_url(), down_seconds=0)
@@ -220,16 +258,20 @@ def outside_jobs_run_long(endpoint: str, body: dict[str, object], rng: object) -
     return 3600.0 if str(body.get("prompt", "")).startswith("outside") else 0.05
 
 
-async def test_a_429_despite_a_held_slot_recounts_the_jobs_started_elsewhere() -> None:
+@pytest.mark.parametrize("email", [ACCOUNT, None], ids=["email given", "email read"])
+async def test_a_429_despite_a_held_slot_recounts_the_jobs_started_elsewhere(
+    email: str | None,
+) -> None:
     """Another tool fills the account after this client counted it: the server's 429 on a
-    POST the pool allowed makes the pool read GET /scheduler/available again."""
+    POST the pool allowed makes the pool read GET /scheduler/available again (also when
+    the client learnt its only account from the server)."""
     pool = CountingPool()
     images = ["https://x/a.png", "https://x/b.png"]
     async with (
         KlingSimulator(
             token=TOKEN, accounts={ACCOUNT: 2}, job_duration=outside_jobs_run_long
         ) as sim,
-        KlingClient(token=TOKEN, email=ACCOUNT, base_url=sim.base_url, slots=pool) as kling,
+        KlingClient(token=TOKEN, email=email, base_url=sim.base_url, slots=pool) as kling,
     ):
         await kling.run(KolorsElements(prompt="first", subject_images=images))
         assert pool.recounts == [0]  # before the first lease: nothing runs elsewhere

@@ -35,8 +35,9 @@ def _add_globals(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         "--slots",
         metavar="URL",
         default=default,
-        help="job slots shared by every process on this Redis (redis://host:6379/0, "
-        "?fallback=local to go on in-process when it is down; default $KLING_SLOTS)",
+        help="job slots shared by every process on this Redis (redis://host:6379/0; "
+        "?lease_seconds=, ?down_seconds=, ?prefix=, ?fallback=local to go on in-process "
+        "when it is down; default $KLING_SLOTS)",
     )
     parser.add_argument(
         "-v",

@@ -18,12 +18,10 @@ from typing import TYPE_CHECKING
 
 from ..config import MAX_JOBS_RANGE
 from ..errors import AccountError, ConfigurationError, KlingError
+from .link import Capacity, PoolLink
 
 if TYPE_CHECKING:
     from .pool import Lease, SlotPool
-
-#: Free capacity of an account on the server (``GET /scheduler/available``), None: unknown.
-Capacity = Callable[[str], Awaitable["int | None"]]
 
 log = logging.getLogger("kling_async.slots")
 
@@ -47,7 +45,9 @@ class JobSlots:
     each slot taken here also takes a lease of the pool, and an account set aside here is
     set aside in the pool. ``capacity(email)`` reads the server's free capacity
     (``GET /scheduler/available``): before an account's first lease, and via `reconcile`,
-    the pool then counts the jobs started outside it.
+    the pool then counts the jobs started outside it. The pool knows an account by its
+    email: ``email_of("")`` names the implicit single account (the client reads it from
+    ``GET /accounts``); without it, a pool refuses ``""`` (never one key for two tokens).
     """
 
     def __init__(
@@ -57,6 +57,7 @@ class JobSlots:
         *,
         pool: SlotPool | None = None,
         capacity: Capacity | None = None,
+        email_of: Callable[[str], Awaitable[str]] | None = None,
     ) -> None:
         if not accounts:
             raise ConfigurationError("JobSlots needs at least one account")
@@ -72,9 +73,8 @@ class JobSlots:
         self._next_key = 0
         self._out: dict[str, KlingError] = {}  # accounts set aside, with the reason
         self.pool = pool
-        self._capacity = capacity
+        self._link = None if pool is None else PoolLink(pool, accounts, capacity, email_of)
         self._leases: dict[str, list[Lease]] = {}  # a pool's leases are interchangeable
-        self._reconciled: set[str] = set()
         self._pool_calls: set[asyncio.Task[None]] = set()
 
     @property
@@ -107,8 +107,8 @@ class JobSlots:
         """
         self._check_known(email)
         self._out[email] = reason
-        if self.pool is not None:
-            self._in_background(self.pool.set_aside(email, reason))
+        if self._link is not None:
+            self._in_background(self._link.share_aside(email, reason))
         none_left = self._all_out()
         for granted, wanted in self._waiters.values():
             if not granted.done() and (wanted == email or (wanted is None and none_left)):
@@ -117,8 +117,8 @@ class JobSlots:
     def enable(self, email: str) -> None:
         """Use ``email`` again (after the account was repaired, e.g. re-added)."""
         self._check_known(email)
-        if self.pool is not None:
-            self._in_background(self.pool.restore(email))
+        if self._link is not None:
+            self._in_background(self._link.share_aside(email, None))
         if self._out.pop(email, None) is not None:
             self._dispatch()
 
@@ -227,31 +227,16 @@ class JobSlots:
     async def _lease(self, account: str) -> Lease:
         """The pool's lease for a slot taken here (the local slot bounds this process's
         waiters in the pool's queue to maxJobs per account)."""
-        assert self.pool is not None
-        if account not in self._reconciled:
-            self._reconciled.add(account)
-            try:
-                await self.reconcile(account)
-            except KlingError as exc:  # the pool still bounds its own holders
-                log.warning("could not reconcile the shared slots of %s: %s", account, exc)
-        return await self.pool.acquire(account or "(default)", self._limits[account] or 1)
+        assert self._link is not None
+        return await self._link.lease(account, self._limits[account] or 1, self._limits)
 
     async def reconcile(self, email: str) -> None:
         """Read the server's free capacity of ``email`` and tell the pool how many jobs run
         there outside it (started by another client, another tool); a no-op without a pool
         or a ``capacity`` callable. Called before an account's first lease, and when the
         server answered 429 although the pool had a free slot."""
-        if self.pool is None or self._capacity is None or not email:
-            return
-        free = await self._capacity(email)
-        limit = self._limits.get(email)
-        if free is None or limit is None:
-            return
-        running = max(0, limit - free)
-        outside = max(0, running - await self.pool.in_use(email))
-        if outside:
-            log.info("%d jobs run on %s outside the shared slots: counted", outside, email)
-        await self.pool.reconcile(email, outside)
+        if self._link is not None:
+            await self._link.reconcile(email, self._limits)
 
     def _give_back(self, account: str) -> None:
         """Free one slot of ``account`` taken by `_claim`, handing it to the next waiter."""

@@ -27,10 +27,10 @@ import functools
 import logging
 import secrets
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import AccountError, ConfigurationError, KlingError, TransportError
 from .pool import Lease, LocalSlotPool
+from .urls import pool_options, without_password
 from .wakeups import Wakeups
 
 __all__ = ["RedisSlotPool"]
@@ -116,16 +116,6 @@ return redis.call('ZCARD', KEYS[1])
 )
 
 
-def _without_password(url: str) -> str:
-    """``url`` fit for messages: a password in it replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = f"{parts.username}:" if parts.username else ":"
-    return urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
-
-
 def _redis_errors() -> tuple[type[BaseException], ...]:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -173,6 +163,7 @@ class RedisSlotPool:
         self._prefix = prefix
         #: Where the pool's Redis is (for messages; no password), when made by `from_url`.
         self.url = "the configured Redis"
+        self._gave_up = False  # the last call found Redis unreachable for down_seconds
         self._seen: set[str] = set()  # accounts whose state this pool has seen in Redis
         self._renewers: dict[str, asyncio.Task[None]] = {}
         self._wakeups = Wakeups(client, prefix, poll_seconds, _redis_errors)
@@ -185,29 +176,18 @@ class RedisSlotPool:
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisSlotPool:
         """A pool on the Redis at ``url`` (``redis://host:6379/0``); options as for the
-        constructor. Needs redis-py (``pip install "kling-async[redis]"``)."""
+        constructor, also from the URL's query (`kling_async.slots.urls`; those given here
+        win). Needs redis-py (``pip install "kling-async[redis]"``)."""
         try:
             import redis.asyncio as aioredis
         except ImportError as exc:
             raise ConfigurationError(
                 'slots URL needs redis-py: pip install "kling-async[redis]"'
             ) from exc
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigurationError(
-                f"slots URL must start with redis://, rediss:// or unix://: {url!r}"
-            )
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query)
-        fallback = [value for name, value in query if name == "fallback"]
-        if fallback and fallback != ["local"]:
-            raise ConfigurationError(f"slots URL: fallback must be 'local', got {fallback!r}")
-        if fallback:
-            options.setdefault("fallback_local", True)
-            kept = urlencode([(name, value) for name, value in query if name != "fallback"])
-            url = urlunsplit(parts._replace(query=kept))
+        url, from_query = pool_options(url)
         client = aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-        pool = cls(client, **options)
-        pool.url = _without_password(url)
+        pool = cls(client, **{**from_query, **options})
+        pool.url = without_password(url)
         return pool
 
     def _keys(self, account: str, *names: str) -> list[str]:
@@ -215,16 +195,18 @@ class RedisSlotPool:
 
     async def _call(self, what: str, op: Any) -> Any:
         """Run ``op()`` against Redis, retrying while it is unreachable for up to
-        ``down_seconds``; then `TransportError`."""
+        ``down_seconds``; then `TransportError`. Once it gave up, calls try once until
+        Redis answers again (so a job neither waits twice nor each time to fall back)."""
         errors = _redis_errors()
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + self._down
+        give_up = loop.time() + (0 if self._gave_up else self._down)
         pause = self._poll
         while True:
             try:
-                return await op()
+                result = await op()
             except errors as exc:
                 if loop.time() >= give_up:
+                    self._gave_up = True
                     raise TransportError(
                         f"Redis for the shared job slots at {self.url} is unreachable "
                         f"({what}): {exc}; start it, or add ?fallback=local to the URL "
@@ -232,6 +214,9 @@ class RedisSlotPool:
                     ) from exc
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 1.0)
+            else:
+                self._gave_up = False
+                return result
 
     async def acquire(self, account: str, max_jobs: int) -> Lease:
         """Wait, first come first served across processes, for a slot of ``account``

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from helpers import fast_env
 from redis_helpers import (  # noqa: F401 -- fixtures
     ACCOUNT,
     TOKEN,
@@ -208,7 +209,12 @@ def test_fleet_example_runs_one_batch_in_shards(redis_url: str, tmp_path: Path) 
     example = Path(__file__).resolve().parent.parent / "examples" / "fleet_batch.py"
     command = [sys.executable, str(example), "--out", str(tmp_path), "--redis", redis_url]
     done = subprocess.run(
-        [*command, "--jobs", "9"], capture_output=True, text=True, timeout=300, check=False
+        [*command, "--jobs", "9"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=fast_env(),  # its workers' polls at the test scale, not the 5 s floor
     )
     assert done.returncode == 0, done.stderr
     assert "9 jobs done in 3 shards; peak running on the server: " in done.stdout

@@ -212,10 +212,10 @@ async def test_clients_without_an_email_share_slots_under_their_account(
 
     request = KolorsElements(prompt="p", subject_images=["https://x/a.png", "https://x/b.png"])
     async with (
-        KlingSimulator(token="token-a", accounts={emails[0]: 1}) as sim_a,
-        KlingSimulator(token="token-b", accounts={emails[1]: 1}) as sim_b,
-        KlingClient(token="token-a", base_url=sim_a.base_url, max_jobs=1, slots=url) as a,
-        KlingClient(token="token-b", base_url=sim_b.base_url, slots=url) as b,
+        KlingSimulator(token="token-aaaa", accounts={emails[0]: 1}) as sim_a,
+        KlingSimulator(token="token-bbbb", accounts={emails[1]: 1}) as sim_b,
+        KlingClient(token="token-aaaa", base_url=sim_a.base_url, max_jobs=1, slots=url) as a,
+        KlingClient(token="token-bbbb", base_url=sim_b.base_url, slots=url) as b,
     ):
         await asyncio.gather(
             a.run(request, on_submitted=holding(*emails)),

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
@@ -169,7 +168,7 @@ class Submitter:
         that journals it never records a POST that was not sent); if it raises, nothing is
         sent and the submission fails with its exception."""
         if self._webhook is not None and request.reply_url is None:
-            tag = request.reply_ref or secrets.token_hex(12)
+            tag = request.reply_ref or new_tag()  # the push tag is the submission tag
             request = attrs.evolve(
                 request, reply_url=self._webhook.reply_url_for(tag), reply_ref=tag
             )

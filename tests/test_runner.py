@@ -389,20 +389,25 @@ async def test_every_run_writes_results_jsonl(
 
 
 async def test_results_jsonl_is_updated_as_jobs_finish(
-    sim: KlingSimulator, durations: Durations, images: Path, tmp_path: Path
+    durations: Durations, images: Path, tmp_path: Path
 ) -> None:
     durations.seconds = 3600.0  # the jobs run until the test finishes them
     jobs = parse_jobs_file(write_jobs(images, [image_line("nsfw thing"), image_line("slow")]))
     out = tmp_path / "out"
-    running = asyncio.ensure_future(run_batch(sim, jobs, out))
-    manifest = out / MANIFEST_NAME
-    await wait_until(manifest.is_file)  # the refused job ended; the other runs
-    states = [json.loads(x)["state"] for x in manifest.read_text().splitlines()]
-    assert states[0] == "failed"
-    assert states[1] in ("pending", "submitting", "submitted")
-    durations.seconds = 0.05
-    sim.finish_all()
-    summary, _ = await running
+    # No ETA: the slow job's POST answer, if it came before finish_all(), would time its
+    # first poll an hour away (the test hung then).
+    async with KlingSimulator(
+        token=TOKEN, accounts={ACCOUNT: 2}, job_duration=durations, eta=False
+    ) as sim:
+        running = asyncio.ensure_future(run_batch(sim, jobs, out))
+        manifest = out / MANIFEST_NAME
+        await wait_until(manifest.is_file)  # the refused job ended; the other runs
+        states = [json.loads(x)["state"] for x in manifest.read_text().splitlines()]
+        assert states[0] == "failed"
+        assert states[1] in ("pending", "submitting", "submitted")
+        durations.seconds = 0.05
+        sim.finish_all()
+        summary, _ = await running
     assert summary.ok is False
     final = [json.loads(x)["state"] for x in manifest.read_text().splitlines()]
     assert final == ["failed", "succeeded"]

@@ -25,10 +25,9 @@ import asyncio
 import gc
 
 import aiohttp
-import attrs
 import run as bench
 
-from kling_async import DEFAULT_POLL, ClientConfig, KlingClient
+from kling_async import ClientConfig, KlingClient
 
 ROUND = 200
 
@@ -42,10 +41,7 @@ async def _requests_only(n: int, start: int) -> None:
 
 
 async def _main(sim: bench.SimProcess, side: str, jobs: int) -> None:
-    policy = attrs.evolve(
-        DEFAULT_POLL, interval=0.001, min_interval=0.0, jitter=0.0, max_polls_per_second=None
-    )
-    config = ClientConfig(poll=policy)
+    config = ClientConfig(poll=bench.OVERHEAD_POLL)
     kling: KlingClient
     async with (
         aiohttp.ClientSession() as session,

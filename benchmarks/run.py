@@ -37,7 +37,7 @@ import timeit
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import attrs
@@ -238,8 +238,10 @@ class Raw:
         self.headers = {"Authorization": f"Bearer {TOKEN}"}
         self.busy = 0  # 429 answers (should stay 0)
 
-    async def post(self, body: dict[str, Any]) -> dict[str, Any]:
-        url = f"{self.sim.base_url}/images/kolors-elements"
+    async def post(
+        self, body: dict[str, Any], endpoint: str = "images/kolors-elements"
+    ) -> dict[str, Any]:
+        url = f"{self.sim.base_url}/{endpoint}"
         while True:
             async with self.session.post(url, json=body, headers=self.headers) as resp:
                 data = json.loads(await resp.read())
@@ -499,13 +501,22 @@ async def bench_polls(sims: dict[bool | str, SimProcess], mode: Mode, seed: int)
 # ------------------------------------------------------------------------- overhead
 
 
-async def _overhead_raw(raw: Raw, n: int, start: int, concurrency: int) -> float:
+#: The overhead cases' poll policy: a first poll 1 ms after the submission (the jobs last
+#: 0 s, so one poll finds each final), no floor, no client-wide cap.
+OVERHEAD_POLL: Final = attrs.evolve(
+    DEFAULT_POLL, interval=0.001, min_interval=0.0, jitter=0.0, max_polls_per_second=None
+)
+
+
+async def raw_jobs(
+    raw: Raw, endpoint: str, bodies: list[dict[str, Any]], concurrency: int
+) -> float:
+    """CPU seconds for bare aiohttp to POST each body and poll it to final."""
     slots = asyncio.Semaphore(concurrency)
 
-    async def one(i: int) -> dict[str, Any]:
+    async def one(body: dict[str, Any]) -> dict[str, Any]:
         async with slots:
-            body = kolors_body(start + i, 0.0, "overhead@bench")
-            task_id = (await raw.post(body))["task"]["id"]
+            task_id = (await raw.post(body, endpoint))["task"]["id"]
             while True:
                 await asyncio.sleep(0.001)
                 final = await raw.get(task_id, body["email"])
@@ -513,15 +524,64 @@ async def _overhead_raw(raw: Raw, n: int, start: int, concurrency: int) -> float
                     return final  # kept, as the client's results are: what a caller gets
 
     cpu = time.process_time()
-    await asyncio.gather(*(one(i) for i in range(n)))
+    await asyncio.gather(*(one(b) for b in bodies))
     return time.process_time() - cpu
 
 
-async def _overhead_client(kling: KlingClient, n: int, start: int) -> float:
-    requests = [kolors_request(start + i, 0.0) for i in range(n)]
+async def client_jobs(kling: KlingClient, requests: Sequence[GenerationRequest]) -> float:
+    """CPU seconds for the client to run each request (built before: not counted)."""
     cpu = time.process_time()
     await asyncio.gather(*(kling.run(r) for r in requests))
     return time.process_time() - cpu
+
+
+async def _overhead_raw(raw: Raw, n: int, start: int, concurrency: int) -> float:
+    bodies = [kolors_body(start + i, 0.0, "overhead@bench") for i in range(n)]
+    return await raw_jobs(raw, "images/kolors-elements", bodies, concurrency)
+
+
+async def _overhead_client(kling: KlingClient, n: int, start: int) -> float:
+    return await client_jobs(kling, [kolors_request(start + i, 0.0) for i in range(n)])
+
+
+async def paired_rounds(
+    mode: Mode,
+    raw_round: Callable[[int, int], Awaitable[float]],
+    client_round: Callable[[int, int], Awaitable[float]],
+) -> tuple[list[float], list[float]]:
+    """CPU seconds of each side's rounds (``side(jobs, first index)``), after a warm-up
+    round each (connections, imports). The machine's speed drifts (the same loop's CPU
+    per job varied by half from one round to the next): each client round is compared
+    with the raw round next to it, which goes first in every other pair."""
+    n = mode.overhead_jobs
+    await raw_round(20, 10**7)
+    await client_round(20, 2 * 10**7)
+    raw_cpu: list[float] = []
+    client_cpu: list[float] = []
+    for r in range(mode.overhead_pairs):
+        for side in ("raw", "client") if r % 2 == 0 else ("client", "raw"):
+            gc.collect()
+            if side == "raw":
+                raw_cpu.append(await raw_round(n, 2 * r * n))
+            else:
+                client_cpu.append(await client_round(n, (2 * r + 1) * n))
+    return raw_cpu, client_cpu
+
+
+def ratio_figures(
+    name: str, raw_cpu: list[float], client_cpu: list[float], n: int
+) -> dict[str, Any]:
+    """``name`` (the median of the pairs' client/raw ratios), its quartiles, and each
+    side's median CPU per job in microseconds."""
+    ratios = sorted(c / r for c, r in zip(client_cpu, raw_cpu, strict=True))
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return {
+        name: statistics.median(ratios),
+        f"{name}_q1": quartiles[0],
+        f"{name}_q3": quartiles[2],
+        f"{name.removesuffix('_ratio')}_client_us_per_job": statistics.median(client_cpu) / n * 1e6,
+        f"{name.removesuffix('_ratio')}_raw_us_per_job": statistics.median(raw_cpu) / n * 1e6,
+    }
 
 
 @contextlib.contextmanager
@@ -554,42 +614,25 @@ async def bench_overhead(sim: SimProcess, mode: Mode) -> dict[str, Any]:
 
 
 async def _bench_overhead(sim: SimProcess, mode: Mode) -> dict[str, Any]:
-    n, concurrency = mode.overhead_jobs, 20
-    # A first poll 1 ms after the submission: jobs last 0 s, so one poll finds each final.
-    policy = attrs.evolve(
-        DEFAULT_POLL, interval=0.001, min_interval=0.0, jitter=0.0, max_polls_per_second=None
-    )
-    config = ClientConfig(poll=policy)
-    raw_cpu, client_cpu = [], []
+    concurrency = 20
     async with (
         aiohttp.ClientSession() as session,
-        _client(sim, config, email="overhead@bench", max_jobs=concurrency) as kling,
+        _client(
+            sim, ClientConfig(poll=OVERHEAD_POLL), email="overhead@bench", max_jobs=20
+        ) as kling,
     ):
         raw = Raw(session, sim)
-        await _overhead_raw(raw, 20, 10**7, concurrency)  # warm-up: connections, imports
-        await _overhead_client(kling, 20, 2 * 10**7)
-        for r in range(mode.overhead_pairs):
-            # The machine's speed drifts (the same loop's CPU per job varied by half from
-            # one round to the next): each client round is compared with the raw round
-            # next to it, which goes first in every other pair.
-            for side in ("raw", "client") if r % 2 == 0 else ("client", "raw"):
-                gc.collect()
-                if side == "raw":
-                    raw_cpu.append(await _overhead_raw(raw, n, 2 * r * n, concurrency))
-                else:
-                    client_cpu.append(await _overhead_client(kling, n, (2 * r + 1) * n))
+        raw_cpu, client_cpu = await paired_rounds(
+            mode,
+            lambda n, start: _overhead_raw(raw, n, start, concurrency),
+            lambda n, start: _overhead_client(kling, n, start),
+        )
         table = await sim.table(session)
     client_ids = [tid for tid, row in table.items() if row[2] == 0.0]
     polls = sum(table[t][3] for t in client_ids)
-    ratios = sorted(c / r for c, r in zip(client_cpu, raw_cpu, strict=True))
-    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
     return {
-        "overhead_ratio": statistics.median(ratios),
-        "overhead_ratio_q1": quartiles[0],
-        "overhead_ratio_q3": quartiles[2],
+        **ratio_figures("overhead_ratio", raw_cpu, client_cpu, mode.overhead_jobs),
         "overhead_ratio_best_rounds": min(client_cpu) / min(raw_cpu),
-        "overhead_client_us_per_job": statistics.median(client_cpu) / n * 1e6,
-        "overhead_raw_us_per_job": statistics.median(raw_cpu) / n * 1e6,
         "overhead_polls_per_job": polls / len(client_ids),
     }
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
-from helpers import EMAIL, TOKEN, Durations
+from helpers import EMAIL, TOKEN, Durations, MakeClient, Recorder
 
-from kling_async import KlingClient
+from kling_async import ClientConfig, KlingClient
 from kling_async.retry import fast_mode
 from kling_async.testing import KlingSimulator
 from kling_async.testing.media import png
@@ -23,10 +24,28 @@ def _fast_waits() -> Iterator[None]:
         yield
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "simulator(max_jobs=3, **options): the `sim` fixture's account maxJobs and other "
+        "KlingSimulator options, for a test or (as ``pytestmark``) a whole module",
+    )
+
+
 @pytest.fixture
-async def sim() -> AsyncIterator[KlingSimulator]:
-    """One account with maxJobs 3 and 50 ms jobs."""
-    async with KlingSimulator(token=TOKEN, accounts={EMAIL: 3}, job_seconds=0.05) as server:
+async def sim(request: pytest.FixtureRequest) -> AsyncIterator[KlingSimulator]:
+    """One account (`EMAIL`) with maxJobs 3 and 50 ms jobs.
+
+    A ``simulator`` marker changes that (``pytest.mark.simulator(max_jobs=50)``), and an
+    indirect parameter sets the job seconds (``parametrize("sim", [5.0], indirect=True)``).
+    """
+    marker = request.node.get_closest_marker("simulator")
+    options: dict[str, Any] = dict(marker.kwargs) if marker else {}
+    max_jobs = options.pop("max_jobs", 3)
+    options.setdefault("job_seconds", 0.05)
+    if hasattr(request, "param"):
+        options["job_seconds"] = request.param
+    async with KlingSimulator(token=TOKEN, accounts={EMAIL: max_jobs}, **options) as server:
         yield server
 
 
@@ -59,3 +78,27 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as session:
         yield session
     await asyncio.sleep(0)
+
+
+@pytest.fixture
+async def make_client(sim: KlingSimulator) -> AsyncIterator[MakeClient]:
+    """Clients of ``sim`` (its account's maxJobs given, so none reads it), with the hooks of a
+    `Recorder` and the given `ClientConfig` options; all closed at the end."""
+    made: list[KlingClient] = []
+
+    def make(recorder: Recorder | None = None, **config: Any) -> KlingClient:
+        rec = recorder or Recorder()
+        kling = KlingClient(
+            token=TOKEN,
+            base_url=sim.base_url,
+            max_jobs=sim.accounts[EMAIL],
+            config=ClientConfig(**config),
+            on_request=rec.on_request,
+            on_retry=rec.on_retry,
+        )
+        made.append(kling)
+        return kling
+
+    yield make
+    for kling in made:
+        await kling.aclose()

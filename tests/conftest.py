@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from kling_async import ClientConfig, KlingClient
 from kling_async.retry import fast_mode
 from kling_async.testing import KlingSimulator
 from kling_async.testing.media import png
+from kling_async.testing.redis_server import RedisServer, find_redis_server
 
 
 @pytest.fixture(autouse=True)
@@ -102,3 +104,34 @@ async def make_client(sim: KlingSimulator) -> AsyncIterator[MakeClient]:
     yield make
     for kling in made:
         await kling.aclose()
+
+
+# -- a real Redis (tests of shared job slots) ------------------------------------------------
+#: A redis-server is started per test module on a free loopback port (`RedisServer`), or
+#: ``$KLING_TEST_REDIS_URL`` is used; each test gets a key prefix of its own.
+
+
+@pytest.fixture(scope="module", name="redis_server")
+def redis_server_fixture() -> Iterator[RedisServer | str]:
+    """The module's Redis: a RedisServer we own, or the URL from $KLING_TEST_REDIS_URL."""
+    pytest.importorskip("redis", reason="redis-py is not installed (kling-async[redis])")
+    external = os.environ.get("KLING_TEST_REDIS_URL")
+    if external:
+        yield external
+        return
+    if find_redis_server() is None:
+        pytest.skip("no redis-server binary on PATH and no $KLING_TEST_REDIS_URL")
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(name="redis_url")
+def redis_url_fixture(redis_server: RedisServer | str) -> str:
+    """The URL of the module's Redis."""
+    return redis_server if isinstance(redis_server, str) else redis_server.url
+
+
+@pytest.fixture(name="prefix")
+def prefix_fixture() -> str:
+    """A key prefix of its own per test, so tests never see each other's slots."""
+    return f"test:{os.urandom(6).hex()}:"

@@ -28,6 +28,8 @@ from kling_async.testing import KlingSimulator
 
 T = TypeVar("T")
 ACCOUNT = "a@example.com"
+#: Not helpers.TOKEN: the CLI tests' leak checks (``TOKEN not in stdout``) need a token
+#: that no output contains by chance.
 TOKEN = "sim-secret-token-4f1c"
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -23,6 +23,8 @@ from kling_async import (
 from kling_async.convert import structure_task
 from kling_async.testing import media
 
+#: Not helpers.TOKEN: the servers here echo it back, and the checks that it never shows
+#: need a token that no answer contains by chance.
 TOKEN = "sk-hostile-0123456789abcdef"
 PNG = media.png(4, 4, (1, 2, 3))
 # Small caps, so each test stays fast while the server would send far more.

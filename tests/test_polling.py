@@ -7,15 +7,13 @@ import time
 from typing import Any
 
 import pytest
+from helpers import EMAIL, TOKEN
 
 from kling_async import ClientConfig, KlingClient, KolorsElements, PollPolicy, TaskResponse
 from kling_async.config import fast_mode
 from kling_async.models import Task
 from kling_async.polling import MAX_ETA, EtaReader, poll_delays
 from kling_async.testing import KlingSimulator
-
-TOKEN = "test-token"
-EMAIL = "a@example.com"
 
 
 def answer(eta: int, origin: int, elapsed: float, *, final: bool = False) -> TaskResponse:

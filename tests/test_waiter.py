@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from helpers import serve
+from helpers import EMAIL, TOKEN, serve
 
 from kling_async import (
     ClientConfig,
@@ -36,8 +36,6 @@ from kling_async.waiter import (
     default_timeout,
 )
 
-TOKEN = "test-token"  # as in conftest.py
-EMAIL = "a@example.com"
 URL1 = "https://example.com/a.png"
 URL2 = "https://example.com/b.png"
 

@@ -14,7 +14,7 @@ import aiohttp
 import attrs
 import pytest
 from aiohttp import web
-from helpers import serve, wait_until
+from helpers import TOKEN, serve, wait_until
 from yarl import URL
 
 from kling_async import (
@@ -32,7 +32,6 @@ from kling_async.retry import fast_mode
 from kling_async.testing import KlingSimulator
 from kling_async.webhooks import MAX_CALLBACK_BYTES, MAX_CALLBACK_DEPTH, KlingWebhookReceiver
 
-TOKEN = "push-token"
 IMAGES = ["https://example.com/a.jpg", "https://example.com/b.jpg"]
 #: The simulator's callbacks as documented (the GET /tasks model, once, at the end), and
 #: with the options: a callback per status, the replyRef echoed in the body.

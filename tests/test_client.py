@@ -1,4 +1,7 @@
-"""KlingClient against the simulator over real sockets: every method, errors, files, hygiene."""
+"""The `KlingClient` facade itself, over real sockets: its lifecycle (``async with``,
+``aclose``, use without ``async with``, the unclosed warning, a session of the user's),
+the token's source, its arguments and its delegates (one session for every layer, hooks,
+repr, a closed client). What each layer does: the test file named after its module."""
 
 from __future__ import annotations
 
@@ -9,12 +12,17 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from helpers import EMAIL, TOKEN, kolors, serve, wait_until
+from helpers import EMAIL, IMAGE, OTHER_IMAGE, TOKEN, kolors, serve, wait_until
 
 from kling_async import (
+    ClientConfig,
     ConfigurationError,
     KlingClient,
     KolorsElements,
+    PollPolicy,
+    RequestInfo,
+    RetryPolicy,
+    TaskResponse,
 )
 from kling_async.testing import KlingSimulator
 
@@ -149,3 +157,98 @@ async def test_aclose_cancelled_while_a_post_is_out_still_closes(
         f"a submission to {KolorsElements.endpoint} on {EMAIL} was cancelled while its POST "
         "was out (the client closed): the job may exist; look for it with find_tasks()"
     ) in caplog.text
+
+
+# -- the facade's delegates --------------------------------------------------------------------
+
+
+async def test_every_delegate_goes_through_the_clients_one_session(sim: KlingSimulator) -> None:
+    """The catalog, the assets, the scheduler, uploads, submissions and waits all use the
+    session the client was given (one connection pool, one auth header)."""
+    seen: list[tuple[str, str]] = []
+
+    async def on_start(_: Any, __: Any, params: aiohttp.TraceRequestStartParams) -> None:
+        seen.append((params.method, params.url.path.removeprefix("/v1/kling/")))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_start)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+        async with KlingClient(
+            token=TOKEN, base_url=sim.base_url, email=EMAIL, max_jobs=3, session=session
+        ) as kling:
+            assert kling.session is session
+            await kling.catalog.effects()
+            await kling.assets.uploaded()
+            await kling.available()
+            await kling.running()
+            await kling.list_tasks()
+            await kling.upload_asset(IMAGE)
+            done = await kling.run(kolors())
+    assert seen == [
+        ("GET", "videos/effects"),
+        ("GET", "assets/uploaded/"),
+        ("GET", "scheduler/available"),
+        ("GET", "scheduler"),
+        ("GET", "tasks/"),
+        ("POST", "assets/"),
+        ("POST", "images/kolors-elements"),
+        *[("GET", f"tasks/{done.task_id}")] * (len(seen) - 7),
+    ]
+    assert len(seen) > 7  # the wait polled
+    await asyncio.sleep(0)
+
+
+async def test_hooks_set_on_the_client_are_the_ones_its_layers_call(sim: KlingSimulator) -> None:
+    requests: list[RequestInfo] = []
+    submitted: list[TaskResponse] = []
+    async with KlingClient(token=TOKEN, base_url=sim.base_url, email=EMAIL, max_jobs=3) as kling:
+        assert (kling.on_request, kling.on_retry, kling.on_submitted, kling.on_unknown) == (
+            None,
+            None,
+            None,
+            None,
+        )
+        kling.on_request = requests.append
+        kling.on_submitted = submitted.append
+        assert kling.on_request == requests.append
+        answer = await kling.submit(kolors())
+    assert [(r.method, r.path, r.status) for r in requests] == [
+        ("POST", "images/kolors-elements", 200)
+    ]
+    assert submitted == [answer]
+
+
+async def test_repr_names_the_url_the_account_and_the_state(sim: KlingSimulator) -> None:
+    kling = KlingClient(token=TOKEN, base_url=sim.base_url, email=EMAIL)
+    async with kling:
+        assert repr(kling) == f"<KlingClient {sim.base_url}/ email='{EMAIL}' open>"
+        assert not kling.closed
+    assert repr(kling) == f"<KlingClient {sim.base_url}/ email='{EMAIL}' closed>"
+    assert kling.closed
+
+
+async def test_a_closed_client_takes_no_new_work(sim: KlingSimulator) -> None:
+    async with KlingClient(token=TOKEN, base_url=sim.base_url, email=EMAIL, max_jobs=3) as kling:
+        pass
+    for call in (
+        lambda: kling.submit(kolors()),
+        lambda: kling.run(kolors()),
+        lambda: kling.upload_asset(OTHER_IMAGE),
+        kling.catalog.effects,
+        kling.assets.uploaded,
+        kling.available,
+        lambda: kling.get_account(EMAIL),
+    ):
+        with pytest.raises(ConfigurationError, match=r"^the client is closed$"):
+            await call()
+    assert sim.stats["posts"] == sim.stats["uploads"] == 0
+
+
+def test_poll_time_bound_and_policy_come_from_the_config() -> None:
+    retry = RetryPolicy(max_time=100, max_retry_after=10)
+    config = ClientConfig(request_timeout=30, retry=retry, poll=PollPolicy(interval=2))
+    kling = KlingClient(token=TOKEN, config=config)
+    assert kling.poll_time_bound == 140  # the retrying, one more request, one Retry-After
+    assert kling.poll_policy == PollPolicy(interval=2)
+    unbounded = ClientConfig(retry=RetryPolicy(max_time=None))
+    assert KlingClient(token=TOKEN, config=unbounded).poll_time_bound is None

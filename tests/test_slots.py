@@ -24,6 +24,7 @@ from kling_async import (
     TaskFailedError,
     TaskResponse,
     TaskTimeoutError,
+    TaskWaiter,
 )
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 
@@ -296,8 +297,9 @@ async def test_a_follower_that_breaks_frees_the_slot_and_says_so(
     async def broken(*args: Any, **kwargs: Any) -> TaskResponse:
         raise RuntimeError("a bug")
 
-    # The follower has not taken its first step yet: it meets the broken waiter.
-    monkeypatch.setattr(slow_client._waiter, "wait", broken)
+    # The follower has not taken its first step yet: it meets the broken waiter (every
+    # TaskWaiter's wait, the public class the client waits with).
+    monkeypatch.setattr(TaskWaiter, "wait", broken)
     await wait_until(lambda: slow_client.slots.in_use(EMAIL) == 0)
     task_id = caught.value.task_id
     assert f"task {task_id}: following it failed; its job slot is free again" in caplog.text

@@ -21,12 +21,13 @@ from kling_async import (
     KolorsElements,
     PollPolicy,
     RequestInfo,
+    RequestValidationError,
     RetryPolicy,
     TaskResponse,
 )
 from kling_async.testing import KlingSimulator
 
-# -- lifecycle and configuration -------------------------------------------------------------
+# -- lifecycle and the token's source ---------------------------------------------------------
 
 
 async def test_aclose_is_idempotent_and_closes_the_session(sim: KlingSimulator) -> None:
@@ -111,11 +112,6 @@ async def test_token_from_the_environment(
         assert (await kling.get_account(EMAIL)).email == EMAIL
 
 
-async def test_submit_rejects_a_non_request(client: KlingClient) -> None:
-    with pytest.raises(TypeError):
-        await client.submit({"prompt": "x"})  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize("caller_left", [True, False])
 async def test_aclose_cancelled_while_a_post_is_out_still_closes(
     caplog: pytest.LogCaptureFixture, caller_left: bool
@@ -157,6 +153,49 @@ async def test_aclose_cancelled_while_a_post_is_out_still_closes(
         f"a submission to {KolorsElements.endpoint} on {EMAIL} was cancelled while its POST "
         "was out (the client closed): the job may exist; look for it with find_tasks()"
     ) in caplog.text
+
+
+# -- arguments, checked before anything is sent -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_jobs": 2.5}, "max_jobs: must be an integer from 1 to 50, got 2.5"),
+        ({"max_jobs": "5"}, "max_jobs: must be an integer from 1 to 50, got '5'"),
+        ({"max_jobs": 0}, "max_jobs: must be an integer from 1 to 50, got 0"),
+        ({"accounts": {"a@x.com": 51}}, "max_jobs for a@x.com: must be an integer"),
+        ({"base_url": "https://example.com:99999/v1"}, "port out of range"),
+        ({"base_url": "ftp://example.com"}, "base_url must be an http(s) URL"),
+        ({"token": "abc\r\nX-Evil: 1"}, "token: must be a string without line breaks"),
+        ({"config": "x"}, "config: must be a ClientConfig, got str"),
+        ({"email": 5}, "email: must be a string, got int"),
+        ({"session": "s"}, "session: must be an aiohttp.ClientSession"),
+    ],
+)
+def test_bad_constructor_options_are_refused_by_name(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        KlingClient(**({"token": TOKEN} | kwargs))
+    assert message in str(caught.value)
+    assert "abc" not in str(caught.value)  # never the token
+
+
+@pytest.mark.parametrize("timeout", ["600", -1, float("nan"), True])
+async def test_bad_timeouts_are_refused_before_anything_is_sent(
+    sim: KlingSimulator, client: KlingClient, timeout: Any
+) -> None:
+    with pytest.raises(RequestValidationError, match="timeout: must be a number") as caught:
+        await client.run(kolors("x"), timeout=timeout)
+    assert caught.value.field == "timeout"
+    with pytest.raises(RequestValidationError, match="timeout: must be a number"):
+        await client.wait(123, timeout=timeout)
+    assert sim.stats["posts"] == 0
+    assert sim.stats["polls"] == 0
+
+
+async def test_submit_rejects_a_non_request(client: KlingClient) -> None:
+    with pytest.raises(TypeError):
+        await client.submit({"prompt": "x"})  # type: ignore[arg-type]
 
 
 # -- the facade's delegates --------------------------------------------------------------------

@@ -9,8 +9,10 @@ import asyncio
 import contextlib
 import json
 import os
+import pickle
 import subprocess
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -275,3 +277,31 @@ def json_diff(expected: Any, got: Any, path: str = "$") -> tuple[list[str], list
     elif expected != got or type(got) not in (type(expected), int, float):
         mismatches.append(f"{path}: expected {expected!r}, got {got!r}")
     return mismatches, ignored
+
+
+def every_path_plan(seed: int) -> FaultPlan:
+    """Retries, recoveries and error answers: every code path that logs, raises or notes."""
+    return FaultPlan(
+        seed=seed,
+        rules={
+            "tasks": FaultRates(server_error=0.2, reset=0.1, malformed=0.05),
+            "submit": FaultRates(rate_limit=0.2, reset_after=0.15, malformed=0.1),
+        },
+        retry_after=0.01,
+    )
+
+
+def texts_of(exc: BaseException) -> list[str]:
+    """Everything an exception shows: str, repr, the traceback with causes, pickle, and the
+    attributes of every exception in the chain (aiohttp's carry request headers)."""
+    texts = [
+        "".join(traceback.format_exception(exc)),
+        # Tracebacks that render locals (rich, Sentry) see every frame's variables.
+        "".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format()),
+        pickle.dumps(exc).decode("latin-1"),
+    ]
+    seen: BaseException | None = exc
+    while seen is not None:
+        texts += [str(seen), repr(seen), repr(vars(seen)), repr(getattr(seen, "request_info", ""))]
+        seen = seen.__cause__ or seen.__context__
+    return texts

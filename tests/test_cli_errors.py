@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import secrets
 import socket
 from pathlib import Path
 from typing import Any
@@ -251,3 +253,41 @@ def test_batch_account_not_configured(
     assert code == 2
     assert "1: email: 'b@example.com' is not one of --account" in capsys.readouterr().err
     assert sim.stats["posts"] == 0
+
+
+async def test_command_line_refuses_plain_http(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--token", TOKEN, "--base-url", "http://api.example.com/v1/kling", "task", "123"]
+    status = await asyncio.to_thread(cli.main, argv)
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err == (
+        "kling-async task: error: --base-url 'http://api.example.com/v1/kling' is plain http on "
+        "a non-loopback host: the token would be sent in clear text; give an https --base-url\n"
+    )
+    assert TOKEN not in err
+
+
+#: A token shaped like useapi.net's (long, not a word): the refusals below never show it.
+SECRET = f"sk-live-{secrets.token_hex(20)}"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["image", "--tok", SECRET, "--prompt", "x", "a.png", "b.png"],
+        [f"--tok={SECRET}", "task", "1"],
+        ["--toke", SECRET, "-v", "tasks"],
+        ["batch", "jobs.jsonl", "--out", "o", f"--to={SECRET}"],
+    ],
+)
+def test_a_mistyped_token_flag_is_refused_without_showing_its_value(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No abbreviations (``--tok`` is not ``--token``), and the refusal names the flag but
+    never echoes a value: the value of a mistyped ``--token`` is the token."""
+    assert cli.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert SECRET not in out + err
+    assert err.count("\n") == 1
+    assert "not shown" in err  # "unrecognized arguments: --tok (values are not shown)", or
+    # "invalid choice (not shown)" when the token stood where the command goes

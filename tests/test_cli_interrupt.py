@@ -31,6 +31,7 @@ from test_cli import (  # noqa: F401
     write_batch,
 )
 
+from kling_async import cli
 from kling_async.batch import JOURNAL_NAME
 from kling_async.cli import interrupt as cli_interrupt
 from kling_async.testing import FaultPlan, FaultRates
@@ -224,3 +225,10 @@ def test_batch_ctrl_c_gives_unanswered_posts_a_grace(
     assert "2 submissions had not answered" in stderr
     assert sorted(r[1] for r in journal_rows(out)) == ["pending"] * 2 + ["submitting"] * 2
     resume_and_check(sim, durations, jobs, out)
+
+
+def test_resume_hint_drops_the_token() -> None:
+    argv = ["--token", TOKEN, "batch", "j.jsonl", "--out", "o", f"--token={TOKEN}"]
+    hint = cli_interrupt.resume_command(cli.build_parser().parse_args(argv))
+    assert TOKEN not in hint
+    assert hint == "kling-async batch j.jsonl --out o"

@@ -15,7 +15,8 @@ import pytest
 from aiohttp import web
 from helpers import IMAGE, TOKEN, URL1, URL2, fetch, files_under, serve
 
-from kling_async import KlingClient, KolorsElements, TaskResponse, Text2Video
+from kling_async import KlingClient, KolorsElements, PayloadError, TaskResponse, Text2Video
+from kling_async.convert import structure_task
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 from kling_async.testing.media import png
 
@@ -227,3 +228,96 @@ async def test_images_come_from_resource_videos_from_the_clean_copy(
     paths = await client.download(video, tmp_path / "vid")
     assert sim.stats["downloads"] == 2
     assert paths[0].suffix == ".mp4"
+
+
+#: A whole PNG (downloads are checked by type) that the file host below serves.
+PNG = png(2, 2, (0, 0, 0))
+HOSTILE_NAMES = [
+    'attachment; filename="../../../evil.png"',
+    "attachment; filename*=UTF-8''..%2F..%2Fevil.png",
+    'attachment; filename="/tmp/evil.png"',
+    'inline; filename="..\\\\..\\\\evil.png"',
+]
+
+
+@pytest.fixture
+async def hostile_host() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
+    """A file host that answers every path with a PNG and a hostile Content-Disposition."""
+    requests: list[dict[str, str]] = []
+
+    async def any_file(request: web.Request) -> web.Response:
+        requests.append(dict(request.headers))
+        disposition = HOSTILE_NAMES[len(requests) % len(HOSTILE_NAMES)]
+        return web.Response(
+            body=PNG, content_type="image/png", headers={"Content-Disposition": disposition}
+        )
+
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", any_file)
+    async with serve(app) as root:
+        yield root, requests
+
+
+def tree(folder: Path) -> set[Path]:
+    """Every file and folder under ``folder``, resolved."""
+    return {p.resolve() for p in folder.rglob("*")}
+
+
+def hostile_task(task_id: int, urls: list[str], cover: str) -> Any:
+    works = [
+        {
+            "workId": None,
+            "contentType": "image",
+            "resource": {"resource": url},
+            "cover": {"resource": cover},
+        }
+        for url in urls
+    ]
+    return structure_task(
+        {"status": 99, "status_name": "succeed", "status_final": True, "task": {"id": task_id},
+         "works": works}
+    )  # fmt: skip
+
+
+async def test_hostile_urls_and_names_cannot_leave_the_folder(
+    hostile_host: tuple[str, list[dict[str, str]]], tmp_path: Path
+) -> None:
+    host, requests = hostile_host
+    urls = [
+        f"{host}/../../../../evil.png",
+        f"{host}/a/..%2F..%2F..%2Fevil.sh",
+        f"{host}/a/%2e%2e/%2e%2e/evil.png",
+        f"{host}/x/evil.png?name=../../../evil.png",
+        f"{host}/x/",
+        f"{host}/x/..\\..\\evil.jpg",
+        f"{host}/x/.bashrc",
+    ]
+    out = tmp_path / "sandbox" / "out"
+    async with KlingClient(token=TOKEN, base_url="https://api.example.com/v1/kling") as kling:
+        paths = await kling.download(
+            hostile_task(42, urls, f"{host}/../cover.png"), out, covers=True, clean=False
+        )
+    assert len(paths) == 2 * len(urls)
+    assert len(set(paths)) == len(paths)
+    root = out.resolve()
+    for path in paths:
+        assert path.resolve().parent == root
+        assert path.name.startswith("42-")
+    everything = tree(tmp_path)
+    assert everything == {
+        tmp_path.joinpath("sandbox").resolve(),
+        root,
+        *(p.resolve() for p in paths),
+    }
+    assert len(requests) == len(paths)
+    assert not [h for h in requests if "Authorization" in h]
+
+
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "ftp://files.example/x.png", "/etc/passwd", "../x.png"]
+)
+async def test_non_http_result_urls_are_refused(url: str, tmp_path: Path) -> None:
+    async with KlingClient(token=TOKEN, base_url="https://api.example.com/v1/kling") as kling:
+        with pytest.raises(PayloadError, match="non-http"):
+            await kling.download(hostile_task(7, [url], ""), tmp_path, clean=False)
+    assert tree(tmp_path) == set()

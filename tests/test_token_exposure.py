@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Durations, wait_until_blocking
+from helpers import Durations, every_path_plan, texts_of, wait_until_blocking
 from test_cli import ACCOUNT, SimThread, journal_rows, sigint_action
-from test_security import every_path_plan, texts_of
 
 from kling_async import KlingClient, KlingError, cli
 from kling_async.batch import GALLERY_NAME, JOURNAL_NAME, MANIFEST_NAME

@@ -146,3 +146,41 @@ async def test_api_redirects_are_not_followed(caplog: pytest.LogCaptureFixture) 
     assert secret not in caplog.text
     for error in errors:
         assert secret not in repr(error) + str(error)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://api.useapi.net/v1/kling",
+        "http://10.0.0.5:8080/v1/kling",
+        "http://127.0.0.1.evil.example/v1/kling",
+        "http://localhost.evil.example/v1/kling",
+        "http://127.0.0.1@evil.example/v1/kling",
+        "http://[2001:db8::1]/v1/kling",
+    ],
+)
+def test_plain_http_off_loopback_is_refused(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="allow_insecure") as caught:
+        KlingClient(token=TOKEN, base_url=url)
+    assert TOKEN not in str(caught.value)
+    allowed = KlingClient(token=TOKEN, base_url=url, config=ClientConfig(allow_insecure=True))
+    assert allowed.base_url.startswith("http://")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.useapi.net/v1/kling",
+        "http://127.0.0.1:8787/v1/kling",
+        "http://localhost:8787/v1/kling",
+        "http://[::1]:8787/v1/kling",
+    ],
+)
+def test_https_and_loopback_are_allowed(url: str) -> None:
+    assert KlingClient(token=TOKEN, base_url=url).base_url == url + "/"
+
+
+@pytest.mark.parametrize("url", ["ftp://api.example/v1", "file:///etc/passwd", "api.useapi.net"])
+def test_other_schemes_are_refused(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="base_url"):
+        KlingClient(token=TOKEN, base_url=url, config=ClientConfig(allow_insecure=True))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -537,3 +538,65 @@ async def test_an_unconfirmed_final_callback_is_not_polled_in_a_loop() -> None:
                     await kling.wait(sub, timeout=0.5)
     # One confirming GET, and the one due at the deadline; not one per poll-cap turn.
     assert gets <= 2
+
+
+def callback(task_id: int, ref: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "status": 99,
+        "status_name": "succeed",
+        "status_final": True,
+        "task": {"id": task_id},
+        "works": [],
+    }
+    if ref is not None:
+        body["replyRef"] = ref
+    return body
+
+
+async def test_receiver_rejects_callbacks_without_its_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    receiver = KlingWebhookReceiver(secret="the-receivers-secret")
+    prefix = await receiver.start("127.0.0.1", 0)
+    good, other = receiver.reply_url_for("good"), receiver.reply_url_for("other")
+    mac = good.rsplit(".", 1)[1]
+    receiver.bind("good", 111)
+    receiver.bind("other", 222)
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def post(url: str, body: Any) -> int:
+                async with http.post(url, json=body) as resp:
+                    return resp.status
+
+            attempts = [
+                (prefix, callback(111)),  # no token segment at all
+                (prefix + "/", callback(111)),
+                (f"{prefix}/good", callback(111)),  # the tag without its mac
+                (f"{prefix}/good.{'x' * len(mac)}", callback(111)),  # wrong mac
+                (f"{prefix}/good.{mac[:-1]}", callback(111)),  # almost the mac
+                (f"{prefix}/good.{mac}extra", callback(111)),
+                (f"{prefix}/other.{mac}", callback(222)),  # a tag with another tag's mac
+                (f"{prefix}/the-receivers-secret", callback(111)),  # the secret itself
+                (other, callback(111)),  # a genuine URL of another task
+                (good, callback(111, "other")),  # another task's replyRef
+                (good, "not a task model"),
+                (good, [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]),
+            ]
+            statuses = [await post(url, body) for url, body in attempts]
+            assert all(400 <= s < 500 for s in statuses), statuses
+            assert receiver.received == 0
+            assert receiver.latest(111) is None
+            assert receiver.latest(222) is None
+
+            assert await post(good, callback(111)) == 200
+            latest = receiver.latest(111)
+            assert latest is not None
+            assert latest.succeeded
+    finally:
+        await receiver.stop()
+        await asyncio.sleep(0)
+    assert "the-receivers-secret" not in repr(receiver)
+    assert "the-receivers-secret" not in caplog.text
+    assert mac not in caplog.text  # a rejected or accepted URL is never logged

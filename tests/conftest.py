@@ -10,7 +10,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import EMAIL, TOKEN, Durations, MakeClient, Recorder
+from helpers import EMAIL, TOKEN, Durations, MakeClient, Recorder, serve
+from hostile import HOSTILE_CONFIG, HOSTILE_TOKEN, hostile_app
 
 from kling_async import ClientConfig, KlingClient
 from kling_async.retry import fast_mode
@@ -135,3 +136,26 @@ def redis_url_fixture(redis_server: RedisServer | str) -> str:
 def prefix_fixture() -> str:
     """A key prefix of its own per test, so tests never see each other's slots."""
     return f"test:{os.urandom(6).hex()}:"
+
+
+# -- a hostile service (tests/hostile.py) ------------------------------------------------------
+
+
+@pytest.fixture
+async def hostile_server() -> AsyncIterator[str]:
+    """The root URL of `hostile.hostile_app` on loopback (the API at ``ROOT/v1/kling``)."""
+    async with serve(hostile_app()) as root:
+        yield root
+
+
+@pytest.fixture
+async def hostile_client(hostile_server: str) -> AsyncIterator[KlingClient]:
+    """A client of ``hostile_server`` with `HOSTILE_TOKEN` and the small `HOSTILE_CONFIG` caps."""
+    async with KlingClient(
+        token=HOSTILE_TOKEN,
+        base_url=f"{hostile_server}/v1/kling",
+        email="h@example.com",
+        max_jobs=1,
+        config=HOSTILE_CONFIG,
+    ) as client:
+        yield client

@@ -162,3 +162,12 @@ async def test_fast_mode_nests_and_puts_the_scale_back() -> None:
     assert delay_scale() == 0.0
     with pytest.raises(ConfigurationError, match="scale must be a number >= 0, got True"):
         set_time_scale(True)  # type: ignore[arg-type]
+
+
+def test_download_caps_are_validated() -> None:
+    with pytest.raises(ConfigurationError, match="max_download_bytes"):
+        ClientConfig(max_download_bytes={"pictures": 5})
+    with pytest.raises(ConfigurationError, match="max_download_bytes"):
+        ClientConfig(max_download_bytes={"image": -1})
+    with pytest.raises(ConfigurationError, match="max_answer_bytes"):
+        ClientConfig(max_answer_bytes=0)

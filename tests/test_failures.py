@@ -1,5 +1,7 @@
-"""The token kept out of what is shown: refused when too short to redact, never in logs,
-reprs, exception chains or file requests."""
+"""The token kept out of what is shown (`kling_async.failures`): refused when too short to
+redact, redacted when a server echoes it, never in logs, reprs, exception chains (a
+malformed status line's included) or file requests. The whole CLI and batch in one run:
+tests/test_token_exposure.py."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 
 import pytest
 from helpers import EMAIL, IMAGE, TOKEN, URL1, URL2, every_path_plan, kolors, texts_of
+from hostile import HOSTILE_TOKEN
 
 from kling_async import (
     ClientConfig,
@@ -199,3 +202,11 @@ async def test_token_is_not_sent_to_file_hosts(sim: KlingSimulator, tmp_path: Pa
     stats = sim.stats
     assert stats["file_requests"] >= 4
     assert stats["file_requests_with_auth"] == 0
+
+
+async def test_a_server_echoing_the_token_never_shows_it(hostile_client: KlingClient) -> None:
+    with pytest.raises(Exception) as caught:  # noqa: PT011 - the type is not the point
+        await hostile_client.assets.uploaded()
+    shown = f"{caught.value} {caught.value!r} {getattr(caught.value, 'body', '')}"
+    assert HOSTILE_TOKEN not in shown
+    assert "***" in shown

@@ -1,6 +1,6 @@
 """Uploads (`KlingClient.upload_asset` and local files in requests) against the simulator:
 bytes, paths, content types, the documented image checks before upload, one upload per
-content, a failed upload tried again. Downloads: tests/test_files_downloads.py."""
+content, a failed upload tried again, the documented video upload answer. Downloads: tests/test_files_downloads.py."""
 
 from __future__ import annotations
 
@@ -136,3 +136,10 @@ async def test_local_images_in_requests_are_uploaded_once_and_replaced(tmp_path:
         assert await fetch(urls[3]) == OTHER_IMAGE
         video_body = sim.tasks[second.task_id or 0].body
         assert video_body["image_0"] == video_body["image_1"] == urls[0]
+
+
+async def test_a_video_upload_answer_without_url_works(
+    hostile_server: str, hostile_client: KlingClient
+) -> None:
+    url = await hostile_client.upload_asset(media.mp4(1280, 720, 2000, b"v"), "video/mp4")
+    assert url == f"{hostile_server}/u/v.mp4"

@@ -1,5 +1,6 @@
 """Downloads of a task's results against the simulator and hostile servers: the clean copy
-preferred, covers, names that never leave the folder, no partial files."""
+preferred (and when it is not), covers, names and URLs that never leave the folder, bad
+files (endless, cut, mislabelled) typed, and never a partial file left behind."""
 
 from __future__ import annotations
 
@@ -14,8 +15,16 @@ import attrs
 import pytest
 from aiohttp import web
 from helpers import IMAGE, TOKEN, URL1, URL2, fetch, files_under, serve
+from hostile import HOSTILE_PNG, task_with
 
-from kling_async import KlingClient, KolorsElements, PayloadError, TaskResponse, Text2Video
+from kling_async import (
+    KlingClient,
+    KolorsElements,
+    PayloadError,
+    TaskResponse,
+    Text2Video,
+    TransportError,
+)
 from kling_async.convert import structure_task
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 from kling_async.testing.media import png
@@ -321,3 +330,35 @@ async def test_non_http_result_urls_are_refused(url: str, tmp_path: Path) -> Non
         with pytest.raises(PayloadError, match="non-http"):
             await kling.download(hostile_task(7, [url], ""), tmp_path, clean=False)
     assert tree(tmp_path) == set()
+
+
+@pytest.mark.parametrize(
+    ("name", "error", "text"),
+    [
+        ("endless.png", PayloadError, "cap"),
+        ("page.png", PayloadError, "not a PNG image"),
+        ("short.png", PayloadError, "cut short"),
+        ("declared.png", TransportError, "download of 7-0"),
+    ],
+)
+async def test_bad_download_is_typed_and_leaves_nothing(
+    hostile_server: str,
+    hostile_client: KlingClient,
+    tmp_path: Path,
+    name: str,
+    error: type[Exception],
+    text: str,
+) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(error, match=text):
+        await hostile_client.download(task_with(f"{hostile_server}/files/{name}"), out, clean=False)
+    assert files_under(tmp_path) == []
+
+
+async def test_a_good_download_still_works(
+    hostile_server: str, hostile_client: KlingClient, tmp_path: Path
+) -> None:
+    paths = await hostile_client.download(
+        task_with(f"{hostile_server}/files/good.png"), tmp_path, clean=False
+    )
+    assert [p.read_bytes() for p in paths] == [HOSTILE_PNG]

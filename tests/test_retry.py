@@ -24,6 +24,7 @@ from helpers import (
     run_jobs,
     serve,
 )
+from hostile import HOSTILE_CONFIG
 
 from kling_async import (
     ClientConfig,
@@ -393,3 +394,32 @@ async def test_5xx_becomes_server_error_after_retries(sim: KlingSimulator) -> No
     assert caught.value.status == 500  # 500, 502, 503, 500
     assert [r[1] for r in retries] == [1, 2, 3]
     assert sim.stats["faults"] == {"server_error": 4}
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "soon", "1e9999"])
+async def test_odd_retry_after_uses_the_policys_backoff(value: str) -> None:
+    hits: list[int] = []
+
+    async def busy(request: web.Request) -> web.Response:
+        hits.append(1)
+        body = {"error": "busy", "code": 429}
+        return web.json_response(body, status=429, headers={"Retry-After": value})
+
+    app = web.Application()
+    app.router.add_get("/v1/kling/accounts", busy)
+    retry = HOSTILE_CONFIG.retry
+    waits: list[float] = []
+    async with serve(app) as root:
+        async with KlingClient(
+            token=TOKEN,
+            base_url=f"{root}/v1/kling",
+            max_jobs=1,
+            config=HOSTILE_CONFIG,
+            on_retry=lambda exc, tries, wait: waits.append(wait),
+        ) as kling:
+            with pytest.raises(RateLimitError):
+                await kling.list_accounts()
+    assert len(hits) == retry.max_tries  # bounded
+    assert all(0 <= w <= retry.max_retry_after for w in waits)
+    if value != "1e9999":
+        assert all(w <= retry.max_delay for w in waits)  # the policy's own backoff

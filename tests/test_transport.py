@@ -1,5 +1,6 @@
 """Transport: the base URL (from the environment; plain http refused off loopback), the
-debug switch, the hooks around each attempt, and API redirects never followed."""
+debug switch, the hooks around each attempt, API redirects never followed, and answers
+capped at ``max_answer_bytes``."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from kling_async import (
     ClientConfig,
     ConfigurationError,
     KlingClient,
+    PayloadError,
     RequestInfo,
     RetryPolicy,
     ServerError,
@@ -184,3 +186,13 @@ def test_https_and_loopback_are_allowed(url: str) -> None:
 def test_other_schemes_are_refused(url: str) -> None:
     with pytest.raises(ConfigurationError, match="base_url"):
         KlingClient(token=TOKEN, base_url=url, config=ClientConfig(allow_insecure=True))
+
+
+async def test_a_huge_api_answer_is_stopped(hostile_client: KlingClient) -> None:
+    with pytest.raises(PayloadError, match="max_answer_bytes"):
+        await hostile_client.list_tasks()
+
+
+async def test_a_large_declared_answer_is_refused_unread(hostile_client: KlingClient) -> None:
+    with pytest.raises(PayloadError, match="max_answer_bytes"):
+        await hostile_client.get_task(5)

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from cli_helpers import SimThread
 from helpers import EMAIL, TOKEN, Durations, MakeClient, Recorder, serve
 from hostile import HOSTILE_CONFIG, HOSTILE_TOKEN, hostile_app
 
@@ -159,3 +160,23 @@ async def hostile_client(hostile_server: str) -> AsyncIterator[KlingClient]:
         config=HOSTILE_CONFIG,
     ) as client:
         yield client
+
+
+# -- the CLI's simulator (tests/cli_helpers.py) ------------------------------------------------
+
+
+@pytest.fixture
+def sim_thread(durations: Durations) -> Iterator[SimThread]:
+    """A simulator serving from its own thread (`SimThread`), for the CLI called in process
+    (``cli.main`` runs its own event loop) and CLI subprocesses; jobs last ``durations``."""
+    server = SimThread(durations)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def no_token_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``$USEAPI_TOKEN`` unset: a CLI test passes its token itself or means to have none."""
+    monkeypatch.delenv("USEAPI_TOKEN", raising=False)

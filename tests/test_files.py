@@ -1,6 +1,7 @@
 """Uploads (`KlingClient.upload_asset` and local files in requests) against the simulator:
 bytes, paths, content types, the documented image checks before upload, one upload per
-content, a failed upload tried again, the documented video upload answer. Downloads: tests/test_files_downloads.py."""
+content, a failed upload tried again, the documented video upload answer.
+Downloads: tests/test_files_downloads.py."""
 
 from __future__ import annotations
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import ACCOUNT, SimThread, journal_rows, sigint_action
 from helpers import Durations, every_path_plan, texts_of, wait_until_blocking
-from test_cli import ACCOUNT, SimThread, journal_rows, sigint_action
 
 from kling_async import KlingClient, KlingError, cli
 from kling_async.batch import GALLERY_NAME, JOURNAL_NAME, MANIFEST_NAME

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import EMAIL, TOKEN, wait_until
+from helpers import EMAIL, TOKEN, URL1, URL2, wait_until
 
 from kling_async import (
     AccountError,
@@ -31,8 +31,6 @@ from kling_async.testing.answers import ACCOUNT_ERROR_REASON, OUT_OF_CREDITS
 from kling_async.testing.media import png
 
 B = "b@example.com"
-URL1 = "https://example.com/a.png"
-URL2 = "https://example.com/b.png"
 KOLORS = "images/kolors-elements"
 VIDEO = "videos/image2video-elements"
 IN_ERROR = f"Account {EMAIL} in error state: {ACCOUNT_ERROR_REASON}"

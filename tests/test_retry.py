@@ -48,10 +48,6 @@ from kling_async.errors import (
 from kling_async.retry import delay_scale, fast_mode, is_retryable, scaled
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 
-URL1 = "https://example.com/a.png"
-URL2 = "https://example.com/b.png"
-
-
 #: Room for every job at once: these tests submit without job slots.
 pytestmark = pytest.mark.simulator(max_jobs=50)
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from helpers import EMAIL, TOKEN, wait_until
+from helpers import EMAIL, TOKEN, URL1, URL2, wait_until
 
 from kling_async import (
     AccountError,
@@ -29,8 +29,6 @@ from kling_async import (
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 
 OTHER = "b@example.com"
-URL1 = "https://example.com/a.png"
-URL2 = "https://example.com/b.png"
 
 
 def job(prompt: str, **fields: Any) -> KolorsElements:

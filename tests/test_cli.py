@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from cli_helpers import PNG, TOKEN, SimThread, image_args, is_mp4, run, write_batch
-from helpers import fast_env, run_command
+from helpers import URL1, URL2, fast_env, run_command
 
-from kling_async import cli
+from kling_async import cli, fast_mode
 from kling_async.cli import demo as cli_demo
 
 #: $USEAPI_TOKEN unset: every command here gets its token from --token, or means to have none.
@@ -218,3 +218,24 @@ def test_rich_summary_and_plain_without_rich(tmp_path: Path) -> None:
         "assert not rich_available() and not cli.Display().fancy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_batch_command_in_push_mode(sim_thread: SimThread, tmp_path: Path) -> None:
+    """`kling-async batch --webhook` finishes every job from callbacks, without polling."""
+    jobs = tmp_path / "jobs.jsonl"
+    lines = [
+        {"kind": "image", "prompt": f"push line {i}", "subject_images": [URL1, URL2]}
+        for i in range(6)
+    ]
+    jobs.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    with fast_mode(1.0):
+        code = run(
+            sim_thread, "batch", str(jobs), "--out", str(tmp_path / "out"),
+            "--webhook", "127.0.0.1:0/hooks",
+        )  # fmt: skip
+    assert code == 0
+    seen = sim_thread.stats
+    assert seen["tasks_created"] == 6
+    # One confirming GET per job (callbacks are not trusted by default), no more.
+    assert sum(seen["polls_by_task"].values()) == 6
+    assert all("/hooks/" in t["body"]["replyUrl"] for t in seen["tasks"])

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from cli_helpers import ACCOUNT, TOKEN, SimThread, image_args, run, write_batch
+from helpers import URL1, URL2
 
 from kling_async import cli
 from kling_async.batch import JOURNAL_NAME, Journal
@@ -305,3 +306,14 @@ def test_a_mistyped_token_flag_is_refused_without_showing_its_value(
     assert err.count("\n") == 1
     assert "not shown" in err  # "unrecognized arguments: --tok (values are not shown)", or
     # "invalid choice (not shown)" when the token stood where the command goes
+
+
+@pytest.mark.parametrize("bad", ["nohost", "host:", "host:port", "h:70000"])
+def test_batch_webhook_address_is_checked(
+    tmp_path: Path, bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"kind": "image", "subject_images": [URL1, URL2]}) + "\n")
+    args = ["--token", TOKEN, "batch", str(jobs), "--out", str(tmp_path), "--webhook", bad]
+    assert cli.main(args) == 2
+    assert f"expected HOST:PORT[/path], got {bad!r}" in capsys.readouterr().err

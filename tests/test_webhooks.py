@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import logging
-import threading
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,7 +23,6 @@ from kling_async import (
     TaskResponse,
     TaskStatus,
     TaskTimeoutError,
-    cli,
 )
 from kling_async.client import DEFAULT_CONFIG
 from kling_async.retry import fast_mode
@@ -380,60 +376,6 @@ async def test_mounted_in_a_users_app(sim: KlingSimulator) -> None:
         assert sim.stats["polls"] == 0
         sent = [t["body"]["replyUrl"] for t in sim.stats["tasks"]]
         assert all(s.startswith(f"http://127.0.0.1:{port}/hooks/") for s in sent)
-
-
-def test_batch_command_in_push_mode(tmp_path: Path) -> None:
-    """`kling-async batch --webhook` finishes every job from callbacks, without polling."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    sim = KlingSimulator(
-        token=TOKEN,
-        accounts={"a@example.com": 4},
-        job_seconds=0.05,
-    )
-    asyncio.run_coroutine_threadsafe(sim.start(), loop).result(timeout=30)
-    try:
-        jobs = tmp_path / "jobs.jsonl"
-        lines = [
-            {"kind": "image", "prompt": f"push line {i}", "subject_images": IMAGES}
-            for i in range(6)
-        ]
-        jobs.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-        with fast_mode(1.0):
-            code = cli.main(
-                [
-                    "--token", TOKEN, "--base-url", sim.base_url,
-                    "batch", str(jobs), "--out", str(tmp_path / "out"),
-                    "--webhook", "127.0.0.1:0/hooks",
-                ]
-            )  # fmt: skip
-        assert code == 0
-
-        async def stats() -> dict[str, Any]:
-            return sim.stats
-
-        seen = asyncio.run_coroutine_threadsafe(stats(), loop).result(timeout=30)
-        assert seen["tasks_created"] == 6
-        # One confirming GET per job (callbacks are not trusted by default), no more.
-        assert sum(seen["polls_by_task"].values()) == 6
-        assert all("/hooks/" in t["body"]["replyUrl"] for t in seen["tasks"])
-    finally:
-        asyncio.run_coroutine_threadsafe(sim.close(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=30)
-        loop.close()
-
-
-@pytest.mark.parametrize("bad", ["nohost", "host:", "host:port", "h:70000"])
-def test_batch_webhook_address_is_checked(
-    tmp_path: Path, bad: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    jobs = tmp_path / "jobs.jsonl"
-    jobs.write_text(json.dumps({"kind": "image", "subject_images": IMAGES}) + "\n")
-    args = ["--token", TOKEN, "batch", str(jobs), "--out", str(tmp_path), "--webhook", bad]
-    assert cli.main(args) == 2
-    assert f"expected HOST:PORT[/path], got {bad!r}" in capsys.readouterr().err
 
 
 class _WatchedReceiver(KlingWebhookReceiver):

@@ -15,13 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import EMAIL, TOKEN, URL1, URL2, wait_until
+from helpers import EMAIL, TOKEN, URL1, URL2, kolors, video, wait_until
 
 from kling_async import (
     AccountError,
-    Image2VideoElements,
     KlingClient,
-    KolorsElements,
     PaymentRequiredError,
     TaskResponse,
     TaskWaiter,
@@ -34,15 +32,6 @@ B = "b@example.com"
 KOLORS = "images/kolors-elements"
 VIDEO = "videos/image2video-elements"
 IN_ERROR = f"Account {EMAIL} in error state: {ACCOUNT_ERROR_REASON}"
-
-
-def kolors(prompt: str = "a cat in a gallery", **fields: Any) -> KolorsElements:
-    fields.setdefault("subject_images", [URL1, URL2])
-    return KolorsElements(prompt=prompt, **fields)
-
-
-def video(prompt: str = "they dance") -> Image2VideoElements:
-    return Image2VideoElements(prompt=prompt, images=[URL1])
 
 
 @pytest.fixture

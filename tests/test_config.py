@@ -161,7 +161,7 @@ async def test_fast_mode_nests_and_puts_the_scale_back() -> None:
         assert delay_scale() == 0.5
     assert delay_scale() == 0.0
     with pytest.raises(ConfigurationError, match="scale must be a number >= 0, got True"):
-        set_time_scale(True)  # type: ignore[arg-type]
+        set_time_scale(True)
 
 
 def test_download_caps_are_validated() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from redis_helpers import TOKEN
+from helpers import TOKEN
 
 from kling_async import KlingClient, KolorsElements, TaskResponse, fast_mode
 

@@ -15,13 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import EMAIL, TOKEN, wait_until
+from helpers import EMAIL, TOKEN, URL1, URL2, kolors, video, wait_until
 
 from kling_async import (
     AccountError,
-    Image2VideoElements,
     KlingClient,
-    KolorsElements,
     PaymentRequiredError,
     TaskResponse,
     TaskWaiter,
@@ -31,20 +29,9 @@ from kling_async.testing.answers import ACCOUNT_ERROR_REASON, OUT_OF_CREDITS
 from kling_async.testing.media import png
 
 B = "b@example.com"
-URL1 = "https://example.com/a.png"
-URL2 = "https://example.com/b.png"
 KOLORS = "images/kolors-elements"
 VIDEO = "videos/image2video-elements"
 IN_ERROR = f"Account {EMAIL} in error state: {ACCOUNT_ERROR_REASON}"
-
-
-def kolors(prompt: str = "a cat in a gallery", **fields: Any) -> KolorsElements:
-    fields.setdefault("subject_images", [URL1, URL2])
-    return KolorsElements(prompt=prompt, **fields)
-
-
-def video(prompt: str = "they dance") -> Image2VideoElements:
-    return Image2VideoElements(prompt=prompt, images=[URL1])
 
 
 @pytest.fixture

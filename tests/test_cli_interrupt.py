@@ -2,8 +2,6 @@
 real SIGINT): the resume hint, the grace for POSTs already sent, and a re-run that
 submits nothing twice; against the simulator on a real socket."""
 
-# ruff: noqa: F811 - the sim fixture is imported from test_cli
-
 from __future__ import annotations
 
 import os
@@ -16,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Durations, fast_env, wait_until_blocking
-from test_cli import (  # noqa: F401
+from cli_helpers import (
     ACCOUNT,
     PNG,
     TOKEN,
@@ -27,10 +24,11 @@ from test_cli import (  # noqa: F401
     journal_rows,
     run,
     sigint_action,
-    sim,
     write_batch,
 )
+from helpers import Durations, fast_env, wait_until_blocking
 
+from kling_async import cli
 from kling_async.batch import JOURNAL_NAME
 from kling_async.cli import interrupt as cli_interrupt
 from kling_async.testing import FaultPlan, FaultRates
@@ -46,10 +44,10 @@ def launched_as(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 def batch_process(
-    sim: SimThread, jobs: Path, out: Path, *extra: str, stderr: Any = subprocess.PIPE
+    sim_thread: SimThread, jobs: Path, out: Path, *extra: str, stderr: Any = subprocess.PIPE
 ) -> subprocess.Popen[str]:
     env = fast_env(USEAPI_TOKEN=TOKEN)
-    command = [sys.executable, "-m", "kling_async.cli", "--base-url", sim.base_url, "batch"]
+    command = [sys.executable, "-m", "kling_async.cli", "--base-url", sim_thread.base_url, "batch"]
     with ctrl_c_reaches_children():
         return subprocess.Popen(
             [*command, str(jobs), "--out", str(out), *extra],
@@ -61,14 +59,14 @@ def batch_process(
 
 
 def interrupt_mid_run(
-    sim: SimThread, durations: Durations, jobs: Path, out: Path, signum: int, *extra: str
+    sim_thread: SimThread, durations: Durations, jobs: Path, out: Path, signum: int, *extra: str
 ) -> tuple[int, str, str]:
     """Start a batch whose jobs never end, stop it once two are submitted."""
     durations.seconds = 3600.0
-    proc = batch_process(sim, jobs, out, *extra)
+    proc = batch_process(sim_thread, jobs, out, *extra)
     try:
         wait_until_blocking(lambda: sum(r[2] is not None for r in journal_rows(out)) == 2)
-        assert sim.stats["tasks_created"] == 2
+        assert sim_thread.stats["tasks_created"] == 2
         proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
@@ -76,12 +74,12 @@ def interrupt_mid_run(
             proc.kill()
             proc.communicate()
     durations.seconds = 0.05
-    sim.call(sim.sim.finish_all)
+    sim_thread.call(sim_thread.sim.finish_all)
     return proc.returncode, stdout, stderr
 
 
-def assert_each_job_once_with_files(sim: SimThread, out: Path, count: int) -> None:
-    stats = sim.stats
+def assert_each_job_once_with_files(sim_thread: SimThread, out: Path, count: int) -> None:
+    stats = sim_thread.stats
     assert stats["tasks_created"] == count
     prompts = sorted(t["body"]["prompt"] for t in stats["tasks"])
     assert prompts == sorted(f"job {i}" for i in range(count))
@@ -96,82 +94,92 @@ def assert_each_job_once_with_files(sim: SimThread, out: Path, count: int) -> No
 
 
 def test_batch_resumes_after_sigkill(
-    sim: SimThread, durations: Durations, images: Path, tmp_path: Path
+    sim_thread: SimThread, durations: Durations, images: Path, tmp_path: Path
 ) -> None:
     jobs = write_batch(images, 6)
     out = tmp_path / "out"
-    code, _, _ = interrupt_mid_run(sim, durations, jobs, out, signal.SIGKILL, "--max-jobs", "2")
+    code, _, _ = interrupt_mid_run(
+        sim_thread, durations, jobs, out, signal.SIGKILL, "--max-jobs", "2"
+    )
     assert code == -signal.SIGKILL
     states = sorted(r[1] for r in journal_rows(out))
     assert states == ["pending"] * 4 + ["submitted"] * 2
 
-    again = batch_process(sim, jobs, out, "--max-jobs", "2")
+    again = batch_process(sim_thread, jobs, out, "--max-jobs", "2")
     stdout, stderr = again.communicate(timeout=120)
     assert again.returncode == 0, stderr
     assert stdout.count("resuming task") == 2
-    assert max(sim.stats["peak_running"].values()) <= 2
-    assert_each_job_once_with_files(sim, out, 6)
+    assert max(sim_thread.stats["peak_running"].values()) <= 2
+    assert_each_job_once_with_files(sim_thread, out, 6)
 
 
 def test_batch_ctrl_c_says_how_to_resume(
-    sim: SimThread, durations: Durations, images: Path, tmp_path: Path, launched_as: str
+    sim_thread: SimThread, durations: Durations, images: Path, tmp_path: Path, launched_as: str
 ) -> None:
     jobs = write_batch(images, 4)
     out = tmp_path / "out"
     code, stdout, stderr = interrupt_mid_run(
-        sim, durations, jobs, out, signal.SIGINT, "--account", f"{ACCOUNT}:2", "--token", TOKEN
+        sim_thread,
+        durations,
+        jobs,
+        out,
+        signal.SIGINT,
+        "--account",
+        f"{ACCOUNT}:2",
+        "--token",
+        TOKEN,
     )
     assert code == 130
     assert "Resume with the same command" in stderr
     # Rebuilt from the parsed options: every option given but the token, in a fixed order.
-    expected = f"batch {jobs} --out {out} --base-url {sim.base_url} --account {ACCOUNT}:2\n"
+    expected = f"batch {jobs} --out {out} --base-url {sim_thread.base_url} --account {ACCOUNT}:2\n"
     assert expected in stderr
     assert TOKEN not in stdout + stderr
     assert TOKEN.encode() not in (out / JOURNAL_NAME).read_bytes()
 
-    again = batch_process(sim, jobs, out, "--account", ACCOUNT, "--verbose")
+    again = batch_process(sim_thread, jobs, out, "--account", ACCOUNT, "--verbose")
     stdout, stderr = again.communicate(timeout=120)
     assert again.returncode == 0, stderr
     assert TOKEN not in stdout + stderr
-    assert_each_job_once_with_files(sim, out, 4)
+    assert_each_job_once_with_files(sim_thread, out, 4)
 
 
-def hold_submissions(sim: SimThread) -> None:
+def hold_submissions(sim_thread: SimThread) -> None:
     """From now on the simulator creates each task but holds the POST's answer."""
     plan = FaultPlan(rules={"submit": FaultRates(delay=1.0)}, delay_seconds=3600.0)
-    sim.call(lambda: sim.sim.set_fault_plan(plan))
+    sim_thread.call(lambda: sim_thread.sim.set_fault_plan(plan))
 
 
-def resume_and_check(sim: SimThread, durations: Durations, jobs: Path, out: Path) -> None:
+def resume_and_check(sim_thread: SimThread, durations: Durations, jobs: Path, out: Path) -> None:
     """Re-run the batch on a normal simulator: the held submissions are found, not resent.
 
     Their tasks still run, so the resume finds each by its own tag in GET /scheduler; only
     then do they end. (A task that ended before the resume looked cannot be told from an
     identical request's, and would be reported unknown: tests/test_money.py.)"""
-    sim.call(lambda: sim.sim.set_fault_plan(None))
+    sim_thread.call(lambda: sim_thread.sim.set_fault_plan(None))
     durations.seconds = 0.05
-    again = batch_process(sim, jobs, out, "--account", ACCOUNT)
+    again = batch_process(sim_thread, jobs, out, "--account", ACCOUNT)
     wait_until_blocking(lambda: all(row[1] != "submitting" for row in journal_rows(out)), 60)
-    sim.call(sim.sim.finish_all)
+    sim_thread.call(sim_thread.sim.finish_all)
     stdout, stderr = again.communicate(timeout=120)
     assert again.returncode == 0, stderr
     assert stdout.count("of an interrupted submission") == 2
-    assert_each_job_once_with_files(sim, out, 4)
+    assert_each_job_once_with_files(sim_thread, out, 4)
 
 
 def test_batch_second_ctrl_c_stops_at_once(
-    sim: SimThread, durations: Durations, images: Path, tmp_path: Path
+    sim_thread: SimThread, durations: Durations, images: Path, tmp_path: Path
 ) -> None:
     """Ctrl-C while POSTs are out: the wait is announced at once; Ctrl-C again ends it."""
     jobs = write_batch(images, 4)
     out = tmp_path / "out"
     errors = tmp_path / "stderr.txt"
     durations.seconds = 3600.0
-    hold_submissions(sim)
+    hold_submissions(sim_thread)
     with errors.open("w") as sink:
-        proc = batch_process(sim, jobs, out, "--account", f"{ACCOUNT}:2", stderr=sink)
+        proc = batch_process(sim_thread, jobs, out, "--account", f"{ACCOUNT}:2", stderr=sink)
         try:
-            wait_until_blocking(lambda: sim.stats["tasks_created"] == 2)  # both POSTs held
+            wait_until_blocking(lambda: sim_thread.stats["tasks_created"] == 2)  # both POSTs held
             proc.send_signal(signal.SIGINT)
             wait_until_blocking(lambda: "press Ctrl-C again" in errors.read_text())
             proc.send_signal(signal.SIGINT)
@@ -186,14 +194,14 @@ def test_batch_second_ctrl_c_stops_at_once(
     assert waiting in stderr
     assert "2 submissions had not answered" in stderr
     # Rebuilt from the parsed options: every option given but the token, in a fixed order.
-    expected = f"batch {jobs} --out {out} --base-url {sim.base_url} --account {ACCOUNT}:2\n"
+    expected = f"batch {jobs} --out {out} --base-url {sim_thread.base_url} --account {ACCOUNT}:2\n"
     assert expected in stderr
     assert sorted(r[1] for r in journal_rows(out)) == ["pending"] * 2 + ["submitting"] * 2
-    resume_and_check(sim, durations, jobs, out)
+    resume_and_check(sim_thread, durations, jobs, out)
 
 
 def test_batch_ctrl_c_gives_unanswered_posts_a_grace(
-    sim: SimThread,
+    sim_thread: SimThread,
     durations: Durations,
     images: Path,
     tmp_path: Path,
@@ -205,17 +213,19 @@ def test_batch_ctrl_c_gives_unanswered_posts_a_grace(
     jobs = write_batch(images, 4)
     out = tmp_path / "out"
     durations.seconds = 3600.0
-    hold_submissions(sim)
+    hold_submissions(sim_thread)
 
     def press_ctrl_c() -> None:  # the command runs in process, in the main thread
-        wait_until_blocking(lambda: sim.stats["tasks_created"] == 2)
+        wait_until_blocking(lambda: sim_thread.stats["tasks_created"] == 2)
         os.kill(os.getpid(), signal.SIGINT)
 
     presser = threading.Thread(target=press_ctrl_c)
     with sigint_action(signal.default_int_handler):
         presser.start()
         try:
-            code = run(sim, "batch", str(jobs), "--out", str(out), "--account", f"{ACCOUNT}:2")
+            code = run(
+                sim_thread, "batch", str(jobs), "--out", str(out), "--account", f"{ACCOUNT}:2"
+            )
         finally:
             presser.join(timeout=60)
     stderr = capsys.readouterr().err
@@ -223,4 +233,11 @@ def test_batch_ctrl_c_gives_unanswered_posts_a_grace(
     assert "waiting up to 0.05 s" in stderr
     assert "2 submissions had not answered" in stderr
     assert sorted(r[1] for r in journal_rows(out)) == ["pending"] * 2 + ["submitting"] * 2
-    resume_and_check(sim, durations, jobs, out)
+    resume_and_check(sim_thread, durations, jobs, out)
+
+
+def test_resume_hint_drops_the_token() -> None:
+    argv = ["--token", TOKEN, "batch", "j.jsonl", "--out", "o", f"--token={TOKEN}"]
+    hint = cli_interrupt.resume_command(cli.build_parser().parse_args(argv))
+    assert TOKEN not in hint
+    assert hint == "kling-async batch j.jsonl --out o"

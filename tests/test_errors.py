@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+from helpers import EMAIL, MODERATION, NGINX_502, NOT_FOUND, TOKEN, kolors
 
 import kling_async.errors as errors_module
 from kling_async import (
@@ -16,43 +17,24 @@ from kling_async import (
     APIError,
     AuthenticationError,
     BadRequestError,
-    ConfigurationError,
+    ClientConfig,
+    KlingClient,
     KlingError,
-    KolorsElements,
     ModerationError,
     NotFoundError,
     PaymentRequiredError,
     RateLimitError,
-    RequestValidationError,
+    RetryPolicy,
     ServerError,
-    SubmissionUnknownError,
-    TaskFailedError,
-    TaskResponse,
-    TaskTimeoutError,
-    TransportError,
 )
-from kling_async.convert import structure_task
 from kling_async.errors import (
     MAX_RETRY_AFTER,
     error_from_response,
     is_moderation_text,
     parse_retry_after,
 )
+from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 
-MODERATION = {
-    "error": "The content you uploaded appears to violate the community guidelines. "
-    "(CM_EXT.POther)",
-    "message": "Service busy (CM_EXT.POther)",
-}
-NOT_FOUND = {
-    "error": "Sorry, the requested resource was not found (VALID.ResourceNotFound)",
-    "message": "Not Found",
-}
-NGINX_502 = (
-    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
-    "</body>\r\n</html>\r\n"
-)
 CLOUDFLARE_502 = (
     "<!DOCTYPE html><html><head><title>api.useapi.net | 502: Bad gateway</title>"
     "<style>" + "body{margin:0;padding:0}" * 300 + "</style>"
@@ -407,111 +389,7 @@ def test_the_token_is_never_kept() -> None:
 # --- pickling ------------------------------------------------------------------------------
 
 
-def _task(status_name: str = "failed") -> TaskResponse:
-    return structure_task(
-        {
-            "status": 50,
-            "status_name": status_name,
-            "status_final": True,
-            "message": "moderated",
-            "task": {
-                "id": 123456789,
-                "taskInfo": {"arguments": [{"name": "prompt", "value": "p"}]},
-            },
-            "works": [],
-        }
-    )
-
-
-EXCEPTIONS: list[KlingError] = [
-    KlingError("base"),
-    ConfigurationError("no token: set USEAPI_TOKEN"),
-    RequestValidationError("prompt: is required", field="prompt"),
-    RequestValidationError("no field"),
-    APIError(
-        "teapot",
-        status=418,
-        message="m",
-        code=418,
-        body={"error": "teapot"},
-        method="GET",
-        path="p",
-    ),
-    BadRequestError("bad", status=400, body={"error": "bad"}),
-    AuthenticationError("Unauthorized", status=401, code=401),
-    PaymentRequiredError("Subscription required", status=402, code=402),
-    NotFoundError(NOT_FOUND["error"], status=404, message="Not Found", body=NOT_FOUND),
-    RateLimitError(
-        "busy", status=429, retry_after=12.5, method="POST", path="images/kolors-elements"
-    ),
-    RateLimitError("busy", status=429),
-    ModerationError(
-        MODERATION["error"], status=500, message=MODERATION["message"], body=MODERATION
-    ),
-    AccountError("broken", status=596, code=596),
-    ServerError("502 Bad Gateway nginx", status=502, body=NGINX_502),
-    TransportError("connection reset", method="GET", path="tasks/1"),
-    SubmissionUnknownError(
-        "sent, no answer",
-        method="POST",
-        path="images/kolors-elements",
-        request=KolorsElements(prompt="p", subject_images=["https://a/1.jpg", "https://a/2.jpg"]),
-        email="a@example.com",
-        sent_at=1745376611075,
-        candidates=(1, 2),
-    ),
-    TaskFailedError("task 123456789 failed: moderated", task=_task()),
-    TaskFailedError("no task"),
-    TaskTimeoutError("still running after 600 s", task_id=123456789, last=_task("processing")),
-    TaskTimeoutError("nothing"),
-]
-
-
-@pytest.mark.parametrize("exc", EXCEPTIONS, ids=lambda e: type(e).__name__)
-def test_exceptions_pickle_with_their_attributes(exc: KlingError) -> None:
-    back = pickle.loads(pickle.dumps(exc))
-    assert type(back) is type(exc)
-    assert str(back) == str(exc)
-    assert back.args == exc.args
-    assert vars(back) == vars(exc)
-
-
-def test_pickled_attributes_in_detail() -> None:
-    rate = pickle.loads(
-        pickle.dumps(error_from_response(429, {"error": "b"}, {"Retry-After": "3"}))
-    )
-    assert rate.retry_after == 3.0
-    sub = pickle.loads(pickle.dumps(EXCEPTIONS[15]))
-    assert isinstance(sub, SubmissionUnknownError)
-    assert sub.candidates == (1, 2)
-    assert sub.sent_at == 1745376611075
-    assert sub.email == "a@example.com"
-    assert isinstance(sub.request, KolorsElements)
-    failed = pickle.loads(pickle.dumps(EXCEPTIONS[16]))
-    assert isinstance(failed, TaskFailedError)
-    assert failed.task == _task()
-    assert failed.task_id == 123456789
-    timeout = pickle.loads(pickle.dumps(EXCEPTIONS[18]))
-    assert isinstance(timeout, TaskTimeoutError)
-    assert timeout.task_id == 123456789
-    assert timeout.last == _task("processing")
-
-
-def test_task_failed_error_task_id() -> None:
-    assert TaskFailedError("x").task_id is None
-    assert TaskFailedError("x", task=_task()).task_id == 123456789
-
-
 # --- the tree -------------------------------------------------------------------------------
-
-
-def test_stdlib_bases() -> None:
-    assert issubclass(TaskTimeoutError, TimeoutError)
-    assert issubclass(RequestValidationError, ValueError)
-    with pytest.raises(TimeoutError):
-        raise TaskTimeoutError("late", task_id=1)
-    with pytest.raises(ValueError, match="bad"):
-        raise RequestValidationError("bad", field="x")
 
 
 def _docstring_tree() -> dict[str, str]:
@@ -619,3 +497,88 @@ def test_every_exception_of_the_package_is_in_the_documented_tree() -> None:
             # Not part of the tree: named where the docstring says why it never reaches a caller.
             assert f"``{cls.__name__}``" in doc, f"{cls.__qualname__} is not documented"
     assert set(tree) == {c.__name__ for c in classes if issubclass(c, KlingError)}
+
+
+async def test_400_keeps_the_servers_text(client: KlingClient) -> None:
+    with pytest.raises(BadRequestError) as caught:
+        await client.list_tasks(content_type="poems")
+    assert caught.value.status == 400
+    assert "contentType must be video, image or audio" in str(caught.value)
+    with pytest.raises(BadRequestError, match="imageCount must be an integer from 1 to 9"):
+        await client.submit(kolors(extra={"imageCount": 12}))
+    with pytest.raises(BadRequestError, match="Unable to find configuration for account"):
+        await client.get_task(123, email="nobody@example.com")
+
+
+async def test_401_wrong_token(sim: KlingSimulator) -> None:
+    retries: list[Any] = []
+    async with KlingClient(
+        token="wrong-token", base_url=sim.base_url, on_retry=lambda *a: retries.append(a)
+    ) as kling:
+        with pytest.raises(AuthenticationError) as caught:
+            await kling.get_task(1)
+        with pytest.raises(AuthenticationError):
+            await kling.submit(kolors())
+    error = caught.value
+    assert error.status == 401
+    assert error.code == 401
+    assert error.error == "Unauthorized"
+    assert "wrong-token" not in repr(error) + str(error)
+    assert retries == []
+    assert sim.stats["tasks_created"] == 0
+
+
+async def test_404_unknown_task(client: KlingClient) -> None:
+    with pytest.raises(NotFoundError) as caught:
+        await client.get_task(999)
+    assert caught.value.status == 404
+    assert "999" in str(caught.value)
+
+
+async def test_404_resource_not_found_with_strict_assets() -> None:
+    async with (
+        KlingSimulator(token=TOKEN, accounts={EMAIL: 3}, strict_assets=True) as sim,
+        KlingClient(token=TOKEN, base_url=sim.base_url) as kling,
+    ):
+        with pytest.raises(NotFoundError) as caught:
+            await kling.submit(kolors())
+        assert caught.value.error == NOT_FOUND["error"]
+        assert caught.value.message == "Not Found"
+        assert sim.stats["tasks_created"] == 0
+        assert sim.stats["lists"] == 0  # a 404 is not ambiguous: no recovery needed
+
+
+async def test_500_moderation(client: KlingClient, sim: KlingSimulator) -> None:
+    with pytest.raises(ModerationError) as caught:
+        await client.submit(kolors("something nsfw"))
+    assert "community guidelines" in str(caught.value)
+    assert "Service busy" not in str(caught.value)
+    assert caught.value.status == 500
+    assert sim.stats["posts"] == 1
+    assert sim.stats["lists"] == 0
+    assert sim.stats["tasks_created"] == 0
+
+
+async def test_non_json_502_page(sim: KlingSimulator) -> None:
+    sim.set_fault_plan(FaultPlan(rules={"tasks": FaultRates(server_error=1.0)}))
+    config = ClientConfig(retry=RetryPolicy(max_tries=2))
+    async with KlingClient(token=TOKEN, base_url=sim.base_url, config=config) as kling:
+        with pytest.raises(ServerError) as caught:
+            await kling.get_task(123)  # 500 then the 502 HTML page
+    error = caught.value
+    assert error.status == 502
+    assert isinstance(error.body, str)
+    assert "<html>" in error.body
+    assert "502 Bad Gateway" in str(error)
+    assert "<" not in str(error)
+
+
+async def test_api_error_pickles_and_reads_well(client: KlingClient) -> None:
+    import pickle
+
+    with pytest.raises(APIError) as caught:
+        await client.get_task(4242)
+    again = pickle.loads(pickle.dumps(caught.value))
+    assert type(again) is NotFoundError
+    assert str(again) == str(caught.value)
+    assert str(caught.value).startswith("404 Not Found from GET tasks/4242: ")

@@ -15,13 +15,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from helpers import fast_env
-from redis_helpers import (  # noqa: F401 -- fixtures
+from helpers import TOKEN, fast_env
+from redis_helpers import (
     ACCOUNT,
-    TOKEN,
-    prefix_fixture,
-    redis_server_fixture,
-    redis_url_fixture,
     until,
 )
 

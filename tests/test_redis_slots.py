@@ -9,12 +9,9 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from redis_helpers import (  # noqa: F401 -- fixtures
+from helpers import TOKEN
+from redis_helpers import (
     ACCOUNT,
-    TOKEN,
-    prefix_fixture,
-    redis_server_fixture,
-    redis_url_fixture,
     until,
 )
 

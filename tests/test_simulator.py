@@ -11,11 +11,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from helpers import TOKEN
 
 from kling_async.testing import KlingSimulator
 from kling_async.testing.media import WATERMARKED_RGB
 
-TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 KOLORS = "images/kolors-elements"
 VIDEO = "videos/image2video-elements"

@@ -8,13 +8,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import call
+from helpers import TOKEN, call
 
 from kling_async.testing import KlingSimulator
 from kling_async.testing.answers import ACCOUNT_ERROR_REASON, OUT_OF_CREDITS
 from kling_async.testing.media import png
 
-TOKEN = "test-token"
 KOLORS = "images/kolors-elements"
 VIDEO = "videos/image2video-elements"
 IMG = "https://example.com/a.jpg"

@@ -11,12 +11,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import call
+from helpers import TOKEN, call
 
 from kling_async.testing import KlingSimulator
 from kling_async.testing.media import CLEAN_MP4_PAYLOAD, CLEAN_RGB, png
 
-TOKEN = "test-token"
 KOLORS = "images/kolors-elements"
 VIDEO = "videos/image2video-elements"
 IMG = "https://example.com/a.jpg"

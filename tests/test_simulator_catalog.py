@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import call
+from helpers import TOKEN, call
 
 from kling_async.testing import KlingSimulator
 from kling_async.testing.media import png
@@ -18,7 +18,7 @@ IMG = "https://example.com/a.png"
 
 @pytest.fixture
 async def sim() -> AsyncIterator[KlingSimulator]:
-    async with KlingSimulator(token="test-token", job_seconds=30, duration_sigma=0) as server:
+    async with KlingSimulator(token=TOKEN, job_seconds=30, duration_sigma=0) as server:
         yield server
 
 

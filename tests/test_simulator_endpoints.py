@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import call, callback_receiver, wait_until
+from helpers import TOKEN, call, callback_receiver, wait_until
 
 from kling_async.testing import KlingSimulator
 from kling_async.testing.faults import FaultPlan, FaultRates
@@ -174,7 +174,7 @@ FILE_TYPES = {"video": "MP4", "image": "PNG", "audio": "WAV"}
 
 @pytest.fixture
 async def sim() -> AsyncIterator[KlingSimulator]:
-    async with KlingSimulator(token="test-token", job_seconds=30, duration_sigma=0) as server:
+    async with KlingSimulator(token=TOKEN, job_seconds=30, duration_sigma=0) as server:
         yield server
 
 
@@ -285,7 +285,7 @@ async def test_recognize_faces_answers_at_once(
 
 async def test_table_endpoints_share_slots_and_callbacks(http: aiohttp.ClientSession) -> None:
     simulator = KlingSimulator(
-        token="test-token", accounts={"a@example.com": 1}, job_seconds=30, duration_sigma=0
+        token=TOKEN, accounts={"a@example.com": 1}, job_seconds=30, duration_sigma=0
     )
     async with simulator as sim, callback_receiver("/hook") as (hook, received):
         body = {"prompt": "a fox", "replyUrl": hook, "replyRef": "r1"}

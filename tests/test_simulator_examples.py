@@ -19,9 +19,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import callback_receiver, wait_until
+from helpers import TOKEN, callback_receiver, wait_until
 
-TOKEN = "example-token"
 EMAIL = "me@example.com"
 
 KOLORS_BODY = {

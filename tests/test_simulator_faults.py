@@ -9,12 +9,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import callback_receiver, wait_until
+from helpers import TOKEN, callback_receiver, wait_until
 
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 from kling_async.testing.state import SimState
 
-TOKEN = "test-token"
 KOLORS = "images/kolors-elements"
 IMG = "https://example.com/a.jpg"
 KOLORS_OK = {"subjectImage1": IMG, "subjectImage2": IMG}

@@ -9,11 +9,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from helpers import TOKEN
 
 from kling_async.testing import KlingSimulator
 from kling_async.testing.media import png
 
-TOKEN = "test-token"
 IMG = "https://example.com/a.png"
 
 

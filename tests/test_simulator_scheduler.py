@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import aiohttp
+from helpers import EMAIL, TOKEN
 
 from kling_async.testing import KlingSimulator
 
-TOKEN = "test-token"
-EMAIL = "a@example.com"
 IMG = "https://example.com/a.png"
 KOLORS = "images/kolors-elements"
 

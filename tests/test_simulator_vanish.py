@@ -9,16 +9,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import call
+from helpers import EMAIL, TOKEN, call
 
 from kling_async.testing import KlingSimulator
-
-EMAIL = "a@example.com"
 
 
 def _sim(**options: Any) -> KlingSimulator:
     return KlingSimulator(
-        token="test-token", accounts={EMAIL: 3}, job_seconds=30, duration_sigma=0, **options
+        token=TOKEN, accounts={EMAIL: 3}, job_seconds=30, duration_sigma=0, **options
     )
 
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from helpers import wait_until
+from helpers import EMAIL, TOKEN, URL1, URL2, wait_until
 
 from kling_async import (
     AccountError,
@@ -24,14 +24,11 @@ from kling_async import (
     TaskFailedError,
     TaskResponse,
     TaskTimeoutError,
+    TaskWaiter,
 )
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 
-TOKEN = "test-token"  # as in conftest.py
-EMAIL = "a@example.com"
 OTHER = "b@example.com"
-URL1 = "https://example.com/a.png"
-URL2 = "https://example.com/b.png"
 
 
 def job(prompt: str, **fields: Any) -> KolorsElements:
@@ -298,8 +295,9 @@ async def test_a_follower_that_breaks_frees_the_slot_and_says_so(
     async def broken(*args: Any, **kwargs: Any) -> TaskResponse:
         raise RuntimeError("a bug")
 
-    # The follower has not taken its first step yet: it meets the broken waiter.
-    monkeypatch.setattr(slow_client._waiter, "wait", broken)
+    # The follower has not taken its first step yet: it meets the broken waiter (every
+    # TaskWaiter's wait, the public class the client waits with).
+    monkeypatch.setattr(TaskWaiter, "wait", broken)
     await wait_until(lambda: slow_client.slots.in_use(EMAIL) == 0)
     task_id = caught.value.task_id
     assert f"task {task_id}: following it failed; its job slot is free again" in caplog.text

@@ -1,4 +1,5 @@
-"""TaskWaiter against the simulator: final states, watch(), deadlines, poll cap, ETA timing."""
+"""TaskWaiter against the simulator: final states, watch(), deadlines, default timeouts, tasks
+that go away and hostile answers. When it polls: tests/test_polling.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from helpers import serve
+from helpers import EMAIL, TOKEN, URL1, URL2, serve
 
 from kling_async import (
     ClientConfig,
@@ -16,7 +17,6 @@ from kling_async import (
     KlingClient,
     KolorsElements,
     NotFoundError,
-    PollPolicy,
     RequestInfo,
     RetryPolicy,
     TaskExpiredError,
@@ -27,19 +27,9 @@ from kling_async import (
     TaskWaiter,
 )
 from kling_async import waiter as waiter_module
-from kling_async.retry import fast_mode
+from kling_async.config import DEFAULT_IMAGE_TIMEOUT, DEFAULT_VIDEO_TIMEOUT
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
-from kling_async.waiter import (
-    DEFAULT_IMAGE_TIMEOUT,
-    DEFAULT_VIDEO_TIMEOUT,
-    PollLimiter,
-    default_timeout,
-)
-
-TOKEN = "test-token"  # as in conftest.py
-EMAIL = "a@example.com"
-URL1 = "https://example.com/a.png"
-URL2 = "https://example.com/b.png"
+from kling_async.waiter import default_timeout
 
 
 def job(prompt: str = "wait for me", **fields: Any) -> KolorsElements:
@@ -232,104 +222,6 @@ def test_waiter_settings_override_the_clients(client: KlingClient) -> None:
     assert waiter.policy.max_interval == 9
     assert waiter.timeout is None
     assert TaskWaiter(client).policy == client.poll_policy
-
-
-# -- the poll cap and ETA timing (real waits: fast mode off) -----------------------------------
-
-
-async def test_poll_cap_bounds_polls_across_all_waiters() -> None:
-    """Eager policies (10 ms) and 30 waiters; the client-wide cap of 40 polls/s holds."""
-    rate = 40.0
-    config = ClientConfig(
-        poll=PollPolicy(
-            interval=0.01, max_interval=0.01, min_interval=0.0, jitter=0, max_polls_per_second=rate
-        )
-    )
-    with fast_mode(1.0):
-        async with (
-            KlingSimulator(
-                token=TOKEN, accounts={EMAIL: 50}, job_seconds=0.3, duration_sigma=0, eta=False
-            ) as sim,
-            KlingClient(token=TOKEN, base_url=sim.base_url, max_jobs=50, config=config) as kling,
-        ):
-            subs = [await kling.submit(job(f"capped {n}")) for n in range(30)]
-            loop = asyncio.get_running_loop()
-            start = loop.time()
-            waiter = TaskWaiter(kling)  # its own waiter shares the client's cap
-            await asyncio.gather(
-                *(kling.wait(s) for s in subs[:15]), *(waiter.wait(s) for s in subs[15:])
-            )
-            elapsed = loop.time() - start
-    polls = sim.stats["polls"]
-    assert all(n >= 1 for n in sim.stats["polls_by_task"].values())
-    # Uncapped, 30 waiters polling every 10 ms for 0.3 s would send ~900 polls.
-    assert polls <= rate * elapsed + 1
-    assert polls < 300
-
-
-async def test_poll_limiter_spacing_is_client_wide() -> None:
-    limiter = PollLimiter(None)
-    await limiter.turn()  # no cap: returns at once
-    with pytest.raises(ValueError, match="max_polls_per_second"):
-        PollLimiter(0)
-
-
-async def test_poll_limiter_places_go_in_arrival_order() -> None:
-    """At most ``in_flight`` polls are under way; freed places go to the oldest waiter,
-    skipping one cancelled while queued."""
-    limiter = PollLimiter(None, in_flight=2)
-    order: list[str] = []
-    release = asyncio.Event()
-
-    async def poll(name: str) -> None:
-        async with limiter.slot():
-            order.append(name)
-            await release.wait()
-
-    tasks = {name: asyncio.create_task(poll(name)) for name in ("a", "b", "c", "gone", "d")}
-    for _ in range(3):
-        await asyncio.sleep(0)
-    assert order == ["a", "b"]  # the others queue
-    tasks["gone"].cancel()
-    release.set()
-    await asyncio.gather(*(t for n, t in tasks.items() if n != "gone"))
-    assert order == ["a", "b", "c", "d"]
-    assert tasks["gone"].cancelled()
-
-
-async def test_poll_limiter_without_bound_and_bad_bound() -> None:
-    unbounded = PollLimiter(None)
-    async with unbounded.slot(), unbounded.slot():
-        pass  # no bound: nobody waits
-    with pytest.raises(ValueError, match="in_flight"):
-        PollLimiter(None, in_flight=0)
-
-
-async def test_first_poll_and_final_poll_timed_from_the_eta() -> None:
-    """With the service's ETA a job takes at most 3 polls; without it, many more."""
-    policy = PollPolicy(
-        interval=0.05, growth=1.4, max_interval=1.0, max_polls_per_second=None, min_interval=0.05
-    )
-    counts: dict[bool, list[int]] = {}
-    with fast_mode(1.0):
-        for eta in (True, False):
-            async with (
-                KlingSimulator(
-                    token=TOKEN, accounts={EMAIL: 5}, job_seconds=0.4, duration_sigma=0, eta=eta
-                ) as sim,
-                KlingClient(
-                    token=TOKEN,
-                    base_url=sim.base_url,
-                    max_jobs=5,
-                    config=ClientConfig(poll=policy),
-                ) as kling,
-            ):
-                done = await asyncio.gather(*(kling.run(job(f"eta {n}")) for n in range(4)))
-                assert all(d.succeeded for d in done)
-                counts[eta] = sorted(sim.stats["polls_by_task"].values())
-    assert len(counts[True]) == 4
-    assert max(counts[True]) <= 3
-    assert min(counts[False]) >= 4  # 50, 70, 98, 137, 192 ms...: five polls for 0.4 s
 
 
 async def test_deadline_bounds_a_poll_the_server_never_answers(

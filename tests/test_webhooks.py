@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
-import threading
+import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import attrs
 import pytest
 from aiohttp import web
-from helpers import serve, wait_until
+from helpers import TOKEN, serve, wait_until
 from yarl import URL
 
 from kling_async import (
@@ -25,14 +23,12 @@ from kling_async import (
     TaskResponse,
     TaskStatus,
     TaskTimeoutError,
-    cli,
 )
 from kling_async.client import DEFAULT_CONFIG
 from kling_async.retry import fast_mode
 from kling_async.testing import KlingSimulator
 from kling_async.webhooks import MAX_CALLBACK_BYTES, MAX_CALLBACK_DEPTH, KlingWebhookReceiver
 
-TOKEN = "push-token"
 IMAGES = ["https://example.com/a.jpg", "https://example.com/b.jpg"]
 #: The simulator's callbacks as documented (the GET /tasks model, once, at the end), and
 #: with the options: a callback per status, the replyRef echoed in the body.
@@ -382,60 +378,6 @@ async def test_mounted_in_a_users_app(sim: KlingSimulator) -> None:
         assert all(s.startswith(f"http://127.0.0.1:{port}/hooks/") for s in sent)
 
 
-def test_batch_command_in_push_mode(tmp_path: Path) -> None:
-    """`kling-async batch --webhook` finishes every job from callbacks, without polling."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    sim = KlingSimulator(
-        token=TOKEN,
-        accounts={"a@example.com": 4},
-        job_seconds=0.05,
-    )
-    asyncio.run_coroutine_threadsafe(sim.start(), loop).result(timeout=30)
-    try:
-        jobs = tmp_path / "jobs.jsonl"
-        lines = [
-            {"kind": "image", "prompt": f"push line {i}", "subject_images": IMAGES}
-            for i in range(6)
-        ]
-        jobs.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-        with fast_mode(1.0):
-            code = cli.main(
-                [
-                    "--token", TOKEN, "--base-url", sim.base_url,
-                    "batch", str(jobs), "--out", str(tmp_path / "out"),
-                    "--webhook", "127.0.0.1:0/hooks",
-                ]
-            )  # fmt: skip
-        assert code == 0
-
-        async def stats() -> dict[str, Any]:
-            return sim.stats
-
-        seen = asyncio.run_coroutine_threadsafe(stats(), loop).result(timeout=30)
-        assert seen["tasks_created"] == 6
-        # One confirming GET per job (callbacks are not trusted by default), no more.
-        assert sum(seen["polls_by_task"].values()) == 6
-        assert all("/hooks/" in t["body"]["replyUrl"] for t in seen["tasks"])
-    finally:
-        asyncio.run_coroutine_threadsafe(sim.close(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=30)
-        loop.close()
-
-
-@pytest.mark.parametrize("bad", ["nohost", "host:", "host:port", "h:70000"])
-def test_batch_webhook_address_is_checked(
-    tmp_path: Path, bad: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    jobs = tmp_path / "jobs.jsonl"
-    jobs.write_text(json.dumps({"kind": "image", "subject_images": IMAGES}) + "\n")
-    args = ["--token", TOKEN, "batch", str(jobs), "--out", str(tmp_path), "--webhook", bad]
-    assert cli.main(args) == 2
-    assert f"expected HOST:PORT[/path], got {bad!r}" in capsys.readouterr().err
-
-
 class _WatchedReceiver(KlingWebhookReceiver):
     """A receiver that notes the tasks a waiter asked it for a callback about."""
 
@@ -538,3 +480,65 @@ async def test_an_unconfirmed_final_callback_is_not_polled_in_a_loop() -> None:
                     await kling.wait(sub, timeout=0.5)
     # One confirming GET, and the one due at the deadline; not one per poll-cap turn.
     assert gets <= 2
+
+
+def callback(task_id: int, ref: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "status": 99,
+        "status_name": "succeed",
+        "status_final": True,
+        "task": {"id": task_id},
+        "works": [],
+    }
+    if ref is not None:
+        body["replyRef"] = ref
+    return body
+
+
+async def test_receiver_rejects_callbacks_without_its_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    receiver = KlingWebhookReceiver(secret="the-receivers-secret")
+    prefix = await receiver.start("127.0.0.1", 0)
+    good, other = receiver.reply_url_for("good"), receiver.reply_url_for("other")
+    mac = good.rsplit(".", 1)[1]
+    receiver.bind("good", 111)
+    receiver.bind("other", 222)
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def post(url: str, body: Any) -> int:
+                async with http.post(url, json=body) as resp:
+                    return resp.status
+
+            attempts = [
+                (prefix, callback(111)),  # no token segment at all
+                (prefix + "/", callback(111)),
+                (f"{prefix}/good", callback(111)),  # the tag without its mac
+                (f"{prefix}/good.{'x' * len(mac)}", callback(111)),  # wrong mac
+                (f"{prefix}/good.{mac[:-1]}", callback(111)),  # almost the mac
+                (f"{prefix}/good.{mac}extra", callback(111)),
+                (f"{prefix}/other.{mac}", callback(222)),  # a tag with another tag's mac
+                (f"{prefix}/the-receivers-secret", callback(111)),  # the secret itself
+                (other, callback(111)),  # a genuine URL of another task
+                (good, callback(111, "other")),  # another task's replyRef
+                (good, "not a task model"),
+                (good, [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]),
+            ]
+            statuses = [await post(url, body) for url, body in attempts]
+            assert all(400 <= s < 500 for s in statuses), statuses
+            assert receiver.received == 0
+            assert receiver.latest(111) is None
+            assert receiver.latest(222) is None
+
+            assert await post(good, callback(111)) == 200
+            latest = receiver.latest(111)
+            assert latest is not None
+            assert latest.succeeded
+    finally:
+        await receiver.stop()
+        await asyncio.sleep(0)
+    assert "the-receivers-secret" not in repr(receiver)
+    assert "the-receivers-secret" not in caplog.text
+    assert mac not in caplog.text  # a rejected or accepted URL is never logged

@@ -72,10 +72,11 @@ SLOTS_ENV: Final = "KLING_SLOTS"
 #: The API's bounds for an account's maxJobs (and a request's ``max_jobs``).
 MAX_JOBS_RANGE: Final = (1, 50)
 
-#: Default deadline for an image task: real KOLORS jobs take about half a minute.
+#: Default deadline for an image or audio task: real KOLORS jobs take about half a minute,
+#: speech (``tts/create``, the one audio kind) less.
 DEFAULT_IMAGE_TIMEOUT: Final = 900.0
-#: Default deadline for a video or audio task: pro, 10 s and v3 videos take several minutes,
-#: plus queueing.
+#: Default deadline for a video task (and for a task of unknown kind): pro, 10 s and v3
+#: videos take several minutes, plus queueing.
 DEFAULT_VIDEO_TIMEOUT: Final = 2400.0
 
 

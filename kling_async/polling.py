@@ -25,8 +25,8 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
-from typing import Final
+from collections.abc import Iterator
+from typing import Any, Final
 
 import backoff
 
@@ -40,6 +40,8 @@ MAX_ETA: Final = 2 * 3600.0
 #: Wrong ETAs after which a wait stops timing polls by the ETA.
 _ETA_MISSES: Final = 2
 _UNITS: Final = (0.001, 1.0)  # milliseconds, seconds
+#: The in-flight place of a limiter without that bound: holds nothing.
+_NO_BOUND: Final = contextlib.nullcontext()
 
 
 def poll_delays(policy: PollPolicy, first: float | None = None) -> Iterator[float]:
@@ -123,14 +125,9 @@ class PollLimiter:
         self._places = asyncio.Semaphore(in_flight) if in_flight is not None else None
         self._next = 0.0
 
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one of the in-flight places for the duration of a poll (``async with``)."""
-        if self._places is None:
-            yield
-            return
-        async with self._places:
-            yield
+    def slot(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """One of the in-flight places, held for the duration of a poll (``async with``)."""
+        return self._places if self._places is not None else _NO_BOUND
 
     async def turn(self) -> None:
         """Wait for this caller's turn to poll."""

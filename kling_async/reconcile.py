@@ -16,8 +16,6 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol, TypeVar
 
-import attrs
-
 from .accounts import RECOVERY_MAX_PAGES, RECOVERY_PAGE_SIZE, Scheduler
 from .config import ClientConfig, sleep_scaled
 from .convert import structure_task
@@ -55,10 +53,12 @@ def new_tag() -> str:
 
 def tagged(request: R) -> R:
     """``request`` with a tag: its own ``reply_ref``, else a new one (`new_tag`) when its
-    endpoint takes ``replyRef`` (an endpoint that does not is settled by matching alone)."""
-    if request.reply_ref is not None or not type(request).callbacks:
+    endpoint takes ``replyRef`` (an endpoint that does not is settled by matching alone).
+    A ``replyRef`` the caller put in ``extra`` is left alone: not minted here, it cannot
+    prove whose the task is, so such a submission is settled by matching alone too."""
+    if request.reply_ref is not None or not type(request).callbacks or "replyRef" in request.extra:
         return request
-    return attrs.evolve(request, reply_ref=new_tag())
+    return request.with_reply_ref(new_tag())
 
 
 def _body_urls(body: Mapping[str, Any]) -> set[str]:

@@ -292,6 +292,8 @@ SECRET = f"sk-live-{secrets.token_hex(20)}"
         ["image", "--tok", SECRET, "--prompt", "x", "a.png", "b.png"],
         [f"--tok={SECRET}", "task", "1"],
         ["--toke", SECRET, "-v", "tasks"],
+        # A token that looks like a word (lowercase, dashes) is no exception.
+        ["--toke", "sim-secret-token-4f1c", "-v", "tasks"],
         ["batch", "jobs.jsonl", "--out", "o", f"--to={SECRET}"],
     ],
 )
@@ -303,9 +305,19 @@ def test_a_mistyped_token_flag_is_refused_without_showing_its_value(
     assert cli.main(argv) == 2
     out, err = capsys.readouterr()
     assert SECRET not in out + err
+    assert "sim-secret-token-4f1c" not in out + err
     assert err.count("\n") == 1
     assert "not shown" in err  # "unrecognized arguments: --tok (values are not shown)", or
     # "invalid choice (not shown)" when the token stood where the command goes
+
+
+def test_a_mistyped_command_is_shown_with_the_closest_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["imgae"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'imgae' (did you mean 'image'?)" in err
+    assert err.count("\n") == 1
 
 
 @pytest.mark.parametrize("bad", ["nohost", "host:", "host:port", "h:70000"])

@@ -88,6 +88,7 @@ def test_time_scale_from_the_environment(value: str, printed: str) -> None:
         ("image", 1000, 6000),  # a long job: six times its own estimate
         ("image", 10, DEFAULT_IMAGE_TIMEOUT),  # ...only when that is more
         ("video", 0, DEFAULT_VIDEO_TIMEOUT),
+        ("audio", None, DEFAULT_IMAGE_TIMEOUT),  # speech: short, like an image
     ],
 )
 def test_default_deadline(

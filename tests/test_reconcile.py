@@ -32,6 +32,7 @@ from kling_async import (
     ClientConfig,
     KlingClient,
     KolorsElements,
+    RequestValidationError,
     RetryPolicy,
     SubmissionUnknownError,
     TaskResponse,
@@ -334,3 +335,28 @@ async def test_recovery_reads_past_a_short_page_when_the_server_caps_page_size()
             answer = await kling.submit(job(0))
     assert posts == 1  # never sent again
     assert answer.task_id == 500
+
+
+async def test_a_reply_ref_given_in_extra_is_sent_as_given() -> None:
+    """``extra={"replyRef": ...}`` is the caller's own: the client mints no tag of its own
+    beside it (that was refused as a field given twice) and sends it as given."""
+    async with (
+        KlingSimulator(token=TOKEN, accounts={EMAIL: 3}, job_seconds=60) as slow,
+        KlingClient(token=TOKEN, base_url=slow.base_url, email=EMAIL) as kling,
+    ):
+        request = KolorsElements(prompt="a cat", subject_images=IMGS, extra={"replyRef": "mine-1"})
+        sub = await kling.submit(request)
+        [running] = await kling.running()
+    assert (running.id, running.reply_ref) == (sub.task_id, "mine-1")
+
+
+def test_a_tagged_copy_keeps_every_field() -> None:
+    request = KolorsElements(prompt="a cat", subject_images=IMGS, aspect_ratio="16:9")
+    copy = request.with_reply_ref("ka-1")
+    assert copy.reply_ref == "ka-1"
+    assert request.reply_ref is None
+    assert copy.to_wire() == {**request.to_wire(), "replyRef": "ka-1"}
+    with pytest.raises(RequestValidationError, match="reply_ref: must be a string, got int"):
+        request.with_reply_ref(5)  # type: ignore[arg-type]
+    with pytest.raises(RequestValidationError, match="extra: replyRef also set"):
+        KolorsElements(prompt="a", subject_images=IMGS, extra={"replyRef": "x"}).with_reply_ref("y")

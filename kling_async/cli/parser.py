@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import functools
 import json
 import os
 import re
@@ -99,7 +101,10 @@ class CliParser(argparse.ArgumentParser):
             words = message[len(unknown) :].split()
             flags = [word.split("=", 1)[0] for word in words if word.startswith("-")]
             message = f"{unknown}{' '.join(flags) or '(not shown)'} (values are not shown)"
-        message = re.sub(r"invalid choice: '([^']*)'", _shown_choice, message)
+        choices = re.findall(r"'([^']*)'", message.partition("(choose from ")[2])
+        message = re.sub(
+            r"invalid choice: '([^']*)'", functools.partial(_shown_choice, choices), message
+        )
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -107,12 +112,14 @@ def _is_field(word: str) -> bool:
     return "=" in word and not word.startswith("-")
 
 
-def _shown_choice(match: re.Match[str]) -> str:
-    """A refused choice is echoed only when it looks like a mistyped word (``imgae``), not
-    like a value put in the wrong place (a token)."""
+def _shown_choice(choices: list[str], match: re.Match[str]) -> str:
+    """A refused choice is echoed only when it is a mistyped choice (``imgae``: close to
+    ``image``), never when it may be a value put in the wrong place (the value of a
+    mistyped ``--toke TOKEN`` lands where the command goes, whatever its shape)."""
     word = match.group(1)
-    if re.fullmatch(r"[a-z][a-z0-9_-]{0,23}", word):
-        return f"invalid choice: {word!r}"
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if close and re.fullmatch(r"[a-z][a-z0-9_-]{0,23}", word):
+        return f"invalid choice: {word!r} (did you mean {close[0]!r}?)"
     return "invalid choice (not shown)"
 
 

@@ -313,6 +313,18 @@ class GenerationRequest:
                 changes[name] = urls[name]
         return attrs.evolve(self, **changes)
 
+    def with_reply_ref(self: R, tag: str) -> R:
+        """A copy with ``reply_ref`` set to ``tag`` (checked like the keyword); the rest,
+        checked when this request was made, is not checked again."""
+        check_text("reply_ref", tag, None, False)
+        if "replyRef" in self.extra:
+            raise fail("extra", "replyRef also set by a keyword argument; give it once")
+        copy = object.__new__(type(self))
+        for field in attrs.fields(type(self)):
+            object.__setattr__(copy, field.name, getattr(self, field.name))
+        object.__setattr__(copy, "reply_ref", tag)
+        return copy
+
     #: Older names of the three above, kept for callers.
     image_inputs = file_inputs
     has_local_images = has_local_files

@@ -236,6 +236,34 @@ def test_batch_ctrl_c_gives_unanswered_posts_a_grace(
     resume_and_check(sim_thread, durations, jobs, out)
 
 
+def test_generate_no_wait_ctrl_c_says_it_waits_for_the_post(
+    sim_thread: SimThread, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """Ctrl-C while the POST of ``generate --no-wait`` is out: the command says it waits
+    for the answer (and how to stop at once), then that a task may have been created."""
+    monkeypatch.setattr(cli_interrupt, "INTERRUPT_GRACE", 0.05)
+    hold_submissions(sim_thread)
+
+    def press_ctrl_c() -> None:
+        wait_until_blocking(lambda: sim_thread.stats["tasks_created"] == 1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=press_ctrl_c)
+    with sigint_action(signal.default_int_handler):
+        presser.start()
+        try:
+            code = run(
+                sim_thread, "generate", "tts/create", "speaker_id=sp1", "text=hi", "--no-wait"
+            )
+        finally:
+            presser.join(timeout=60)
+    stderr = capsys.readouterr().err
+    assert code == 130, stderr
+    assert "interrupted: waiting up to 0.05 s for the answer to 1 submission already sent" in stderr
+    assert "press Ctrl-C again to stop at once ('kling-async tasks' then lists" in stderr
+    assert "a task may have been created; look for it with 'kling-async tasks'" in stderr
+
+
 def test_resume_hint_drops_the_token() -> None:
     argv = ["--token", TOKEN, "batch", "j.jsonl", "--out", "o", f"--token={TOKEN}"]
     hint = cli_interrupt.resume_command(cli.build_parser().parse_args(argv))

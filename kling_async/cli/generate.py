@@ -147,9 +147,14 @@ async def _submit_noting_ctrl_c(kling: KlingClient, request: GenerationRequest) 
         if ctrl_c is not None and answer.task_id is not None:
             ctrl_c.tasks.append((answer.task_id, request.email or kling.email))
 
+    sent: list[bool] = []
     try:
-        return await kling.submit(request, on_submitted=submitted)
+        return await kling.submit(
+            request, on_submitted=submitted, on_sending=lambda _: sent.append(True)
+        )
     except asyncio.CancelledError:
         if ctrl_c is not None and not ctrl_c.tasks:
             ctrl_c.unanswered = 1
+            if sent:  # closing the client waits for its answer: say so, and how to stop
+                ctrl_c.announce(1, batch=False)
         raise

@@ -117,15 +117,21 @@ class CtrlC:
             if task is not self._main:
                 task.cancel()
 
-    def announce(self, posts: int) -> None:
-        """A batch stopped by the first press waits for ``posts`` POSTs: say so."""
+    def announce(self, posts: int, *, batch: bool = True) -> None:
+        """A command stopped by the first press waits for ``posts`` POSTs: say so (and,
+        for a batch, that a re-run looks up what is left without answer)."""
         if self.presses != 1 or self._stopped or not posts:
             return
         what = "1 submission" if posts == 1 else f"{posts} submissions"
+        then = (
+            "a re-run then looks them up in the account's task list"
+            if batch
+            else "'kling-async tasks' then lists the account's tasks"
+        )
         print(
             f"interrupted: waiting up to {INTERRUPT_GRACE:g} s for the answer to {what} "
-            "already sent, so that no task id is lost; press Ctrl-C again to stop at once "
-            "(a re-run then looks them up in the account's task list)",
+            f"already sent, so that no task id is lost; press Ctrl-C again to stop at once "
+            f"({then})",
             file=sys.stderr,
             flush=True,
         )

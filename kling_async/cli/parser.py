@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import difflib
 import functools
+import itertools
 import json
 import os
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -86,6 +88,7 @@ class CliParser(argparse.ArgumentParser):
     def parse_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> argparse.Namespace:
+        self._words = list(sys.argv[1:] if args is None else args)  # for error()
         parsed, rest = self.parse_known_args(args, namespace)
         fields = getattr(parsed, "fields", None)
         if isinstance(fields, list):
@@ -102,9 +105,8 @@ class CliParser(argparse.ArgumentParser):
             flags = [word.split("=", 1)[0] for word in words if word.startswith("-")]
             message = f"{unknown}{' '.join(flags) or '(not shown)'} (values are not shown)"
         choices = re.findall(r"'([^']*)'", message.partition("(choose from ")[2])
-        message = re.sub(
-            r"invalid choice: '([^']*)'", functools.partial(_shown_choice, choices), message
-        )
+        shown = functools.partial(_shown_choice, choices, getattr(self, "_words", []))
+        message = re.sub(r"invalid choice: '([^']*)'", shown, message)
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -112,15 +114,20 @@ def _is_field(word: str) -> bool:
     return "=" in word and not word.startswith("-")
 
 
-def _shown_choice(choices: list[str], match: re.Match[str]) -> str:
-    """A refused choice is echoed only when it is a mistyped choice (``imgae``: close to
-    ``image``), never when it may be a value put in the wrong place (the value of a
-    mistyped ``--toke TOKEN`` lands where the command goes, whatever its shape)."""
+def _shown_choice(choices: list[str], words: list[str], match: re.Match[str]) -> str:
+    """A refused choice is echoed when it looks like a mistyped word (``imgae``, ``paint``),
+    never when it may be a value put in the wrong place: the value of a mistyped
+    ``--toke TOKEN`` lands where the command goes, whatever its shape: a word that
+    follows an option is not shown. The closest real choice is offered."""
     word = match.group(1)
+    after_option = any(
+        before.startswith("-") for before, now in itertools.pairwise(words) if now == word
+    )
+    if after_option or not re.fullmatch(r"[a-z][a-z0-9_-]{0,23}", word):
+        return "invalid choice (not shown)"
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    if close and re.fullmatch(r"[a-z][a-z0-9_-]{0,23}", word):
-        return f"invalid choice: {word!r} (did you mean {close[0]!r}?)"
-    return "invalid choice (not shown)"
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"invalid choice: {word!r}{hint}"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,12 +4,13 @@ submits nothing twice; against the simulator on a real socket."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,24 @@ def test_batch_ctrl_c_says_how_to_resume(
     assert_each_job_once_with_files(sim_thread, out, 4)
 
 
+@contextlib.contextmanager
+def ctrl_c_once(condition: Callable[[], object]) -> Iterator[None]:
+    """Press Ctrl-C (a real SIGINT) once ``condition`` holds, while the block runs the
+    command in process, in the main thread."""
+
+    def press() -> None:
+        wait_until_blocking(condition)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=press)
+    with sigint_action(signal.default_int_handler):
+        presser.start()
+        try:
+            yield
+        finally:
+            presser.join(timeout=60)
+
+
 def hold_submissions(sim_thread: SimThread) -> None:
     """From now on the simulator creates each task but holds the POST's answer."""
     plan = FaultPlan(rules={"submit": FaultRates(delay=1.0)}, delay_seconds=3600.0)
@@ -215,19 +234,8 @@ def test_batch_ctrl_c_gives_unanswered_posts_a_grace(
     durations.seconds = 3600.0
     hold_submissions(sim_thread)
 
-    def press_ctrl_c() -> None:  # the command runs in process, in the main thread
-        wait_until_blocking(lambda: sim_thread.stats["tasks_created"] == 2)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    presser = threading.Thread(target=press_ctrl_c)
-    with sigint_action(signal.default_int_handler):
-        presser.start()
-        try:
-            code = run(
-                sim_thread, "batch", str(jobs), "--out", str(out), "--account", f"{ACCOUNT}:2"
-            )
-        finally:
-            presser.join(timeout=60)
+    with ctrl_c_once(lambda: sim_thread.stats["tasks_created"] == 2):
+        code = run(sim_thread, "batch", str(jobs), "--out", str(out), "--account", f"{ACCOUNT}:2")
     stderr = capsys.readouterr().err
     assert code == 130, stderr
     assert "waiting up to 0.05 s" in stderr
@@ -244,19 +252,8 @@ def test_generate_no_wait_ctrl_c_says_it_waits_for_the_post(
     monkeypatch.setattr(cli_interrupt, "INTERRUPT_GRACE", 0.05)
     hold_submissions(sim_thread)
 
-    def press_ctrl_c() -> None:
-        wait_until_blocking(lambda: sim_thread.stats["tasks_created"] == 1)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    presser = threading.Thread(target=press_ctrl_c)
-    with sigint_action(signal.default_int_handler):
-        presser.start()
-        try:
-            code = run(
-                sim_thread, "generate", "tts/create", "speaker_id=sp1", "text=hi", "--no-wait"
-            )
-        finally:
-            presser.join(timeout=60)
+    with ctrl_c_once(lambda: sim_thread.stats["tasks_created"] == 1):
+        code = run(sim_thread, "generate", "tts/create", "speaker_id=sp1", "text=hi", "--no-wait")
     stderr = capsys.readouterr().err
     assert code == 130, stderr
     assert "interrupted: waiting up to 0.05 s for the answer to 1 submission already sent" in stderr

@@ -269,6 +269,8 @@ class PollPolicy:
     #: The shortest time between two polls of one task not timed by a plausible ETA
     #: (seconds, scaled by the test switch): see `kling_async.polling`.
     min_interval: float = attrs.field(default=5.0, validator=_number(inclusive=True))
+    #: Seconds the poll due at (or just before) a wait's deadline may take to answer.
+    deadline_grace: float = attrs.field(default=10.0, validator=_number(inclusive=True))
 
 
 #: The default polling policy.

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -65,10 +65,6 @@ log = logging.getLogger("kling_async")
 
 class _PollTimeout(Exception):
     """A poll did not answer within the time left before the deadline."""
-
-
-#: Seconds a poll started at (or just before) the deadline may take to answer.
-_POLL_GRACE: Final = 10.0
 
 
 #: Failures of a poll that are worth another poll before the deadline.
@@ -181,7 +177,8 @@ class _Step:
         try:
             # The deadline holds while a poll is out too (its retries may take minutes),
             # but the poll due at the deadline gets a moment to answer.
-            budget = None if deadline is None else max(deadline - self._loop.time(), _POLL_GRACE)
+            grace = waiter.policy.deadline_grace
+            budget = None if deadline is None else max(deadline - self._loop.time(), grace)
             answer = await waiter._poll(self.task_id, self._email, budget)
         except NotFoundError as exc:
             if last is None:

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import attrs
 import pytest
 from aiohttp import web
 from helpers import EMAIL, TOKEN, URL1, URL2, serve
@@ -26,8 +27,7 @@ from kling_async import (
     TaskTimeoutError,
     TaskWaiter,
 )
-from kling_async import waiter as waiter_module
-from kling_async.config import DEFAULT_IMAGE_TIMEOUT, DEFAULT_VIDEO_TIMEOUT
+from kling_async.config import DEFAULT_IMAGE_TIMEOUT, DEFAULT_POLL, DEFAULT_VIDEO_TIMEOUT
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 from kling_async.waiter import default_timeout
 
@@ -224,12 +224,9 @@ def test_waiter_settings_override_the_clients(client: KlingClient) -> None:
     assert TaskWaiter(client).policy == client.poll_policy
 
 
-async def test_deadline_bounds_a_poll_the_server_never_answers(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_deadline_bounds_a_poll_the_server_never_answers() -> None:
     """The deadline holds even while a poll is out: a GET the server sits on does not keep
     the caller waiting for the request timeout (and its retries)."""
-    monkeypatch.setattr(waiter_module, "_POLL_GRACE", 0.05)  # the poll due at the deadline
     polled = asyncio.Event()
     never = asyncio.Event()
 
@@ -240,7 +237,9 @@ async def test_deadline_bounds_a_poll_the_server_never_answers(
 
     app = web.Application()
     app.router.add_get("/v1/kling/tasks/{task_id}", task)
-    config = ClientConfig(read_timeout=3600, request_timeout=3600)
+    # deadline_grace: how long the poll due at the deadline may take to answer.
+    poll = attrs.evolve(DEFAULT_POLL, deadline_grace=0.05)
+    config = ClientConfig(read_timeout=3600, request_timeout=3600, poll=poll)
     async with serve(app) as root:
         try:
             async with KlingClient(

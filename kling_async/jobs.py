@@ -8,9 +8,7 @@ new jobs never find the account over its maxJobs. An account that answers 596 (e
 state) is set aside when there are others to go to (api/errors.md), and a job it refused
 (nothing was created) goes to another account unless it names that one.
 
-`JobEvents` is how a caller (the batch runner) hears of the job's steps: ``started`` (a
-slot is held), ``posted`` (images uploaded), ``posting`` (the POST's task), ``sending``
-(the exact body), ``submitted`` (the task id), ``final``; ``failed`` with the `JobPhase`.
+`JobEvents` is how a caller (the batch runner, to journal them) hears of the job's steps.
 """
 
 from __future__ import annotations
@@ -231,11 +229,14 @@ class JobRunner:
         events.posted(request, email)
         sub: Submission | None = None
         try:
+            quiet = events is _NO_EVENTS  # KlingClient.run: no event costs a call
             sub = self._submitter.start(
-                request, email, answered, lambda body: events.sending(body, email),
+                request, email, job.on_submitted if quiet else answered,
+                None if quiet else lambda body: events.sending(body, email),
                 on_failed=post_failed,
             )  # fmt: skip
-            await call_hook(events.posting, sub.posting)
+            if not quiet:
+                await call_hook(events.posting, sub.posting)
             return await sub.answer
         except KlingError as exc:
             if sub is None:  # raised before the POST's task started: told here
@@ -280,7 +281,8 @@ class JobRunner:
                 self.set_aside(email, exc)  # the task stays; wait on it once repaired
             await job.failed(JobPhase.WAIT, exc, email)
             raise
-        await call_hook(job.events.final, final)
+        if job.events is not _NO_EVENTS:
+            await call_hook(job.events.final, final)
         return final
 
     async def wait_holding(

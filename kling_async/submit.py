@@ -169,8 +169,8 @@ class Submitter:
         POST goes out, with the exact body (after an identical request's turn, so a caller
         that journals it never records a POST that was not sent); if it raises, nothing is
         sent and the submission fails with its exception. ``on_failed(exc)`` is called with
-        the exception the submission fails with, before its caller hears of it, and also
-        when the caller has left (a hook: its failure is logged)."""
+        the failure of the POST once sent, before its caller hears of it, and also when the
+        caller has left (a hook: its failure is logged)."""
         if self._webhook is not None and request.reply_url is None:
             tag = request.reply_ref or new_tag()  # the push tag is the submission tag
             request = attrs.evolve(
@@ -248,7 +248,8 @@ class Submitter:
             answer.cancel()
             raise
         except Exception as exc:  # noqa: BLE001 - handed to the caller as it is
-            await call_hook(on_failed, exc)
+            if sent:  # not a failure of on_sending: that one is the caller's own
+                await call_hook(on_failed, exc)
             if not answer.done():
                 answer.set_exception(exc)
             elif isinstance(exc, SubmissionUnknownError):

@@ -44,13 +44,15 @@ log = logging.getLogger("kling_async")
 
 
 class BatchRunner:
-    """Runs jobs through a client's job slots, journaling each step; resumable.
+    """Runs jobs through a client's `JobRunner` (``client.jobs``), journaling each step;
+    resumable.
 
     ``out_dir`` receives each job's files (in ``line-NNNN/`` subfolders, or directly when
     ``subfolders`` is False), and ``results.jsonl`` (`kling_async.batch.manifest`), rewritten
     as jobs finish. ``observer`` gets the events. ``timeout``: seconds each job's wait may
-    last (UNSET: the client's; None: no limit); a job past it is noted, its task runs on
-    and a re-run waits again. A re-run resumes: finished jobs are skipped, jobs with a task
+    last (UNSET: the job's default deadline, as `KlingClient.run`; None: no limit; read
+    when a wait begins); a job past it is noted, its task runs on (its slot kept until it
+    ends) and a re-run waits again. A re-run resumes: finished jobs are skipped, jobs with a task
     id are waited on again, lost POSTs are looked up (never resent blindly;
     ``resubmit_unknown`` sends the ``unknown`` ones again).
 
@@ -59,8 +61,9 @@ class BatchRunner:
     their task ids reach the journal; ``on_settle(n)`` is called when that wait begins for
     ``n`` POSTs. Cancelling the run again stops it: those rows stay ``submitting``.
 
-    An account in error state (596) is set aside as `KlingClient.run` does it and the batch
-    goes on with the other accounts (see `kling_async.batch.accounts`). The run stops
+    An account in error state (596) is set aside by the lifecycle `KlingClient.run` uses
+    (a job it refused goes to another account unless it names that one) and the batch goes
+    on with the other accounts (see `kling_async.batch.accounts`). The run stops
     (raising `AccountError`, the journal resumable) only when every account is set aside,
     or at once with a single account.
     """
@@ -167,7 +170,7 @@ class BatchRunner:
         account after a 596), each step journaled by `LineSteps`; then its download."""
         wanted = self._wanted_account(job.request)
         if wanted is not None and wanted not in self.client.slots.accounts:
-            self.client.slots.acquire(wanted)  # not an account of the client: refused
+            self.client.slots.acquire(wanted)  # not the client's: ConfigurationError, as ever
         steps = self._steps(job.line)
         try:
             final = await self.client.jobs.run(
@@ -180,10 +183,13 @@ class BatchRunner:
         except Stopping:
             return  # the run is stopping: the job stays pending
         except AccountError as exc:
+            # Straight from run()'s slot block (a release never yields): a stop is noted
+            # before a queued job can take that slot.
             self._accounts.ended(steps.phase, job.line, steps.email, wanted, exc)
             return
-        except FATAL:
-            raise  # the run stops (halted by the step that failed)
+        except FATAL as exc:
+            self._accounts.halt(exc)  # the run stops (noted already when a step told it)
+            raise
         except KlingError:
             return  # journaled by its step
         await self._download(job.line, final)  # the slot is free again: downloading needs none

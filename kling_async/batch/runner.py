@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from ..config import UNSET, Unset
-from ..errors import AccountError, KlingError, TaskFailedError
-from ..jobs import JobPhase, check_timeout
+from ..errors import KlingError
+from ..jobs import check_timeout
 from ..models import TaskResponse
 from ..requests import GenerationRequest
 from .accounts import AccountGuard
@@ -27,8 +27,7 @@ from .jobsfile import Job
 from .journal import JobRecord, JobState, Journal
 from .lost import LostPosts
 from .manifest import MANIFEST_NAME, write_manifest
-from .outcomes import FATAL
-from .steps import LineSteps, Stopping
+from .steps import LineSteps
 
 if TYPE_CHECKING:
     from ..client import KlingClient
@@ -166,33 +165,14 @@ class BatchRunner:
         return default if default in self.client.slots.accounts else None
 
     async def _submit(self, job: Job) -> None:
-        """The job's lifecycle (`JobRunner.run`: slot, upload, POST, wait, follow, another
-        account after a 596), each step journaled by `LineSteps`; then its download."""
         wanted = self._wanted_account(job.request)
         if wanted is not None and wanted not in self.client.slots.accounts:
             self.client.slots.acquire(wanted)  # not the client's: ConfigurationError, as ever
         steps = self._steps(job.line)
-        try:
-            final = await self.client.jobs.run(
-                job.request,
-                email=wanted,
-                timeout=lambda: self.timeout,  # as it is when the job's wait begins
-                events=steps,
-                follow_cancelled=False,  # a cancelled run is over: it settles its POSTs
-            )
-        except Stopping:
-            return  # the run is stopping: the job stays pending
-        except AccountError as exc:
-            # Straight from run()'s slot block (a release never yields): a stop is noted
-            # before a queued job can take that slot.
-            self._accounts.ended(steps.phase, job.line, steps.email, wanted, exc)
-            return
-        except FATAL as exc:
-            self._accounts.halt(exc)  # the run stops (noted already when a step told it)
-            raise
-        except KlingError:
-            return  # journaled by its step
-        await self._download(job.line, final)  # the slot is free again: downloading needs none
+        # The timeout as it is when the job's wait begins.
+        final = await steps.run(self.client, job.request, wanted, lambda: self.timeout)
+        if final is not None:  # the slot is free again: downloading needs none
+            await self._download(job.line, final)
 
     async def _settle_posts(self) -> None:
         """Wait (bounded) for POSTs a cancelled run left out; their steps write the journal
@@ -212,24 +192,11 @@ class BatchRunner:
     # -- resumed jobs and results ----------------------------------------------------------
 
     async def _resume(self, rec: JobRecord) -> None:
-        """Wait again (holding a slot) on a task id an earlier run journaled."""
         assert rec.task_id is not None
         steps = self._steps(rec.line)
-        try:
-            final = await self.client.wait(
-                rec.task_id, email=rec.email, timeout=self.timeout, hold_slot=True
-            )
-        except KlingError as exc:
-            if isinstance(exc, TaskFailedError) and exc.task is not None:
-                steps.final(exc.task)
-            steps.failed(JobPhase.WAIT, exc, rec.email)  # journaled as a new job's wait is
-            if isinstance(exc, AccountError):
-                self._accounts.poll_refused(rec.line, rec.email, exc)
-            elif isinstance(exc, FATAL):
-                raise
-            return
-        steps.final(final)
-        await self._download(rec.line, final)
+        final = await steps.resume(self.client, rec.task_id, rec.email, self.timeout)
+        if final is not None:
+            await self._download(rec.line, final)
 
     async def _download(self, line: int, final: TaskResponse) -> None:
         folder = self._folder(line)

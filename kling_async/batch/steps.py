@@ -1,4 +1,4 @@
-"""One line's job as `JobRunner.run` reports its steps, written to the journal.
+"""One line's job: one `JobRunner.run` call, its steps written to the journal.
 
 `LineSteps` is the batch's `JobEvents`: ``sending`` journals ``submitting`` with the exact
 body (its tag), ``submitted`` the task id, ``failed`` what the error makes of the row (the
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AccountError, KlingError, SubmissionUnknownError, TaskFailedError
-from ..jobs import JobEvents, JobPhase
+from ..jobs import JobEvents, JobPhase, Timeout
 from ..models import TaskResponse
 from ..requests import GenerationRequest
 from .accounts import AccountGuard
@@ -21,16 +21,20 @@ from .events import JobEvent
 from .journal import JobRecord, JobState, Journal
 from .outcomes import FATAL, outcome_of
 
-__all__ = ["LineSteps", "Stopping"]
+if TYPE_CHECKING:
+    from ..client import KlingClient
+
+__all__ = ["LineSteps"]
 
 
-class Stopping(Exception):
+class _Stopping(Exception):
     """The run is stopping (an error stops every job): a job that got a slot sends nothing
     and stays pending."""
 
 
 class LineSteps(JobEvents):
-    """Journals the steps of line ``line``'s job; ``emit(event, record)`` reports a change.
+    """Runs line ``line``'s job and journals its steps; ``emit(event, record)`` reports a
+    change of its row.
 
     ``posts`` collects the POSTs under way (a cancelled run waits for their answers),
     ``responses`` the final responses by line. ``phase`` and ``email``: where the last
@@ -56,16 +60,66 @@ class LineSteps(JobEvents):
         self.phase: JobPhase | None = None
         self.email: str | None = None
 
+    async def run(
+        self,
+        client: KlingClient,
+        request: GenerationRequest,
+        wanted: str | None,
+        timeout: Callable[[], Timeout],
+    ) -> TaskResponse | None:
+        """The job's lifecycle, one `JobRunner.run` (slot, upload, POST, wait, follow,
+        another account after a 596): the final response of a task that succeeded, or None
+        after any other end (journaled); raises what stops the run."""
+        try:
+            return await client.jobs.run(
+                request,
+                email=wanted,
+                timeout=timeout,
+                events=self,
+                follow_cancelled=False,  # a cancelled run is over: it settles its POSTs
+            )
+        except _Stopping:
+            return None  # the run is stopping: the job stays pending
+        except AccountError as exc:
+            # Straight from run()'s slot block (a release never yields): a stop is noted
+            # before a queued job can take that slot.
+            self.accounts.ended(self.phase, self.line, self.email, wanted, exc)
+        except FATAL as exc:
+            self.accounts.halt(exc)  # the run stops (noted already when a step told it)
+            raise
+        except KlingError:
+            pass  # journaled by its step
+        return None
+
+    async def resume(
+        self, client: KlingClient, task_id: int, email: str | None, timeout: Timeout
+    ) -> TaskResponse | None:
+        """Wait again (holding a slot) on a task id an earlier run journaled, as `run` does
+        a new job's wait."""
+        try:
+            final = await client.wait(task_id, email=email, timeout=timeout, hold_slot=True)
+        except KlingError as exc:
+            if isinstance(exc, TaskFailedError) and exc.task is not None:
+                self.final(exc.task)
+            self.failed(JobPhase.WAIT, exc, email)
+            if isinstance(exc, AccountError):
+                self.accounts.poll_refused(self.line, email, exc)
+            elif isinstance(exc, FATAL):
+                raise
+            return None
+        self.final(final)
+        return final
+
     def started(self, email: str | None) -> None:
         """Stop before the upload when the run is stopping."""
         self.email = email
         if self.accounts.halted is not None:
-            raise Stopping
+            raise _Stopping
 
     def posted(self, request: GenerationRequest, email: str | None) -> None:
         """Stop before the POST when the run is stopping."""
         if self.accounts.halted is not None:
-            raise Stopping
+            raise _Stopping
 
     def posting(self, post: asyncio.Task[TaskResponse | None]) -> None:
         """Keep the POST until it ends: a cancelled run waits for its answer."""

@@ -27,7 +27,7 @@ from .jobsfile import Job
 from .journal import JobRecord, JobState, Journal
 from .lost import LostPosts
 from .manifest import MANIFEST_NAME, write_manifest
-from .steps import LineSteps
+from .steps import LineSteps, RunState
 
 if TYPE_CHECKING:
     from ..client import KlingClient
@@ -89,9 +89,7 @@ class BatchRunner:
         self.on_settle = on_settle
         self.timeout = timeout
         self._accounts = AccountGuard(client, journal, self.observer, client.jobs.set_aside)
-        self._responses: dict[int, TaskResponse] = {}
-        # POSTs still out: a cancelled run waits for their task ids to reach the journal.
-        self._posting: set[asyncio.Task[TaskResponse | None]] = set()
+        self._run = RunState(journal, self._emit, self._accounts)
 
     async def run(self, jobs: Sequence[Job], *, retry_failed: bool = False) -> BatchSummary:
         """Bring every job to a final state (or as far as possible); return the summary.
@@ -101,6 +99,7 @@ class BatchRunner:
         is not in error state) after the other jobs were stopped; the journal stays
         resumable.
         """
+        self._run.over = False
         self.journal.sync(jobs, retry_failed=retry_failed)
         by_line = {job.line: job for job in jobs}
         await LostPosts(
@@ -125,12 +124,15 @@ class BatchRunner:
         try:
             await _run_all(work)
         finally:
-            await self._settle_posts()
+            try:
+                await self._settle_posts()
+            finally:
+                self._run.over = True  # the caller may close the journal: later answers wait
             self._write_manifest()
         aside = {email: str(why) for email, why in self.client.slots.disabled().items()}
         return BatchSummary(
             records=tuple(self.journal.records()),
-            responses=self._responses,
+            responses=self._run.responses,
             accounts_set_aside=aside,
         )
 
@@ -147,14 +149,7 @@ class BatchRunner:
             log.warning("%s / %s not written: %s", MANIFEST_NAME, GALLERY_NAME, exc)
 
     def _steps(self, line: int) -> LineSteps:
-        return LineSteps(
-            line,
-            self.journal,
-            emit=self._emit,
-            accounts=self._accounts,
-            posts=self._posting,
-            responses=self._responses,
-        )
+        return LineSteps(line, self._run)
 
     # -- new jobs ------------------------------------------------------------------------
 
@@ -177,14 +172,15 @@ class BatchRunner:
     async def _settle_posts(self) -> None:
         """Wait (bounded) for POSTs a cancelled run left out; their steps write the journal
         (a POST not yet sent, behind an identical one, is withdrawn by its submission)."""
-        if not self._posting:
+        posts = self._run.posts
+        if not posts:
             return
         if self.on_settle is not None:
             try:
-                self.on_settle(len(self._posting))
+                self.on_settle(len(posts))
             except Exception:  # a display hook must not cost a task id
                 log.exception("on_settle hook %r raised", self.on_settle)
-        done, _ = await asyncio.wait(self._posting, timeout=self.client.config.request_timeout)
+        done, _ = await asyncio.wait(posts, timeout=self.client.config.request_timeout)
         for posting in done:
             if not posting.cancelled():
                 posting.exception()  # retrieved: the job's own code reported it, or will not

@@ -9,8 +9,11 @@ from the POST's own task, so it is journaled also after the run was cancelled.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, MutableMapping
+import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from ..errors import AccountError, KlingError, SubmissionUnknownError, TaskFailedError
 from ..jobs import JobEvents, JobPhase, Timeout
@@ -24,7 +27,9 @@ from .outcomes import FATAL, outcome_of
 if TYPE_CHECKING:
     from ..client import KlingClient
 
-__all__ = ["LineSteps"]
+__all__ = ["LineSteps", "RunState"]
+
+log = logging.getLogger("kling_async")
 
 
 class _Stopping(Exception):
@@ -32,31 +37,31 @@ class _Stopping(Exception):
     and stays pending."""
 
 
+@attrs.define(eq=False)
+class RunState:
+    """What the jobs of one run share: the journal, ``emit(event, record)`` (reports a
+    change of a row), the accounts, the POSTs under way (a cancelled run waits for their
+    answers), the final responses by line; ``over`` once the run has ended (its journal
+    may be closed: an answer that comes later is left to a re-run, which looks it up)."""
+
+    journal: Journal
+    emit: Callable[[JobEvent, JobRecord], None]
+    accounts: AccountGuard
+    posts: set[asyncio.Task[TaskResponse | None]] = attrs.Factory(set)
+    responses: dict[int, TaskResponse] = attrs.Factory(dict)
+    over: bool = False
+
+
 class LineSteps(JobEvents):
-    """Runs line ``line``'s job and journals its steps; ``emit(event, record)`` reports a
-    change of its row.
+    """Runs line ``line``'s job and journals its steps. ``phase`` and ``email``: where the
+    last step failed, for `AccountGuard.ended`."""
 
-    ``posts`` collects the POSTs under way (a cancelled run waits for their answers),
-    ``responses`` the final responses by line. ``phase`` and ``email``: where the last
-    step failed, for `AccountGuard.ended`.
-    """
-
-    def __init__(
-        self,
-        line: int,
-        journal: Journal,
-        *,
-        emit: Callable[[JobEvent, JobRecord], None],
-        accounts: AccountGuard,
-        posts: set[asyncio.Task[TaskResponse | None]],
-        responses: MutableMapping[int, TaskResponse],
-    ) -> None:
+    def __init__(self, line: int, run: RunState) -> None:
         self.line = line
-        self.journal = journal
-        self.emit = emit
-        self.accounts = accounts
-        self.posts = posts
-        self.responses = responses
+        self.run_state = run
+        self.journal = run.journal
+        self.emit = run.emit
+        self.accounts = run.accounts
         self.phase: JobPhase | None = None
         self.email: str | None = None
 
@@ -123,15 +128,21 @@ class LineSteps(JobEvents):
 
     def posting(self, post: asyncio.Task[TaskResponse | None]) -> None:
         """Keep the POST until it ends: a cancelled run waits for its answer."""
-        self.posts.add(post)
-        post.add_done_callback(self.posts.discard)
+        posts = self.run_state.posts
+        posts.add(post)
+        post.add_done_callback(posts.discard)
 
     def sending(self, body: dict[str, Any], email: str | None) -> None:
-        """``submitting``, with the exact body: a resume finds the POST by its tag."""
+        """``submitting``, with the exact body: a resume finds the POST by its tag. A run
+        that has ended sends nothing."""
+        if self.run_state.over:
+            raise _Stopping
         self.journal.mark_submitting(self.line, email, body)
 
     def submitted(self, response: TaskResponse, email: str | None) -> None:
         """``submitted`` with the task id, before anyone waits for it."""
+        if self._late(f"task {response.task_id} was created"):
+            return
         if response.task_id is not None:
             rec = self.journal.mark_submitted(self.line, response.task_id, email)
             self.emit(JobEvent.SUBMITTED, rec)
@@ -139,13 +150,15 @@ class LineSteps(JobEvents):
     def final(self, response: TaskResponse) -> None:
         """Kept for the summary (and the download, when it succeeded)."""
         if response.task_id is not None:
-            self.responses[self.line] = response
+            self.run_state.responses[self.line] = response
 
     def failed(self, phase: JobPhase, error: KlingError, email: str | None) -> None:
         """Write what ``error`` makes of the row (`OUTCOMES`). An error that stops every
         job stops the run now, before this job's slot is free. A 596 to a poll or to
         taking a slot is noted by `AccountGuard.ended`, which knows the account's fate."""
         self.phase, self.email = phase, email
+        if self._late(f"its {phase.value} failed ({error})"):
+            return
         if isinstance(error, FATAL):
             self.accounts.halt(error)
         if phase is JobPhase.SLOT or (phase is JobPhase.WAIT and isinstance(error, AccountError)):
@@ -158,6 +171,12 @@ class LineSteps(JobEvents):
             state = done.status_name if done is not None else None
             note = done.failure_reason if done is not None else str(error)
         self.write(phase, error, state, note=note)
+
+    def _late(self, what: str) -> bool:
+        """True (and a warning) when the run has ended: nothing is journaled any more."""
+        if self.run_state.over:
+            log.warning("line %d: %s after the run ended; a re-run looks it up", self.line, what)
+        return self.run_state.over
 
     def write(
         self, phase: JobPhase, exc: KlingError, final_state: str | None = None, *, note: str | None

@@ -5,20 +5,22 @@ for the final state. The slot stays held until the job is final on the server: w
 caller is cancelled or its deadline passes after the POST went out, the runner keeps
 polling the task in the background ("following" it) and frees the slot when it ends, so
 new jobs never find the account over its maxJobs. An account that answers 596 (error
-state) is set aside when there are others to go to (api/errors.md).
+state) is set aside when there are others to go to (api/errors.md), and a job it refused
+(nothing was created) goes to another account unless it names that one.
 
-`JobEvents` is how a caller (the batch runner) hears of the job's steps: ``posted`` just
-before the POST goes out, ``submitted`` with the server's answer (the task id), ``final``
-with the final state.
+`JobEvents` is how a caller (the batch runner, to journal them) hears of the job's steps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import math
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
+
+import attrs
 
 from .config import UNSET, Unset, sleep_scaled
 from .errors import (
@@ -32,31 +34,64 @@ from .errors import (
 from .models import ScheduledJob, TaskResponse
 from .requests import GenerationRequest
 from .slots import JobSlots, SlotHold
-from .submit import Submitter
+from .submit import Submission, Submitter
 from .transport import Hook, call_hook, describe_error
 from .waiter import TaskWaiter, default_timeout
 
-__all__ = ["JobEvents", "JobRunner", "check_timeout"]
+__all__ = ["JobEvents", "JobPhase", "JobRunner", "Timeout", "check_timeout"]
 
 log = logging.getLogger("kling_async")
 
 #: What a follower waits for: a task id, a task, or a POST still under way.
 Followed = int | TaskResponse | asyncio.Task[TaskResponse | None]
+#: A wait's deadline: seconds, UNSET (the request's default) or None (no limit).
+Timeout = float | Unset | None
+
+
+class JobPhase(enum.Enum):
+    """The step of a job that failed (`JobEvents.failed`)."""
+
+    SLOT = "slot"  # no slot: the account (or every account) is set aside; nothing sent
+    UPLOAD = "upload"  # a local image's upload; nothing was sent
+    POST = "post"  # the POST: whether a job was created depends on the error
+    WAIT = "wait"  # waiting for the final state; the task goes on at Kling
 
 
 class JobEvents:
     """Callbacks of one job; subclass and override the ones you need (all do nothing).
 
-    ``posted`` runs just before the POST goes out (an exception there stops the job
-    before anything is sent); ``submitted`` and ``final`` are hooks: their failures are
-    logged, never raised, so a task id is never lost to them.
+    In order: ``started``, ``posted``, ``posting``, ``sending``, ``submitted``, ``final``.
+    A step that fails calls ``failed``; after a 596 to the upload or POST, with another
+    account to go to, the job starts over there (``started`` again).
+
+    ``started``, ``posted`` and ``sending`` may raise to stop the job before anything is
+    sent (`JobRunner.run` raises that exception); the others are hooks: their failures are
+    logged, never raised, so a task id is never lost to them. ``sending``, ``submitted``
+    and a POST's ``failed`` run in the POST's own task: they come even when the job was
+    cancelled while its POST was out.
     """
+
+    def started(self, email: str | None) -> None:
+        """A job slot of ``email`` is held (None: the default account); the job starts."""
 
     def posted(self, request: GenerationRequest, email: str | None) -> None:
         """The request (its images uploaded) is about to be POSTed to ``email``."""
 
+    def posting(self, post: asyncio.Task[TaskResponse | None]) -> None:
+        """The POST runs in ``post``, a task of its own: it goes on when the job is
+        cancelled (withdrawn if not yet sent), and ends after ``submitted`` or ``failed``
+        (with the answer, or None)."""
+
+    def sending(self, body: dict[str, Any], email: str | None) -> None:
+        """The exact JSON body (with its ``replyRef`` tag) goes out to ``email`` now, after
+        any identical request's turn: never called for a POST that is not sent."""
+
     def submitted(self, response: TaskResponse, email: str | None) -> None:
         """The server answered the POST (or recovery found the task): ``response.task_id``."""
+
+    def failed(self, phase: JobPhase, error: KlingError, email: str | None) -> None:
+        """The job's ``phase`` on ``email`` failed with ``error``; `JobRunner.run` raises it
+        next, unless a 596 sends the job to another account."""
 
     def final(self, response: TaskResponse) -> None:
         """The task reached its final state (succeeded or failed)."""
@@ -78,6 +113,21 @@ def check_timeout(timeout: object) -> None:
         raise RequestValidationError(
             f"timeout: must be a number of seconds >= 0 or None, got {timeout!r}", field="timeout"
         )
+
+
+@attrs.frozen
+class _Job:
+    """What one `JobRunner.run` call was given."""
+
+    request: GenerationRequest
+    named: bool  # for that account only: never sent to another one
+    timeout: Timeout | Callable[[], Timeout]
+    on_submitted: Hook | None
+    events: JobEvents
+    follow: bool  # a cancelled job's slot is kept until the job ends
+
+    async def failed(self, phase: JobPhase, error: KlingError, email: str | None) -> None:
+        await call_hook(self.events.failed, phase, error, email)
 
 
 class JobRunner:
@@ -118,76 +168,121 @@ class JobRunner:
         request: GenerationRequest,
         *,
         email: str | None = None,
-        timeout: float | Unset | None = UNSET,
+        timeout: Timeout | Callable[[], Timeout] = UNSET,
         on_submitted: Hook | None = None,
         events: JobEvents | None = None,
+        follow_cancelled: bool = True,
     ) -> TaskResponse:
         """Hold a job slot, submit ``request``, wait for the final state; return it.
 
         ``email``: the account (a configured one), else any with a free slot. Raises
         `TaskFailedError` when the task failed, `TaskTimeoutError` past ``timeout``
-        (UNSET: the request's default deadline).
+        (UNSET: the request's default deadline; a function: asked when the wait begins).
+        ``follow_cancelled=False``: a cancelled job frees its slot at once instead of
+        keeping it until the job ends (for a caller that stops for good, as a cancelled
+        batch run does; a POST under way still finishes and reports to ``events``).
         """
         events = events or _NO_EVENTS
-        deadline = request.default_timeout if isinstance(timeout, Unset) else timeout
+        named = email in self._accounts
+        job = _Job(request, named, timeout, on_submitted, events, follow_cancelled)
         while True:
             # No email (or none configured): the slots pick the account with a free slot.
-            hold = self.slots.acquire(email if email in self._accounts else None)
-            async with hold as account:
-                chosen = account or email
-                if not chosen:
-                    chosen = await self._default_email(chosen)
-                posting: asyncio.Task[TaskResponse | None] | None = None
-                try:
-                    if request.has_local_images():
-                        request = await self._submitter.upload_images(request, chosen)
-                    events.posted(request, chosen)
-                    sub = self._submitter.start(request, chosen, on_submitted)
-                    posting = sub.posting
-                    resp = await sub.answer
-                except AccountError as exc:
-                    # Nothing was created (the account cannot take jobs): with another
-                    # account to go to, set this one aside and take a slot elsewhere.
-                    if not self.set_aside(chosen, exc) or email in self._accounts:
-                        raise
-                    if len(self.slots.disabled()) == len(self._accounts):
-                        raise  # no account left: the server's own answer says why
-                    continue
-                except SubmissionUnknownError as exc:
-                    self.hold_while_unknown(hold.detach(), exc, chosen)  # it may be running
-                    raise
-                except asyncio.CancelledError:
-                    if posting is not None:  # the POST goes on: its job may hold the slot
-                        self.hold_until_final(hold.detach(), posting, chosen)
-                    raise
-                if events is not _NO_EVENTS:
-                    await call_hook(events.submitted, resp, chosen)
-                return await self._wait_held(hold, resp, chosen, deadline, events)
+            hold = self.slots.acquire(email if job.named else None)
+            try:
+                account = await hold.take()
+            except AccountError as exc:  # that account, or every account, is set aside
+                await job.failed(JobPhase.SLOT, exc, email)
+                raise
+            try:
+                chosen = account or email or await self._default_email(None)
+                resp = await self._submit(job, hold, chosen)
+                if resp is None:
+                    continue  # its account was set aside: another one takes the job
+                return await self._wait_held(job, hold, resp, chosen)
+            finally:
+                hold.release()  # nothing, when the slot was handed on to a follower
+
+    async def _submit(self, job: _Job, hold: SlotHold, email: str | None) -> TaskResponse | None:
+        """Upload and POST on ``hold``'s slot of ``email``: the answer, or None when a 596
+        set the account aside and the job goes to another one."""
+        events, request = job.events, job.request
+        events.started(email)
+        try:
+            if request.has_local_images():  # uploaded per account: again on another one
+                request = await self._submitter.upload_images(request, email)
+        except KlingError as exc:
+            await job.failed(JobPhase.UPLOAD, exc, email)
+            if self._elsewhere(exc, email, job.named):
+                return None
+            raise
+
+        async def answered(resp: TaskResponse) -> None:
+            await call_hook(job.on_submitted, resp)
+            await call_hook(events.submitted, resp, email)
+
+        async def post_failed(exc: BaseException) -> None:  # in the POST's task
+            if isinstance(exc, AccountError):
+                self.set_aside(email, exc)  # at once: also when the job has left
+            if isinstance(exc, KlingError):
+                await job.failed(JobPhase.POST, exc, email)
+
+        events.posted(request, email)
+        sub: Submission | None = None
+        try:
+            quiet = events is _NO_EVENTS  # KlingClient.run: no event costs a call
+            sub = self._submitter.start(
+                request, email, job.on_submitted if quiet else answered,
+                None if quiet else lambda body: events.sending(body, email),
+                on_failed=post_failed,
+            )  # fmt: skip
+            if not quiet:
+                await call_hook(events.posting, sub.posting)
+            return await sub.answer
+        except KlingError as exc:
+            if sub is None:  # raised before the POST's task started: told here
+                await job.failed(JobPhase.POST, exc, email)
+            if isinstance(exc, SubmissionUnknownError):
+                self.hold_while_unknown(hold.detach(), exc, email)  # it may be running
+            if self._elsewhere(exc, email, job.named):
+                return None
+            raise
+        except asyncio.CancelledError:
+            if sub is not None and job.follow:  # the POST goes on: its job may hold the slot
+                self.hold_until_final(hold.detach(), sub.posting, email)
+            raise
+
+    def _elsewhere(self, error: KlingError, email: str | None, named: bool) -> bool:
+        """Whether the job goes to another account after ``error`` on the upload or POST:
+        a 596 (nothing was created; this account is set aside), the job names no account,
+        and one is left."""
+        if not isinstance(error, AccountError) or not self.set_aside(email, error) or named:
+            return False
+        return len(self.slots.disabled()) < len(self._accounts)
 
     async def _wait_held(
-        self,
-        hold: SlotHold,
-        resp: TaskResponse,
-        email: str | None,
-        deadline: float | Unset | None,
-        events: JobEvents,
+        self, job: _Job, hold: SlotHold, resp: TaskResponse, email: str | None
     ) -> TaskResponse:
+        limit = job.timeout() if callable(job.timeout) else job.timeout
+        deadline = job.request.default_timeout if isinstance(limit, Unset) else limit
         try:
             final = await self._waiter.wait(resp, email=email, timeout=deadline)
-        except TaskFailedError as exc:
-            if exc.task is not None:
-                await call_hook(events.final, exc.task)
-            raise
-        except AccountError as exc:
-            self.set_aside(email, exc)  # the task stays; wait on it once repaired
-            raise
         except (asyncio.CancelledError, TaskTimeoutError) as exc:
             why = "cancelled" if isinstance(exc, asyncio.CancelledError) else "timed out"
             log.warning("stopped waiting for task %s (%s); the job goes on", resp.task_id, why)
-            self.hold_until_final(hold.detach(), resp, email)
+            if job.follow or isinstance(exc, TaskTimeoutError):
+                self.hold_until_final(hold.detach(), resp, email)
+            if isinstance(exc, TaskTimeoutError):
+                await job.failed(JobPhase.WAIT, exc, email)
             raise
-        if events is not _NO_EVENTS:
-            await call_hook(events.final, final)
+        except KlingError as exc:
+            if isinstance(exc, TaskFailedError) and exc.task is not None:
+                await call_hook(job.events.final, exc.task)
+            elif isinstance(exc, AccountError):
+                self.set_aside(email, exc)  # the task stays; wait on it once repaired
+            await job.failed(JobPhase.WAIT, exc, email)
+            raise
+        if job.events is not _NO_EVENTS:
+            await call_hook(job.events.final, final)
         return final
 
     async def wait_holding(

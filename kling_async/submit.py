@@ -161,12 +161,16 @@ class Submitter:
         email: str | None,
         on_submitted: Hook | None = None,
         on_sending: Callable[[dict[str, Any]], object] | None = None,
+        *,
+        on_failed: Hook | None = None,
     ) -> Submission:
         """Build the body of ``request`` (its images already URLs) and send the POST to
         ``email``'s account in a task of its own. ``on_sending(body)`` runs just before the
         POST goes out, with the exact body (after an identical request's turn, so a caller
         that journals it never records a POST that was not sent); if it raises, nothing is
-        sent and the submission fails with its exception."""
+        sent and the submission fails with its exception. ``on_failed(exc)`` is called with
+        the failure of the POST once sent, before its caller hears of it, and also when the
+        caller has left (a hook: its failure is logged)."""
         if self._webhook is not None and request.reply_url is None:
             tag = request.reply_ref or new_tag()  # the push tag is the submission tag
             request = attrs.evolve(
@@ -180,7 +184,15 @@ class Submitter:
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[TaskResponse] = loop.create_future()
         posting = loop.create_task(
-            self._post_job(answer, request, body, email, on_submitted, on_sending=on_sending)
+            self._post_job(
+                answer,
+                request,
+                body,
+                email,
+                on_submitted,
+                on_sending=on_sending,
+                on_failed=on_failed,
+            )
         )
         self.background[posting] = answer
         return Submission(answer, posting)
@@ -194,6 +206,7 @@ class Submitter:
         on_submitted: Hook | None,
         *,
         on_sending: Callable[[dict[str, Any]], object] | None = None,
+        on_failed: Hook | None = None,
     ) -> TaskResponse | None:
         """The POST, in its own task; its outcome goes to ``answer``. ``answer`` already
         done (cancelled) means its caller left: a POST not yet sent is then never sent, and
@@ -235,6 +248,8 @@ class Submitter:
             answer.cancel()
             raise
         except Exception as exc:  # noqa: BLE001 - handed to the caller as it is
+            if sent:  # not a failure of on_sending: that one is the caller's own
+                await call_hook(on_failed, exc)
             if not answer.done():
                 answer.set_exception(exc)
             elif isinstance(exc, SubmissionUnknownError):

@@ -243,6 +243,38 @@ async def test_an_identical_line_waiting_its_turn_is_not_journaled_as_sent(
     assert second.state is JobState.PENDING
 
 
+async def test_a_post_answered_after_a_run_stopped_twice_is_left_to_a_re_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cancelled again while it waits for its POSTs, the run stops at once and its caller
+    closes the journal: the POST's later answer is not written there (the row stays
+    ``submitting``, for a re-run to look up) and is told in one warning, not a traceback."""
+    service = HeldPosts(4242)
+    request = KolorsElements(prompt="late", subject_images=["https://x/a.png"] * 2)
+    path = tmp_path / "journal.sqlite3"
+    async with serve(service.app) as root, held_client(root, max_jobs=1) as kling:
+        settling = asyncio.Event()
+        with Journal(path) as journal:
+            runner = BatchRunner(
+                kling, journal, tmp_path / "out", on_settle=lambda _n: settling.set()
+            )
+            running = asyncio.ensure_future(runner.run([job_from_request(1, request)]))
+            await asyncio.wait_for(service.posted.wait(), 10)
+            running.cancel()
+            await asyncio.wait_for(settling.wait(), 10)
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+        service.answer.set()  # the journal is closed
+        await wait_until(lambda: not kling.jobs.submitter.background)
+    with Journal(path) as journal:
+        rec = journal.record(1)
+    assert (rec.state, rec.task_id) == (JobState.SUBMITTING, None)
+    late = "line 1: task 4242 was created after the run ended; a re-run looks it up"
+    assert late in caplog.messages
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
 def held_client(root: str, *, max_jobs: int) -> KlingClient:
     """A client of a `HeldPosts` service served at ``root``."""
     return KlingClient(token=TOKEN, base_url=f"{root}/v1/kling", email=ACCOUNT, max_jobs=max_jobs)

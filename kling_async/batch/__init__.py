@@ -13,8 +13,10 @@ anything is sent (`parse_jobs_file` reports every bad line at once).
 The journal (`Journal`, ``DIR/.kling-journal.sqlite3``) keeps one row per job: its line
 number, the line, a hash of it, its state, the task id once submitted, the account, the
 final state, the error text and the downloaded files. Every change is committed at once;
-the task id is committed from the client's ``on_submitted`` hook, before the client starts
-waiting, so a process killed at any point loses no task id.
+each job runs through the client's `JobRunner` and its steps are journaled as they come
+(`kling_async.jobs.JobEvents`): ``submitting`` with the exact body just before the POST,
+the task id from the POST's own task before anyone waits, so a process killed at any
+point loses no task id.
 
 States: ``pending`` (never sent) -> ``submitting`` (the POST may be in flight) ->
 ``submitted`` (task id known) -> ``succeeded`` | ``failed``; ``unknown`` when a POST's

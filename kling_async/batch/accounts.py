@@ -3,6 +3,10 @@
 api/errors.md: "with several accounts, stop using that one". The batch goes on with the
 other accounts; what the broken one holds is left for a run after its repair. The run stops
 only when no account is left, or at once with a single account.
+
+Whether a refused job goes to another account is `JobRunner.run`'s rule (the job names no
+account, and one is left); the guard sees the jobs it did not send elsewhere (`ended`),
+notes why in the journal, and stops the run when no account can take jobs.
 """
 
 from __future__ import annotations
@@ -11,13 +15,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import AccountError, KlingError
+from ..jobs import JobPhase
 from .events import BatchObserver, JobEvent
 from .journal import Journal
 
 if TYPE_CHECKING:
     from ..client import KlingClient
 
-__all__ = ["AccountGuard", "Resend", "repair"]
+__all__ = ["AccountGuard", "repair"]
 
 _E = TypeVar("_E", bound=KlingError)
 
@@ -25,10 +30,6 @@ _E = TypeVar("_E", bound=KlingError)
 def repair(them: str = "it") -> str:
     """What to do about an account in error state (api/errors.md), in the journal's words."""
     return f"repair {them} (delete {them} and add {them} again with POST /accounts), then re-run"
-
-
-class Resend(Exception):
-    """The job's account refused it (596, nothing created): take a slot on another one."""
 
 
 class AccountGuard:
@@ -51,16 +52,30 @@ class AccountGuard:
         self.set_aside = set_aside
         self.halted: KlingError | None = None
 
-    def refused(self, line: int, email: str | None, exc: AccountError, *, named: bool) -> None:
-        """596 to the job's upload or POST (nothing was created): back to pending, and to
-        another account (raises `Resend`) unless the job names this one; raises the
-        batch's stop when no account is left."""
-        self.journal.mark_pending(line, str(exc))
+    def ended(
+        self,
+        phase: JobPhase | None,
+        line: int,
+        email: str | None,
+        wanted: str | None,
+        exc: AccountError,
+    ) -> None:
+        """A new job ended with a 596 in ``phase`` on ``email`` (``wanted``: the account it
+        names); raises the batch's stop when no account can take jobs."""
+        if phase is JobPhase.SLOT:
+            self.not_sent(line, wanted, exc)
+        elif phase is JobPhase.WAIT:
+            self.poll_refused(line, email, exc)
+        else:
+            self.refused(line, email, exc)
+
+    def refused(self, line: int, email: str | None, exc: AccountError) -> None:
+        """596 to the job's upload or POST (nothing was created; the row is pending) and no
+        other account took it: the batch stops with a single account or none left; a job
+        that names this account waits for a run after the repair."""
         if not self.set_aside(email, exc):
             raise self.stopped(email, exc) from exc
         self.stop_if_none_left(exc)
-        if not named:
-            raise Resend
         note = (
             f"{self.in_error(email, exc)}; nothing was created. The job names that account: "
             f"{repair()} to send it"

@@ -1,12 +1,12 @@
 """The outcome table: what an error makes of a job's row, per phase (upload, POST, wait).
 
-One table instead of one ``except`` ladder per phase; the runner adds only what a table
-cannot say (set an account aside, stop the run, keep a timed-out task's slot).
+One table instead of one ``except`` ladder per phase (the phase is the one `JobRunner.run`
+reports, `kling_async.jobs.JobPhase`); the batch adds only what a table cannot say (the
+fate of an account in error state, stopping the run).
 """
 
 from __future__ import annotations
 
-import enum
 from typing import Final
 
 import aiohttp
@@ -27,18 +27,15 @@ from ..errors import (
     TaskFailedError,
     TransportError,
 )
+from ..jobs import JobPhase
 from .events import JobEvent
 from .journal import JobState
 
 __all__ = ["FATAL", "OUTCOMES", "Outcome", "Phase", "outcome_of"]
 
 
-class Phase(enum.Enum):
-    """The step of a job that raised."""
-
-    UPLOAD = "upload"
-    POST = "post"
-    WAIT = "wait"
+#: The step of a job that raised (``SLOT`` has no row: nothing was sent, see `AccountGuard`).
+Phase = JobPhase
 
 
 @attrs.frozen

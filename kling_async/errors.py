@@ -35,9 +35,9 @@ plain data (never a live response or the token), and pickles. The classes live i
 `kling_async.exceptions`; this module re-exports every one of them.
 
 Exceptions that never reach a caller of the library are not part of the tree: the CLI's
-``UsageError`` and ``Interrupted`` (turned into exit statuses), the simulator's
-``ErrorAnswer`` (rendered as an HTTP answer) and the batch runner's ``Resend`` (a job moves to
-another account); private signals (``_PollTimeout`` and the like) neither.
+``UsageError`` and ``Interrupted`` (turned into exit statuses) and the simulator's
+``ErrorAnswer`` (rendered as an HTTP answer); private signals (``_PollTimeout``, the batch's
+``_Stopping`` and the like) neither.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Durations, HeldPosts, serve, wait_until
+from helpers import IMGS, Durations, HeldPosts, serve, wait_until
 
 from kling_async import KlingClient, KolorsElements
 from kling_async.batch import (
@@ -24,7 +24,7 @@ from kling_async.batch import (
     parse_jobs_file,
 )
 from kling_async.convert import request_body
-from kling_async.errors import RequestValidationError, TransportError
+from kling_async.errors import ConfigurationError, RequestValidationError, TransportError
 from kling_async.testing import KlingSimulator
 
 ACCOUNT = "a@example.com"
@@ -457,3 +457,37 @@ async def test_a_bad_timeout_is_refused_before_anything_is_sent(
                 BatchRunner(kling, journal, tmp_path, timeout=timeout)
     assert caught.value.field == "timeout"
     assert (sim.stats["posts"], sim.stats["polls"]) == (0, 0)
+
+
+async def test_a_line_may_name_an_account_when_none_is_configured(
+    durations: Durations, tmp_path: Path
+) -> None:
+    """Like `KlingClient.run`: without configured accounts the token's are the server's to
+    know, so a line naming the token's account runs (it was refused as not configured)."""
+    async with KlingSimulator(token=TOKEN, accounts={ACCOUNT: 2}, job_duration=durations) as sim:
+        request = KolorsElements(prompt="named", subject_images=IMGS, email=ACCOUNT)
+        async with KlingClient(token=TOKEN, base_url=sim.base_url) as kling:
+            with Journal(tmp_path / ".journal") as journal:
+                summary = await BatchRunner(kling, journal, tmp_path).run(
+                    [job_from_request(1, request)]
+                )
+        [task] = sim.stats["tasks"]
+    assert task["body"]["email"] == ACCOUNT
+    assert [r.state for r in summary.records] == [JobState.SUCCEEDED]
+
+
+async def test_a_line_naming_an_account_not_configured_is_refused_before_anything_is_sent(
+    sim: KlingSimulator, tmp_path: Path
+) -> None:
+    good = KolorsElements(prompt="fine", subject_images=IMGS)
+    bad = KolorsElements(prompt="elsewhere", subject_images=IMGS, email="c@example.com")
+    jobs = [job_from_request(1, good), job_from_request(2, bad)]
+    async with client(sim) as kling:
+        with Journal(tmp_path / ".journal") as journal:
+            runner = BatchRunner(kling, journal, tmp_path)
+            with pytest.raises(ConfigurationError) as caught:
+                await runner.run(jobs)
+    assert str(caught.value) == (
+        f"line 2: email: 'c@example.com' is not a configured account ({ACCOUNT})"
+    )
+    assert sim.stats["tasks_created"] == 0

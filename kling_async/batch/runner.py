@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from ..config import UNSET, Unset
-from ..errors import KlingError
+from ..errors import ConfigurationError, KlingError
 from ..jobs import check_timeout
 from ..models import TaskResponse
 from ..requests import GenerationRequest
@@ -95,10 +95,12 @@ class BatchRunner:
         """Bring every job to a final state (or as far as possible); return the summary.
 
         Raises `JournalConflictError` (nothing sent) when lines were edited after being
-        sent, and re-raises an error that stops every job (401, 402, no account left that
-        is not in error state) after the other jobs were stopped; the journal stays
-        resumable.
+        sent, `ConfigurationError` (nothing sent) when a line names an account the client
+        is not configured with, and re-raises an error that stops every job (401, 402, no
+        account left that is not in error state) after the other jobs were stopped; the
+        journal stays resumable.
         """
+        self._check_accounts(jobs)
         self._run.over = False
         self.journal.sync(jobs, retry_failed=retry_failed)
         by_line = {job.line: job for job in jobs}
@@ -159,10 +161,23 @@ class BatchRunner:
         default = self.client.email
         return default if default in self.client.slots.accounts else None
 
+    def _check_accounts(self, jobs: Sequence[Job]) -> None:
+        """`ConfigurationError` (nothing sent) for a line naming an account the client is
+        not configured with; with none configured, any: the token's accounts are the
+        server's to know, as for `KlingClient.run`."""
+        accounts = self.client.slots.accounts
+        if "" in accounts:
+            return
+        for job in jobs:
+            email = job.request.email
+            if email and email not in accounts:
+                known = ", ".join(sorted(accounts))
+                raise ConfigurationError(
+                    f"line {job.line}: email: {email!r} is not a configured account ({known})"
+                )
+
     async def _submit(self, job: Job) -> None:
         wanted = self._wanted_account(job.request)
-        if wanted is not None and wanted not in self.client.slots.accounts:
-            self.client.slots.acquire(wanted)  # not the client's: ConfigurationError, as ever
         steps = self._steps(job.line)
         # The timeout as it is when the job's wait begins.
         final = await steps.run(self.client, job.request, wanted, lambda: self.timeout)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import logging
+import re
 import secrets
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -30,6 +31,7 @@ __all__ = [
     "ClockOffset",
     "Reconciler",
     "TaskFinder",
+    "is_minted",
     "matches_submission",
     "new_tag",
     "tagged",
@@ -49,6 +51,16 @@ CLOCK_SLACK_SECONDS: Final = 5.0
 def new_tag() -> str:
     """A fresh submission tag (sent as ``replyRef``): unguessable and unique."""
     return f"ka-{secrets.token_urlsafe(18)}"
+
+
+_MINTED: Final = re.compile(r"ka-[A-Za-z0-9_-]{24}")
+
+
+def is_minted(tag: object) -> bool:
+    """Whether ``tag`` has the form of `new_tag`'s: only such a tag, unguessable and never
+    given twice, proves that a job running under it is the submission's. A caller's own
+    ``reply_ref`` (an order id, a batch name) may be shared by several submissions."""
+    return isinstance(tag, str) and _MINTED.fullmatch(tag) is not None
 
 
 def tagged(request: R) -> R:
@@ -226,6 +238,7 @@ class Reconciler:
         "None was created" is concluded only after ``confirm_delay`` seconds; errors of
         the task list in ``passthrough`` are raised as they are."""
         tag = body.get("replyRef")
+        proves = is_minted(tag)  # a caller's own replyRef only narrows the candidates
         if content_type is None:
             content_type = "video" if endpoint.startswith("videos/") else "image"
 
@@ -241,8 +254,9 @@ class Reconciler:
             )
 
         # Tasks the scheduler runs under another tag are someone else's, whatever they
-        # resemble.
+        # resemble; those under a caller's tag (``seen``) may be ours.
         foreign: set[int] = set()
+        seen: set[int] = set()
 
         def mine(task: TaskResponse) -> bool:
             return (
@@ -260,13 +274,14 @@ class Reconciler:
             answered = jobs is not None
             if jobs is not None:
                 ours = [j for j in jobs if tag and j.reply_ref == tag and not claimed(j.id)]
-                if len(ours) == 1:
+                if proves and len(ours) == 1:
                     return await self._adopt(ours[0], email)
-                if ours:
+                if proves and ours:
                     ids = tuple(j.id for j in ours if j.id)
                     raise unknown(f"; {len(ids)} running jobs carry its tag: {list(ids)}", ids)
+                seen |= {j.id for j in ours if j.id}
                 if tag:  # an untagged body may still have gone out tagged (push mode)
-                    foreign |= {j.id for j in jobs if j.id}
+                    foreign |= {j.id for j in jobs if j.id and j.id not in seen}
                 if look == 0:
                     continue  # not running yet: the list is read after the confirm delay
             since = self._earliest(sent_at)
@@ -283,7 +298,11 @@ class Reconciler:
                 ) from exc
             if matches:
                 break
-        if len(matches) == 1 and complete and not (tag and answered):
+        if (
+            len(matches) == 1
+            and complete
+            and (not (tag and answered) or matches[0].task_id in seen)
+        ):
             return matches[0]  # read back to the POST: no second candidate
         if len(matches) == 1 and complete:
             # The scheduler answered without the tag: this look-alike ended before it was

@@ -8,7 +8,9 @@ Money rules, enforced here:
   created the job (429, or a connection that never came up). Any other failure after the
   request left (a reset, a timeout, a 5xx, an unreadable 200) is *ambiguous* and is settled
   by identity first: the tag is looked up in ``GET /scheduler`` (the jobs useapi.net is
-  running, with their ``replyRef``); found there, that task is the submission's, exactly.
+  running, with their ``replyRef``); found there under a tag the client minted, that task
+  is the submission's, exactly. A caller's own ``replyRef`` may be shared by several
+  submissions: it proves nothing and only narrows the strict search below.
 - Otherwise (the scheduler cannot answer, or the task already ended) the task list is
   searched strictly (`matches_submission`: created at or after the POST minus the measured
   clock offset, every echoed input equal, not claimed by another submission, not seen in

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -32,11 +33,13 @@ from kling_async import (
     ClientConfig,
     KlingClient,
     KolorsElements,
+    RequestInfo,
     RequestValidationError,
     RetryPolicy,
     SubmissionUnknownError,
     TaskResponse,
 )
+from kling_async.reconcile import is_minted, new_tag
 from kling_async.testing import FaultPlan, FaultRates, KlingSimulator
 
 #: Room for every job at once: these tests submit without job slots.
@@ -360,3 +363,67 @@ def test_a_tagged_copy_keeps_every_field() -> None:
         request.with_reply_ref(5)  # type: ignore[arg-type]
     with pytest.raises(RequestValidationError, match="extra: replyRef also set"):
         KolorsElements(prompt="a", subject_images=IMGS, extra={"replyRef": "x"}).with_reply_ref("y")
+
+
+# -- a caller's own replyRef: it narrows the candidates, it proves nothing ----------------------
+
+
+@pytest.fixture
+async def slow() -> AsyncIterator[KlingSimulator]:
+    """Jobs that run a minute: they stay in GET /scheduler while a test looks."""
+    async with KlingSimulator(token=TOKEN, accounts={EMAIL: 5}, job_seconds=60) as server:
+        yield server
+
+
+def reset_first_post(sim: KlingSimulator, kind: str) -> Callable[[RequestInfo], None]:
+    """Faults ``kind`` on the next POST only (an ``on_request`` hook ends them)."""
+    sim.set_fault_plan(FaultPlan(rules={"submit": FaultRates(**{kind: 1.0})}))
+
+    def hook(info: RequestInfo) -> None:
+        if info.method == "POST":
+            sim.set_fault_plan(None)
+
+    return hook
+
+
+async def test_a_job_under_the_callers_shared_reply_ref_is_not_adopted(
+    slow: KlingSimulator,
+) -> None:
+    """Another process's job runs under the same caller-given ``reply_ref`` (an order id
+    used twice); this POST is reset before anything was created. The running job is not
+    this submission's (another prompt): the POST is sent again, never adopted."""
+    async with KlingClient(token=TOKEN, base_url=slow.base_url, email=EMAIL) as first:
+        theirs = await first.submit(KolorsElements(prompt="theirs", subject_images=IMGS,
+                                                   reply_ref="order-1"))  # fmt: skip
+    hook = reset_first_post(slow, "reset")
+    async with KlingClient(
+        token=TOKEN, base_url=slow.base_url, email=EMAIL, on_request=hook
+    ) as second:
+        ours = await second.submit(KolorsElements(prompt="ours", subject_images=IMGS,
+                                                  reply_ref="order-1"))  # fmt: skip
+    assert slow.stats["faults"] == {"reset": 1}
+    assert ours.task_id != theirs.task_id
+    assert slow.stats["tasks_created"] == 2
+
+
+async def test_a_lost_answer_under_the_callers_reply_ref_is_adopted_by_the_matcher(
+    slow: KlingSimulator,
+) -> None:
+    """The server created the job and the answer was lost: the job under the caller's tag
+    that the strict matcher also finds is adopted, once."""
+    hook = reset_first_post(slow, "reset_after")
+    async with KlingClient(
+        token=TOKEN, base_url=slow.base_url, email=EMAIL, on_request=hook
+    ) as kling:
+        found = await kling.submit(KolorsElements(prompt="mine", subject_images=IMGS,
+                                                  reply_ref="order-7"))  # fmt: skip
+    assert slow.stats["tasks_created"] == 1
+    assert found.task_id == slow.stats["tasks"][0]["id"]
+    assert slow.stats["lists"] >= 1  # resemblance checked, not the tag alone
+
+
+def test_only_a_minted_tag_proves_identity() -> None:
+    assert is_minted(new_tag())
+    assert not is_minted("order-1")
+    assert not is_minted(None)
+    assert not is_minted("ka-short")

@@ -196,12 +196,15 @@ class Reconciler:
 
     async def find_tag(self, tag: str, email: str | None) -> ScheduledJob | bool | None:
         """The running job submitted with ``tag`` (on ``email``), False when the scheduler
-        answered without it, None when it could not answer."""
+        answered without it, None when it could not answer or several jobs carry it (a
+        caller's tag may be shared: one of them may be the submission's)."""
         jobs = await self._scheduled()
         if jobs is None:
             return None
         ours = [j for j in jobs if j.reply_ref == tag and j.id and (not email or j.email == email)]
-        return ours[0] if len(ours) == 1 else False
+        if not ours:
+            return False
+        return ours[0] if len(ours) == 1 else None
 
     async def _adopt(self, job: ScheduledJob, email: str | None) -> TaskResponse:
         """The task of a job the scheduler lists under our tag (its id alone when the

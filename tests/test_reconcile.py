@@ -427,3 +427,36 @@ def test_only_a_minted_tag_proves_identity() -> None:
     assert not is_minted("order-1")
     assert not is_minted(None)
     assert not is_minted("ka-short")
+
+
+async def test_the_slot_stays_held_while_several_jobs_carry_the_callers_tag(
+    slow: KlingSimulator,
+) -> None:
+    """An unknown outcome under a caller's tag that two other running jobs carry too: one
+    of the jobs under it may be this submission's, so its slot stays held (it was freed
+    after two looks, as if the scheduler had answered without the tag)."""
+    async with KlingClient(token=TOKEN, base_url=slow.base_url, email=EMAIL) as first:
+        for prompt in ("a", "b"):
+            await first.submit(KolorsElements(prompt=prompt, subject_images=IMGS,
+                                              reply_ref="order-9"))  # fmt: skip
+    slow.set_fault_plan(
+        FaultPlan(
+            rules={"submit": FaultRates(reset_after=1.0), "tasks": FaultRates(server_error=1.0)}
+        )
+    )
+    looks: list[str] = []
+
+    def count(info: RequestInfo) -> None:
+        if info.path == "scheduler":
+            looks.append(info.path)
+
+    config = ClientConfig(retry=RetryPolicy(max_tries=1))
+    async with KlingClient(
+        token=TOKEN, base_url=slow.base_url, email=EMAIL, on_request=count, config=config
+    ) as kling:
+        with pytest.raises(SubmissionUnknownError, match="task list could not be read"):
+            await kling.run(KolorsElements(prompt="c", subject_images=IMGS, reply_ref="order-9"))
+        await wait_until(lambda: len(looks) >= 6)  # two by the settling, four by the follower
+        assert kling.slots.in_use(EMAIL) == 1
+        assert kling.jobs.following == 1
+    assert slow.stats["tasks_created"] == 3

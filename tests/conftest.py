@@ -150,6 +150,13 @@ async def hostile_server() -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def minute_sim() -> AsyncIterator[KlingSimulator]:
+    """Jobs that run a minute: they stay in GET /scheduler while a test looks."""
+    async with KlingSimulator(token=TOKEN, accounts={EMAIL: 5}, job_seconds=60) as server:
+        yield server
+
+
+@pytest.fixture
 async def hostile_client(hostile_server: str) -> AsyncIterator[KlingClient]:
     """A client of ``hostile_server`` with `HOSTILE_TOKEN` and the small `HOSTILE_CONFIG` caps."""
     async with KlingClient(

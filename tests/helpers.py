@@ -305,3 +305,15 @@ def texts_of(exc: BaseException) -> list[str]:
         texts += [str(seen), repr(seen), repr(vars(seen)), repr(getattr(seen, "request_info", ""))]
         seen = seen.__cause__ or seen.__context__
     return texts
+
+
+def fault_first_post(sim: KlingSimulator, kind: str = "reset") -> Callable[[RequestInfo], None]:
+    """Fault ``kind`` (``reset``: nothing created; ``reset_after``: created, answer lost) on
+    the next POST only: the returned ``on_request`` hook ends the faults after it."""
+    sim.set_fault_plan(FaultPlan(rules={"submit": FaultRates(**{kind: 1.0})}))
+
+    def hook(info: RequestInfo) -> None:
+        if info.method == "POST":
+            sim.set_fault_plan(None)
+
+    return hook

@@ -3,7 +3,6 @@ one task and the task list, and the scheduler (running jobs, capacity, release).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -78,15 +77,8 @@ async def test_the_tokens_only_account_is_sent_as_email() -> None:
     assert seen == [{"email": "only@example.com"}] * 2
 
 
-@pytest.fixture
-async def slow_sim() -> AsyncIterator[KlingSimulator]:
-    """Jobs that run a minute: they stay in GET /scheduler while a test looks."""
-    async with KlingSimulator(token=TOKEN, accounts={EMAIL: 3}, job_seconds=60) as server:
-        yield server
-
-
-async def test_running_lists_the_jobs_with_their_reply_ref(slow_sim: KlingSimulator) -> None:
-    async with KlingClient(token=TOKEN, base_url=slow_sim.base_url, email=EMAIL) as kling:
+async def test_running_lists_the_jobs_with_their_reply_ref(minute_sim: KlingSimulator) -> None:
+    async with KlingClient(token=TOKEN, base_url=minute_sim.base_url, email=EMAIL) as kling:
         sub = await kling.submit(
             KolorsElements(prompt="a cat", subject_images=[URL1, URL2], reply_ref="r1")
         )
@@ -98,21 +90,21 @@ async def test_running_lists_the_jobs_with_their_reply_ref(slow_sim: KlingSimula
     assert job.started
 
 
-async def test_available_counts_jobs_started_elsewhere(slow_sim: KlingSimulator) -> None:
-    async with KlingClient(token=TOKEN, base_url=slow_sim.base_url, email=EMAIL) as other:
+async def test_available_counts_jobs_started_elsewhere(minute_sim: KlingSimulator) -> None:
+    async with KlingClient(token=TOKEN, base_url=minute_sim.base_url, email=EMAIL) as other:
         first = await other.submit(KolorsElements(prompt="elsewhere", subject_images=[URL1, URL2]))
-    async with KlingClient(token=TOKEN, base_url=slow_sim.base_url, email=EMAIL) as kling:
+    async with KlingClient(token=TOKEN, base_url=minute_sim.base_url, email=EMAIL) as kling:
         capacity = await kling.available()
     assert capacity.available == (
-        AccountCapacity(email=EMAIL, max_jobs=3, executing=1, available=2),
+        AccountCapacity(email=EMAIL, max_jobs=5, executing=1, available=4),
     )
     assert [j.id for j in capacity.executing] == [first.task_id]
 
 
 async def test_release_frees_the_slot_and_a_second_release_is_not_found(
-    slow_sim: KlingSimulator,
+    minute_sim: KlingSimulator,
 ) -> None:
-    async with KlingClient(token=TOKEN, base_url=slow_sim.base_url, email=EMAIL) as kling:
+    async with KlingClient(token=TOKEN, base_url=minute_sim.base_url, email=EMAIL) as kling:
         sub = await kling.submit(KolorsElements(prompt="stuck", subject_images=[URL1, URL2]))
         assert sub.task_id is not None
         assert await kling.release(sub.task_id) == "Task was successfully canceled."
@@ -121,4 +113,4 @@ async def test_release_frees_the_slot_and_a_second_release_is_not_found(
             await kling.release(sub.task_id)
         with pytest.raises(RequestValidationError, match="task_id: must be a positive integer"):
             await kling.release(0)
-    assert slow_sim.stats["tasks_created"] == 1  # the job still runs: it was not cancelled
+    assert minute_sim.stats["tasks_created"] == 1  # the job still runs: it was not cancelled

@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import EMAIL, TOKEN, wait_until
+from helpers import EMAIL, TOKEN, fault_first_post, wait_until
 
 from kling_async import (
     ClientConfig,
@@ -31,32 +31,13 @@ def request(prompt: str = "a cat", images: list[str] | None = None) -> KolorsEle
     return KolorsElements(prompt=prompt, subject_images=images or IMGS[:2], email=EMAIL)
 
 
-@pytest.fixture
-async def slow() -> Any:
-    """Jobs that run a minute: they stay in GET /scheduler while a test looks."""
-    async with KlingSimulator(token=TOKEN, accounts={EMAIL: 5}, job_seconds=60) as sim:
-        yield sim
-
-
-def resets_first_post(sim: KlingSimulator) -> Any:
-    """An on_request hook: the first POST's connection is reset before anything is
-    created; the faults end with it."""
-    sim.set_fault_plan(FaultPlan(rules={"submit": FaultRates(reset=1.0)}))
-
-    def hook(info: RequestInfo) -> None:
-        if info.method == "POST":
-            sim.set_fault_plan(None)
-
-    return hook
-
-
-async def test_every_post_carries_an_unguessable_tag(slow: KlingSimulator) -> None:
-    async with KlingClient(token=TOKEN, base_url=slow.base_url, email=EMAIL) as kling:
+async def test_every_post_carries_an_unguessable_tag(minute_sim: KlingSimulator) -> None:
+    async with KlingClient(token=TOKEN, base_url=minute_sim.base_url, email=EMAIL) as kling:
         await kling.submit(request())
         await kling.submit(request(), email=EMAIL)
         mine = await kling.submit(request().__class__(prompt="x", subject_images=IMGS[:2],
                                                       reply_ref="mine"))  # fmt: skip
-    tags = [t["body"].get("replyRef") for t in slow.stats["tasks"]]
+    tags = [t["body"].get("replyRef") for t in minute_sim.stats["tasks"]]
     assert tags[2] == "mine"
     assert mine.task_id is not None
     assert len(set(tags)) == 3
@@ -64,32 +45,35 @@ async def test_every_post_carries_an_unguessable_tag(slow: KlingSimulator) -> No
 
 
 async def test_two_clients_same_request_and_a_reset_post_get_two_tasks(
-    slow: KlingSimulator,
+    minute_sim: KlingSimulator,
 ) -> None:
     """The second client's POST is reset before the server created anything: it must not
     recover the first client's task (the scheduler shows it under another tag)."""
-    async with KlingClient(token=TOKEN, base_url=slow.base_url, email=EMAIL) as first:
+    async with KlingClient(token=TOKEN, base_url=minute_sim.base_url, email=EMAIL) as first:
         a = await first.submit(request())
     async with KlingClient(
-        token=TOKEN, base_url=slow.base_url, email=EMAIL, on_request=resets_first_post(slow)
+        token=TOKEN,
+        base_url=minute_sim.base_url,
+        email=EMAIL,
+        on_request=fault_first_post(minute_sim),
     ) as second:
         b = await second.submit(request())
-    assert slow.stats["faults"] == {"reset": 1}
+    assert minute_sim.stats["faults"] == {"reset": 1}
     assert a.task_id != b.task_id
-    assert slow.stats["tasks_created"] == 2
+    assert minute_sim.stats["tasks_created"] == 2
 
 
 async def test_a_reset_after_creation_is_found_by_its_tag_never_resent(
-    slow: KlingSimulator,
+    minute_sim: KlingSimulator,
 ) -> None:
     """Four images, of which the task list may echo only some: found by the tag, once."""
-    slow.set_fault_plan(FaultPlan(rules={"submit": FaultRates(reset_after=1.0)}))
-    async with KlingClient(token=TOKEN, base_url=slow.base_url, email=EMAIL) as kling:
+    minute_sim.set_fault_plan(FaultPlan(rules={"submit": FaultRates(reset_after=1.0)}))
+    async with KlingClient(token=TOKEN, base_url=minute_sim.base_url, email=EMAIL) as kling:
         found = await kling.submit(request(images=IMGS))
-    assert slow.stats["posts"] == 1
-    assert slow.stats["tasks_created"] == 1
-    assert found.task_id == slow.stats["tasks"][0]["id"]
-    assert slow.stats["lists"] == 0  # identity, not resemblance
+    assert minute_sim.stats["posts"] == 1
+    assert minute_sim.stats["tasks_created"] == 1
+    assert found.task_id == minute_sim.stats["tasks"][0]["id"]
+    assert minute_sim.stats["lists"] == 0  # identity, not resemblance
 
 
 def test_the_matcher_takes_an_unechoed_input_as_unknown_not_a_mismatch() -> None:

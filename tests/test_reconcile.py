@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -22,6 +21,7 @@ from helpers import (
     MakeClient,
     Recorder,
     assert_one_task_per_job,
+    fault_first_post,
     job,
     plan,
     run_jobs,
@@ -340,13 +340,10 @@ async def test_recovery_reads_past_a_short_page_when_the_server_caps_page_size()
     assert answer.task_id == 500
 
 
-async def test_a_reply_ref_given_in_extra_is_sent_as_given() -> None:
+async def test_a_reply_ref_given_in_extra_is_sent_as_given(minute_sim: KlingSimulator) -> None:
     """``extra={"replyRef": ...}`` is the caller's own: the client mints no tag of its own
     beside it (that was refused as a field given twice) and sends it as given."""
-    async with (
-        KlingSimulator(token=TOKEN, accounts={EMAIL: 3}, job_seconds=60) as slow,
-        KlingClient(token=TOKEN, base_url=slow.base_url, email=EMAIL) as kling,
-    ):
+    async with KlingClient(token=TOKEN, base_url=minute_sim.base_url, email=EMAIL) as kling:
         request = KolorsElements(prompt="a cat", subject_images=IMGS, extra={"replyRef": "mine-1"})
         sub = await kling.submit(request)
         [running] = await kling.running()
@@ -368,58 +365,40 @@ def test_a_tagged_copy_keeps_every_field() -> None:
 # -- a caller's own replyRef: it narrows the candidates, it proves nothing ----------------------
 
 
-@pytest.fixture
-async def slow() -> AsyncIterator[KlingSimulator]:
-    """Jobs that run a minute: they stay in GET /scheduler while a test looks."""
-    async with KlingSimulator(token=TOKEN, accounts={EMAIL: 5}, job_seconds=60) as server:
-        yield server
-
-
-def reset_first_post(sim: KlingSimulator, kind: str) -> Callable[[RequestInfo], None]:
-    """Faults ``kind`` on the next POST only (an ``on_request`` hook ends them)."""
-    sim.set_fault_plan(FaultPlan(rules={"submit": FaultRates(**{kind: 1.0})}))
-
-    def hook(info: RequestInfo) -> None:
-        if info.method == "POST":
-            sim.set_fault_plan(None)
-
-    return hook
-
-
 async def test_a_job_under_the_callers_shared_reply_ref_is_not_adopted(
-    slow: KlingSimulator,
+    minute_sim: KlingSimulator,
 ) -> None:
     """Another process's job runs under the same caller-given ``reply_ref`` (an order id
     used twice); this POST is reset before anything was created. The running job is not
     this submission's (another prompt): the POST is sent again, never adopted."""
-    async with KlingClient(token=TOKEN, base_url=slow.base_url, email=EMAIL) as first:
+    async with KlingClient(token=TOKEN, base_url=minute_sim.base_url, email=EMAIL) as first:
         theirs = await first.submit(KolorsElements(prompt="theirs", subject_images=IMGS,
                                                    reply_ref="order-1"))  # fmt: skip
-    hook = reset_first_post(slow, "reset")
+    hook = fault_first_post(minute_sim, "reset")
     async with KlingClient(
-        token=TOKEN, base_url=slow.base_url, email=EMAIL, on_request=hook
+        token=TOKEN, base_url=minute_sim.base_url, email=EMAIL, on_request=hook
     ) as second:
         ours = await second.submit(KolorsElements(prompt="ours", subject_images=IMGS,
                                                   reply_ref="order-1"))  # fmt: skip
-    assert slow.stats["faults"] == {"reset": 1}
+    assert minute_sim.stats["faults"] == {"reset": 1}
     assert ours.task_id != theirs.task_id
-    assert slow.stats["tasks_created"] == 2
+    assert minute_sim.stats["tasks_created"] == 2
 
 
 async def test_a_lost_answer_under_the_callers_reply_ref_is_adopted_by_the_matcher(
-    slow: KlingSimulator,
+    minute_sim: KlingSimulator,
 ) -> None:
     """The server created the job and the answer was lost: the job under the caller's tag
     that the strict matcher also finds is adopted, once."""
-    hook = reset_first_post(slow, "reset_after")
+    hook = fault_first_post(minute_sim, "reset_after")
     async with KlingClient(
-        token=TOKEN, base_url=slow.base_url, email=EMAIL, on_request=hook
+        token=TOKEN, base_url=minute_sim.base_url, email=EMAIL, on_request=hook
     ) as kling:
         found = await kling.submit(KolorsElements(prompt="mine", subject_images=IMGS,
                                                   reply_ref="order-7"))  # fmt: skip
-    assert slow.stats["tasks_created"] == 1
-    assert found.task_id == slow.stats["tasks"][0]["id"]
-    assert slow.stats["lists"] >= 1  # resemblance checked, not the tag alone
+    assert minute_sim.stats["tasks_created"] == 1
+    assert found.task_id == minute_sim.stats["tasks"][0]["id"]
+    assert minute_sim.stats["lists"] >= 1  # resemblance checked, not the tag alone
 
 
 def test_only_a_minted_tag_proves_identity() -> None:
@@ -430,16 +409,16 @@ def test_only_a_minted_tag_proves_identity() -> None:
 
 
 async def test_the_slot_stays_held_while_several_jobs_carry_the_callers_tag(
-    slow: KlingSimulator,
+    minute_sim: KlingSimulator,
 ) -> None:
     """An unknown outcome under a caller's tag that two other running jobs carry too: one
     of the jobs under it may be this submission's, so its slot stays held (it was freed
     after two looks, as if the scheduler had answered without the tag)."""
-    async with KlingClient(token=TOKEN, base_url=slow.base_url, email=EMAIL) as first:
+    async with KlingClient(token=TOKEN, base_url=minute_sim.base_url, email=EMAIL) as first:
         for prompt in ("a", "b"):
             await first.submit(KolorsElements(prompt=prompt, subject_images=IMGS,
                                               reply_ref="order-9"))  # fmt: skip
-    slow.set_fault_plan(
+    minute_sim.set_fault_plan(
         FaultPlan(
             rules={"submit": FaultRates(reset_after=1.0), "tasks": FaultRates(server_error=1.0)}
         )
@@ -452,11 +431,11 @@ async def test_the_slot_stays_held_while_several_jobs_carry_the_callers_tag(
 
     config = ClientConfig(retry=RetryPolicy(max_tries=1))
     async with KlingClient(
-        token=TOKEN, base_url=slow.base_url, email=EMAIL, on_request=count, config=config
+        token=TOKEN, base_url=minute_sim.base_url, email=EMAIL, on_request=count, config=config
     ) as kling:
         with pytest.raises(SubmissionUnknownError, match="task list could not be read"):
             await kling.run(KolorsElements(prompt="c", subject_images=IMGS, reply_ref="order-9"))
         await wait_until(lambda: len(looks) >= 6)  # two by the settling, four by the follower
         assert kling.slots.in_use(EMAIL) == 1
         assert kling.jobs.following == 1
-    assert slow.stats["tasks_created"] == 3
+    assert minute_sim.stats["tasks_created"] == 3

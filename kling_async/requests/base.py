@@ -316,13 +316,12 @@ class GenerationRequest:
     def with_reply_ref(self: R, tag: str) -> R:
         """A copy with ``reply_ref`` set to ``tag`` (checked like the keyword); the rest,
         checked when this request was made, is not checked again."""
-        check_text("reply_ref", tag, None, False)
-        if "replyRef" in self.extra:
-            raise fail("extra", "replyRef also set by a keyword argument; give it once")
         copy = object.__new__(type(self))
         for field in attrs.fields(type(self)):
             object.__setattr__(copy, field.name, getattr(self, field.name))
         object.__setattr__(copy, "reply_ref", tag)
+        copy._check_shared()  # the tag, as the keyword is checked
+        copy._check_extra()  # a replyRef in extra would be given twice
         return copy
 
     #: Older names of the three above, kept for callers.

@@ -130,7 +130,7 @@ class CtrlC:
         )
         print(
             f"interrupted: waiting up to {INTERRUPT_GRACE:g} s for the answer to {what} "
-            f"already sent, so that no task id is lost; press Ctrl-C again to stop at once "
+            "already sent, so that no task id is lost; press Ctrl-C again to stop at once "
             f"({then})",
             file=sys.stderr,
             flush=True,

@@ -13,6 +13,9 @@ client side counts building its request objects too, which the timed benchmark l
 out (``raw`` builds its bodies inside its loop): run ``requests`` the same way to
 subtract that.
 
+``typed`` is the raw loop that also structures each answer with `structure_task`: the
+baseline of ``overhead_typed_ratio``.
+
 The cyclic garbage collector is off here: when a full collection falls inside one run and
 not the other, it moves the figure by 10-60 K instructions per job. Timed over 4,000 jobs,
 collections cost both sides the same (about 20 us per job): the timed benchmark counts them.
@@ -50,8 +53,8 @@ async def _main(sim: bench.SimProcess, side: str, jobs: int) -> None:
         raw = bench.Raw(session, sim)
         start = 10**7
         for done in range(0, jobs + ROUND, ROUND):  # the first round warms up
-            if side == "raw":
-                await bench._overhead_raw(raw, ROUND, start + done, 20)
+            if side in ("raw", "typed"):
+                await bench._overhead_raw(raw, ROUND, start + done, 20, typed=side == "typed")
             elif side == "client":
                 await bench._overhead_client(kling, ROUND, start + done)
             else:
@@ -61,7 +64,7 @@ async def _main(sim: bench.SimProcess, side: str, jobs: int) -> None:
 def main() -> None:
     """Run ``jobs`` jobs (plus a warm-up round) of one side against the simulator."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("side", choices=("raw", "client", "requests"))
+    parser.add_argument("side", choices=("raw", "typed", "client", "requests"))
     parser.add_argument("jobs", type=int, help=f"a multiple of {ROUND}")
     args = parser.parse_args()
     gc.disable()  # see the module docstring

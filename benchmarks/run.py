@@ -509,18 +509,30 @@ OVERHEAD_POLL: Final = attrs.evolve(
 
 
 async def raw_jobs(
-    raw: Raw, endpoint: str, bodies: list[dict[str, Any]], concurrency: int
+    raw: Raw,
+    endpoint: str,
+    bodies: list[dict[str, Any]],
+    concurrency: int,
+    *,
+    typed: bool = False,
 ) -> float:
-    """CPU seconds for bare aiohttp to POST each body and poll it to final."""
+    """CPU seconds for bare aiohttp to POST each body and poll it to final; ``typed``:
+    each answer is also structured with `structure_task`, as a typed caller must."""
     slots = asyncio.Semaphore(concurrency)
 
-    async def one(body: dict[str, Any]) -> dict[str, Any]:
+    async def one(body: dict[str, Any]) -> Any:
         async with slots:
-            task_id = (await raw.post(body, endpoint))["task"]["id"]
+            posted = await raw.post(body, endpoint)
+            task_id = structure_task(posted).task_id if typed else posted["task"]["id"]
+            assert isinstance(task_id, int)
             while True:
                 await asyncio.sleep(0.001)
                 final = await raw.get(task_id, body["email"])
-                if final["status_final"]:
+                if typed:
+                    response = structure_task(final)
+                    if response.is_final:
+                        return response  # kept, as the client's results are
+                elif final["status_final"]:
                     return final  # kept, as the client's results are: what a caller gets
 
     cpu = time.process_time()
@@ -535,9 +547,11 @@ async def client_jobs(kling: KlingClient, requests: Sequence[GenerationRequest])
     return time.process_time() - cpu
 
 
-async def _overhead_raw(raw: Raw, n: int, start: int, concurrency: int) -> float:
+async def _overhead_raw(
+    raw: Raw, n: int, start: int, concurrency: int, *, typed: bool = False
+) -> float:
     bodies = [kolors_body(start + i, 0.0, "overhead@bench") for i in range(n)]
-    return await raw_jobs(raw, "images/kolors-elements", bodies, concurrency)
+    return await raw_jobs(raw, "images/kolors-elements", bodies, concurrency, typed=typed)
 
 
 async def _overhead_client(kling: KlingClient, n: int, start: int) -> float:
@@ -549,23 +563,32 @@ async def paired_rounds(
     raw_round: Callable[[int, int], Awaitable[float]],
     client_round: Callable[[int, int], Awaitable[float]],
 ) -> tuple[list[float], list[float]]:
-    """CPU seconds of each side's rounds (``side(jobs, first index)``), after a warm-up
-    round each (connections, imports). The machine's speed drifts (the same loop's CPU
-    per job varied by half from one round to the next): each client round is compared
-    with the raw round next to it, which goes first in every other pair."""
+    """CPU seconds of each side's rounds (``side(jobs, first index)``): `interleaved_rounds`
+    of the two."""
+    cpu = await interleaved_rounds(mode, {"raw": raw_round, "client": client_round})
+    return cpu["raw"], cpu["client"]
+
+
+async def interleaved_rounds(
+    mode: Mode, sides: dict[str, Callable[[int, int], Awaitable[float]]]
+) -> dict[str, list[float]]:
+    """CPU seconds of each side's rounds (``side(jobs, first index)``), by side, after a
+    warm-up round each (connections, imports). The machine's speed drifts (the same loop's
+    CPU per job varied by half from one round to the next): the sides take turns, round
+    after round, in an order reversed every other time, so that each round of one side is
+    compared with the other sides' rounds next to it."""
     n = mode.overhead_jobs
-    await raw_round(20, 10**7)
-    await client_round(20, 2 * 10**7)
-    raw_cpu: list[float] = []
-    client_cpu: list[float] = []
+    names = list(sides)
+    for k, name in enumerate(names):
+        await sides[name](20, (k + 1) * 10**7)
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    first = 0
     for r in range(mode.overhead_pairs):
-        for side in ("raw", "client") if r % 2 == 0 else ("client", "raw"):
+        for name in names if r % 2 == 0 else names[::-1]:
             gc.collect()
-            if side == "raw":
-                raw_cpu.append(await raw_round(n, 2 * r * n))
-            else:
-                client_cpu.append(await client_round(n, (2 * r + 1) * n))
-    return raw_cpu, client_cpu
+            cpu[name].append(await sides[name](n, first))
+            first += n
+    return cpu
 
 
 def ratio_figures(
@@ -622,17 +645,22 @@ async def _bench_overhead(sim: SimProcess, mode: Mode) -> dict[str, Any]:
         ) as kling,
     ):
         raw = Raw(session, sim)
-        raw_cpu, client_cpu = await paired_rounds(
+        cpu = await interleaved_rounds(
             mode,
-            lambda n, start: _overhead_raw(raw, n, start, concurrency),
-            lambda n, start: _overhead_client(kling, n, start),
+            {
+                "raw": lambda n, start: _overhead_raw(raw, n, start, concurrency),
+                "typed": lambda n, start: _overhead_raw(raw, n, start, concurrency, typed=True),
+                "client": lambda n, start: _overhead_client(kling, n, start),
+            },
         )
         table = await sim.table(session)
     client_ids = [tid for tid, row in table.items() if row[2] == 0.0]
     polls = sum(table[t][3] for t in client_ids)
+    n = mode.overhead_jobs
     return {
-        **ratio_figures("overhead_ratio", raw_cpu, client_cpu, mode.overhead_jobs),
-        "overhead_ratio_best_rounds": min(client_cpu) / min(raw_cpu),
+        **ratio_figures("overhead_ratio", cpu["raw"], cpu["client"], n),
+        **ratio_figures("overhead_typed_ratio", cpu["typed"], cpu["client"], n),
+        "overhead_ratio_best_rounds": min(cpu["client"]) / min(cpu["raw"]),
         "overhead_polls_per_job": polls / len(client_ids),
     }
 
@@ -729,7 +757,8 @@ def bench_structure(mode: Mode) -> dict[str, Any]:
     data = json.loads(PAYLOAD.read_text())
     assert structure_task(data).is_final
     out = {}
-    # As the client does it (taskInfo kept aside until read), and with taskInfo read too.
+    # The final answer as the client structures it; then with taskInfo read as well (the
+    # two are equal: nothing is deferred; the second shows a deferral would be back).
     for key, call in (
         ("structure_us", lambda: structure_task(data)),
         ("structure_with_task_info_us", lambda: _task_info(structure_task(data))),
@@ -758,7 +787,10 @@ GOALS: list[tuple[str, str, float, Callable[[dict[str, Any]], float]]] = [
         0.25,
         lambda f: f["detection_lag_fraction_no_eta"],
     ),
-    ("overhead_ratio", "<= 1.2", 1.2, lambda f: f["overhead_ratio"]),
+    # Re-decided in issue 15 (benchmarks/README.md, "The overhead goals"): 1.2 x bare
+    # aiohttp is below what eager typed structuring alone costs.
+    ("overhead_typed_ratio", "<= 1.35", 1.35, lambda f: f["overhead_typed_ratio"]),
+    ("overhead_ratio", "<= 1.8", 1.8, lambda f: f["overhead_ratio"]),
     ("rss_kb_per_waiter", "<= 10", 10, lambda f: f["rss_kb_per_waiter"]),
     ("loop_lag_p99_ms", "<= 50", 50, lambda f: f["loop_lag_p99_ms"]),
 ]
@@ -792,6 +824,8 @@ ROWS: list[tuple[str, tuple[str, ...]]] = [
     ("detection_lag_fraction_no_eta", ("detection_lag_fraction_fixed_500ms_no_eta",
                                        "detection_lag_fraction_fixed_20s_no_eta")),
     ("polls_per_job_eta_seconds", ("detection_lag_fraction_eta_seconds",)),
+    ("overhead_typed_ratio", ("overhead_typed_ratio_q1", "overhead_typed_ratio_q3",
+                              "overhead_typed_raw_us_per_job")),
     ("overhead_ratio", ("overhead_ratio_q1", "overhead_ratio_q3", "overhead_client_us_per_job",
                         "overhead_raw_us_per_job")),
     ("rss_kb_per_waiter", ("waiters", "waiters_rss_base_kb", "waiters_rss_peak_kb")),

@@ -36,6 +36,10 @@ KEYS = [
     "overhead_ratio_q1",
     "overhead_ratio_q3",
     "overhead_ratio_best_rounds",
+    "overhead_typed_ratio",
+    "overhead_typed_ratio_q1",
+    "overhead_typed_ratio_q3",
+    "overhead_typed_raw_us_per_job",
     "rss_kb_per_waiter",
     "loop_lag_p99_ms",
     "structure_us",
@@ -53,7 +57,8 @@ def test_smoke_run_reports_every_figure(tmp_path: Path) -> None:
     assert not missing
     for key in KEYS:
         assert isinstance(figures[key], int | float), key
-    assert set(figures["goals"]) >= {"utilization", "overhead_ratio", "rss_kb_per_waiter"}
+    goals = {"utilization", "overhead_ratio", "overhead_typed_ratio", "rss_kb_per_waiter"}
+    assert set(figures["goals"]) >= goals
     assert figures["meta"]["mode"] == "smoke"
     assert "| figure | value |" in done.stdout
 

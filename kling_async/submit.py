@@ -27,7 +27,6 @@ Money rules, enforced here:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -75,7 +74,7 @@ class ReplyTags(Protocol):
 
     def reply_url_for(self, tag: str) -> str: ...
 
-    def bind(self, tag: str, task_id: int) -> None: ...
+    def bind(self, tag: str, task_id: int, reply_ref: str | None = None) -> None: ...
 
 
 class PushReceiver(PushSource, ReplyTags, Protocol):
@@ -173,10 +172,15 @@ class Submitter:
         sent and the submission fails with its exception. ``on_failed(exc)`` is called with
         the failure of the POST once sent, before its caller hears of it, and also when the
         caller has left (a hook: its failure is logged)."""
+        push_tag: str | None = None
         if self._webhook is not None and request.reply_url is None:
-            tag = request.reply_ref or new_tag()  # the push tag is the submission tag
+            # A URL of its own, also when the caller's replyRef is shared by several
+            # submissions; without one, the URL's tag is the submission tag too.
+            push_tag = new_tag()
             request = attrs.evolve(
-                request, reply_url=self._webhook.reply_url_for(tag), reply_ref=tag
+                request,
+                reply_url=self._webhook.reply_url_for(push_tag),
+                reply_ref=request.reply_ref or push_tag,
             )
         # The tag: found in the scheduler after an ambiguous failure (and the push tag).
         request = tagged(request)
@@ -194,6 +198,7 @@ class Submitter:
                 on_submitted,
                 on_sending=on_sending,
                 on_failed=on_failed,
+                push_tag=push_tag,
             )
         )
         self.background[posting] = answer
@@ -209,6 +214,7 @@ class Submitter:
         *,
         on_sending: Callable[[dict[str, Any]], object] | None = None,
         on_failed: Hook | None = None,
+        push_tag: str | None = None,
     ) -> TaskResponse | None:
         """The POST, in its own task; its outcome goes to ``answer``. ``answer`` already
         done (cancelled) means its caller left: a POST not yet sent is then never sent, and
@@ -235,7 +241,7 @@ class Submitter:
                 users[0] -= 1
                 if not users[0]:
                     del self._turns[key]
-            self._submitted(request, resp, email)
+            self._submitted(request, resp, email, push_tag)
             for hook in (self.on_submitted, on_submitted):
                 if hook is not None:
                     await call_hook(hook, resp)
@@ -268,15 +274,22 @@ class Submitter:
             answer.set_result(resp)
         return resp
 
-    def _submitted(self, request: GenerationRequest, resp: TaskResponse, email: str | None) -> None:
+    def _submitted(
+        self,
+        request: GenerationRequest,
+        resp: TaskResponse,
+        email: str | None,
+        push_tag: str | None,
+    ) -> None:
         task_id = resp.task_id
         assert task_id is not None  # checked by _post_with_recovery
         self.known.remember(task_id, email)
         hook = self._webhook
-        tag = request.reply_ref
-        with contextlib.suppress(KlingError):  # a receiver with no address yet (no URL of ours)
-            if hook is not None and tag and request.reply_url == hook.reply_url_for(tag):
-                hook.bind(tag, task_id)
+        if hook is not None and push_tag is not None:
+            if request.reply_ref == push_tag:
+                hook.bind(push_tag, task_id)
+            else:  # the caller's replyRef: only then the argument (older receivers lack it)
+                hook.bind(push_tag, task_id, reply_ref=request.reply_ref)
         log.info("submitted task %s (%s) on %s", task_id, request.endpoint, email or "default")
 
     def _busy_hook(self, email: str | None) -> Hook | None:

@@ -5,11 +5,13 @@ completed or failed"; the body carries no signature and no guaranteed ``replyRef
 delivery and retries are undocumented. So the secret is in the URL itself:
 
 - Every submission gets its own ``replyUrl``: ``<public url>/<tag>.<HMAC(secret, tag)>``,
-  where ``tag`` is the submission's client-minted tag (also sent as ``replyRef``). A call to
-  a path whose HMAC does not check (constant-time compare) is answered 404; one whose body
-  is about another task than the one this tag's POST created, or whose ``replyRef`` (used
-  only when present) is not the tag, is answered 401. Either is logged without the payload:
-  a forged call, or a real call replayed for another task, changes nothing.
+  where ``tag`` is a tag the client mints for the submission (also sent as ``replyRef``,
+  unless the caller gave one: several submissions may share a caller's ``replyRef``, never
+  a URL). A call to a path whose HMAC does not check (constant-time compare) is answered
+  404; one whose body is about another task than the one this tag's POST created, or whose
+  ``replyRef`` (used only when present) is not the one the submission sent, is answered
+  401. Either is logged without the payload: a forged call, or a real call replayed for
+  another task, changes nothing.
 - The task is identified by the body's ``task.id`` (or a top-level ``id``). A callback that
   beats the POST's answer is kept until the task id is known, then checked against it.
 - A body over `MAX_CALLBACK_BYTES` is answered 413, JSON nested deeper than
@@ -146,7 +148,9 @@ class KlingWebhookReceiver:
         self.__secret = (secret or secrets.token_urlsafe(24)).encode()
         self._bound: dict[str, int] = {}  # tag -> task id
         self._tags: dict[int, str] = {}  # task id -> tag
-        self._early: dict[str, TaskResponse] = {}  # tag -> callback that beat the POST answer
+        self._refs: dict[str, str] = {}  # tag -> the replyRef sent with it, when not the tag
+        # tag -> a callback that beat the POST's answer, and the replyRef it carried
+        self._early: dict[str, tuple[TaskResponse, Any]] = {}
         self._latest: dict[int, TaskResponse] = {}
         self._changed: dict[int, asyncio.Event] = {}
         self._runner: web.AppRunner | None = None
@@ -225,13 +229,19 @@ class KlingWebhookReceiver:
         that is accepted). ``tag`` is the submission's ``replyRef``."""
         return f"{self.url_prefix}/{_encode_tag(tag)}.{self._mac(tag)}"
 
-    def bind(self, tag: str, task_id: int) -> None:
-        """Tie a submission's tag (its replyUrl) to the task id its POST answered."""
+    def bind(self, tag: str, task_id: int, reply_ref: str | None = None) -> None:
+        """Tie a submission's tag (its replyUrl) to the task id its POST answered.
+        ``reply_ref``: the ``replyRef`` the submission sent, when it is not the tag (the
+        caller's own); a callback carrying another one is refused."""
         self._bound[tag] = task_id
         self._tags[task_id] = tag
+        if reply_ref is not None and reply_ref != tag:
+            self._refs[tag] = reply_ref
         early = self._early.pop(tag, None)
-        if early is not None and early.task_id == task_id:
-            self._store(task_id, early)
+        if early is not None:
+            resp, ref = early
+            if resp.task_id == task_id and self._ref_matches(tag, ref):
+                self._store(task_id, resp)
 
     def tracks(self, task_id: int) -> bool:
         """Whether callbacks are expected for a task (it was submitted with our replyUrl)."""
@@ -244,6 +254,7 @@ class KlingWebhookReceiver:
         tag = self._tags.pop(task_id, None)
         if tag is not None:
             self._bound.pop(tag, None)
+            self._refs.pop(tag, None)
 
     def latest(self, task_id: int) -> TaskResponse | None:
         """The most advanced state received for a task."""
@@ -275,6 +286,10 @@ class KlingWebhookReceiver:
                 return None
 
     # -- verification ----------------------------------------------------------------------
+
+    def _ref_matches(self, tag: str, ref: Any) -> bool:
+        """Whether a callback's ``replyRef`` (None: it carried none) is the submission's."""
+        return ref is None or ref == self._refs.get(tag, tag)
 
     def _mac(self, tag: str) -> str:
         return hmac.new(self.__secret, tag.encode(), hashlib.sha256).hexdigest()[:32]
@@ -322,18 +337,20 @@ class KlingWebhookReceiver:
         if task_id is None:
             return self._reject(request, 400, "body has no task id")
         ref = payload.get("replyRef") if isinstance(payload, dict) else None
-        if ref is not None and ref != tag:
-            return self._reject(request, 401, "replyRef does not match the callback URL")
         bound = self._bound.get(tag)
-        if bound is not None and bound != task_id:
-            return self._reject(request, 401, "the callback URL belongs to another task")
-        self.received += 1
         if bound is None:
-            self._early[tag] = resp  # the callback beat the POST's answer
+            # The callback beat the POST's answer: checked once the tag is bound.
+            self.received += 1
+            self._early[tag] = (resp, ref)
             while len(self._early) > _MAX_EARLY:  # late callbacks of forgotten tasks
                 del self._early[next(iter(self._early))]
-        else:
-            self._store(task_id, resp)
+            return web.json_response({"ok": True})
+        if not self._ref_matches(tag, ref):
+            return self._reject(request, 401, "replyRef does not match the callback URL")
+        if bound != task_id:
+            return self._reject(request, 401, "the callback URL belongs to another task")
+        self.received += 1
+        self._store(task_id, resp)
         return web.json_response({"ok": True})
 
     def _store(self, task_id: int, resp: TaskResponse) -> None:

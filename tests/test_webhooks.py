@@ -107,7 +107,7 @@ async def test_final_callback_is_confirmed_by_default(sim: KlingSimulator) -> No
     assert sorted(sim.stats["polls_by_task"].values()) == [1] * 10
 
 
-async def test_the_callers_reply_ref_is_the_tag(sim: KlingSimulator) -> None:
+async def test_the_callers_reply_ref_is_sent_with_a_url_of_its_own(sim: KlingSimulator) -> None:
     receiver = KlingWebhookReceiver(trust_callbacks=True)
     results = await _run_jobs(sim, receiver, 1, reply_ref="my job #1/ü")
     assert results[0].succeeded
@@ -116,6 +116,23 @@ async def test_the_callers_reply_ref_is_the_tag(sim: KlingSimulator) -> None:
     assert body["replyRef"] == "my job #1/ü"
     assert "#" not in body["replyUrl"]
     assert "ü" not in body["replyUrl"]
+
+
+async def test_submissions_sharing_a_callers_reply_ref_each_get_their_callbacks(
+    sim: KlingSimulator,
+) -> None:
+    """An order id used for several jobs: one URL each, every callback accepted, no poll
+    (it was one URL for all: every job but the last bound lost its callbacks, 401)."""
+    receiver = KlingWebhookReceiver(trust_callbacks=True)
+    results = await _run_jobs(sim, receiver, 5, reply_ref="order-42")
+    assert all(r.succeeded for r in results)
+    assert len({r.task_id for r in results}) == 5
+    assert sim.stats["polls"] == 0
+    assert receiver.rejected == 0
+    assert receiver.received == sim.stats["callbacks_sent"] >= 5
+    bodies = [t["body"] for t in sim.stats["tasks"]]
+    assert {b["replyRef"] for b in bodies} == {"order-42"}
+    assert len({b["replyUrl"] for b in bodies}) == 5
 
 
 async def test_lost_callbacks_fall_back_to_polling() -> None:
@@ -349,6 +366,31 @@ async def test_duplicate_and_out_of_order_callbacks(receiver: KlingWebhookReceiv
     latest = receiver.latest(555)
     assert latest is not None
     assert latest.state is TaskStatus.SUCCEED
+
+
+async def test_a_callers_reply_ref_is_checked_against_the_submissions(
+    receiver: KlingWebhookReceiver,
+) -> None:
+    receiver.bind("t1", 771, reply_ref="order-42")
+    url = receiver.reply_url_for("t1")
+    wrong = (401, {"error": "replyRef does not match the callback URL"})
+    assert await _post(url, _model(771, "processing", ref="t1")) == wrong  # not what was sent
+    assert await _post(url, _model(771, "processing", ref="order-43")) == wrong
+    assert receiver.latest(771) is None
+    assert await _post(url, _model(771, ref="order-42")) == (200, {"ok": True})
+    latest = receiver.latest(771)
+    assert latest is not None
+    assert latest.is_final
+
+
+@pytest.mark.parametrize(("ref", "kept"), [("order-42", True), (None, True), ("order-9", False)])
+async def test_an_early_callback_is_checked_against_the_reply_ref_once_bound(
+    receiver: KlingWebhookReceiver, ref: str | None, kept: bool
+) -> None:
+    url = receiver.reply_url_for("t2")
+    assert await _post(url, _model(772, "processing", ref=ref)) == (200, {"ok": True})
+    receiver.bind("t2", 772, reply_ref="order-42")
+    assert (receiver.latest(772) is not None) is kept
 
 
 @pytest.mark.parametrize(("task_id", "kept"), [(666, True), (667, False)])

@@ -206,14 +206,38 @@ def test_the_base_url_comes_from_the_environment_when_not_given(
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["image", "--prompt", "x", "--subject", "{a}"], "--subject: subject_images: At least two"),
+        (
+            ["image", "--prompt", "x", "--subject", "{a}"],
+            "error: --subject: At least two images must be provided (any combination of "
+            "--subject, --scene and --style); got 1\n",
+        ),
         (
             ["image", "--subject", "{a}", "--subject", "{a}", "--count", "10"],
-            "--count: image_count",
+            "error: --count: must be from 1 to 9, got 10\n",
         ),
-        (["image", "--subject", "{a}", "--subject", "nope.png"], "subject_images[1]"),
-        (["video", "--prompt", "x", "--image", "{a}", "--duration", "7"], "--duration: duration"),
-        (["video", "--prompt", "x"], "--image: images"),
+        (
+            ["image", "--subject", "{a}", "--subject", "nope.png"],
+            "error: --subject #2: 'nope.png' is neither an http(s) URL nor an existing file\n",
+        ),
+        (
+            [
+                "image",
+                "--subject",
+                "{a}",
+                "--subject",
+                "{a}",
+                "--prompt",
+                "x",
+                "--extra",
+                "prompt=y",
+            ],
+            "error: --extra: prompt also set by an option; give it once\n",
+        ),
+        (
+            ["video", "--prompt", "x", "--image", "{a}", "--duration", "7"],
+            "error: --duration: 7 is not allowed; must be 5 or 10\n",
+        ),
+        (["video", "--prompt", "x"], "error: --image: At least one image"),
         (["upload", "missing.png"], "FILE: no such file"),
     ],
 )

@@ -110,9 +110,22 @@ async def cmd_generate(args: argparse.Namespace, display: Display) -> int:
     try:
         request = _generation_request(args)
     except RequestValidationError as exc:
-        flag = _FLAGS.get((exc.field or "").split("[")[0], exc.field)
-        raise UsageError(f"{flag}: {exc}") from exc
+        raise UsageError(_in_cli_terms(exc)) from exc
     return await run_one_job(args, display, request)
+
+
+def _in_cli_terms(exc: RequestValidationError) -> str:
+    """A request's refusal in the options' terms: ``--subject #2: ...`` for the library's
+    ``subject_images[1]: ...``, the other fields it names as their options too."""
+    field = exc.field or ""
+    name, _, index = field.partition("[")
+    flag = _FLAGS.get(name, field)
+    if index.rstrip("]").isdigit():
+        flag = f"{flag} #{int(index.rstrip(']')) + 1}"
+    text = str(exc).removeprefix(f"{field}: ") if field else str(exc)
+    # Only the two-word names: "images", "mode" or "prompt" are also plain words.
+    text = _SNAKE_FIELD.sub(lambda m: _FLAGS.get(m[0], m[0]), text)
+    return f"{flag}: {text.replace('a keyword argument', 'an option')}"
 
 
 async def run_one_job(
@@ -167,6 +180,7 @@ _FLAGS: Final = {
     "email": "--email",
     "extra": "--extra",
 }
+_SNAKE_FIELD: Final = re.compile(r"\b[a-z]+(?:_[a-z]+)+\b")
 
 
 def task_command(task_id: int, email: str | None, out: Path, *, wait: bool = False) -> str:

@@ -257,6 +257,20 @@ def test_argparse_errors_exit_2(capsys: Any) -> None:
     assert cli.main(["--help"]) == 0
 
 
+def test_an_unreachable_service_says_nothing_was_submitted(
+    images: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("USEAPI_TOKEN", TOKEN)
+    base = f"http://127.0.0.1:{port}/v1/kling"
+    assert cli.main(["--base-url", base, *image_args(images)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("nothing was submitted: upload: POST assets/ failed: ClientConnector")
+    assert "fetch it with" not in out
+
+
 def test_missing_token(images: Path, capsys: Any) -> None:
     assert cli.main(image_args(images)) == 2
     assert "no API token" in capsys.readouterr().err

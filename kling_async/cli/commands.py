@@ -156,7 +156,10 @@ def report_one_job(summary: BatchSummary, args: argparse.Namespace, display: Dis
         # The journal's "(re-run to ...)" advice is a batch's: a one-job command run
         # again would pay again. The command that fetches the task is printed instead.
         error = re.sub(r" \(re-run to [^)]*\)$", "", error_text(rec.error))
-        display.line(f"task {rec.task_id or '-'}: {rec.state.value}: {error}")
+        if rec.task_id is None and rec.state is JobState.PENDING:
+            display.line(f"nothing was submitted: {error}")  # the POST never went out
+        else:
+            display.line(f"task {rec.task_id or '-'}: {rec.state.value}: {error}")
         if rec.task_id is not None and rec.state is not JobState.FAILED:
             # Not final yet (a --timeout ran out): the command waits for it first.
             command = task_command(rec.task_id, rec.email, args.out, wait=not rec.final_state)

@@ -286,10 +286,15 @@ class Submitter:
         self.known.remember(task_id, email)
         hook = self._webhook
         if hook is not None and push_tag is not None:
-            if request.reply_ref == push_tag:
-                hook.bind(push_tag, task_id)
-            else:  # the caller's replyRef: only then the argument (older receivers lack it)
-                hook.bind(push_tag, task_id, reply_ref=request.reply_ref)
+            try:
+                if request.reply_ref == push_tag:
+                    hook.bind(push_tag, task_id)
+                else:  # the caller's replyRef: only then the argument (older receivers lack it)
+                    hook.bind(push_tag, task_id, reply_ref=request.reply_ref)
+            except Exception as exc:  # noqa: BLE001 - a receiver's failure must not cost the id
+                log.warning(
+                    "the push receiver did not take task %s (%s); it is polled", task_id, exc
+                )
         log.info("submitted task %s (%s) on %s", task_id, request.endpoint, email or "default")
 
     def _busy_hook(self, email: str | None) -> Hook | None:

@@ -420,6 +420,26 @@ async def test_mounted_in_a_users_app(sim: KlingSimulator) -> None:
         assert all(s.startswith(f"http://127.0.0.1:{port}/hooks/") for s in sent)
 
 
+class _OldProtocolReceiver(KlingWebhookReceiver):
+    """A custom receiver written before ``bind`` took ``reply_ref``."""
+
+    def bind(self, tag: str, task_id: int) -> None:  # type: ignore[override]
+        super().bind(tag, task_id)
+
+
+async def test_a_receiver_that_cannot_bind_costs_no_task_id(
+    sim: KlingSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its bind fails after the POST answered: the job is polled to the end, not lost."""
+    receiver = _OldProtocolReceiver(trust_callbacks=True)
+    with caplog.at_level(logging.WARNING, logger="kling_async"):
+        (result,) = await _run_jobs(sim, receiver, 1, fallback=0.2, floor=0.2, reply_ref="o-1")
+    assert result.succeeded
+    assert sim.stats["polls"] >= 1
+    assert f"the push receiver did not take task {result.task_id}" in caplog.text
+    assert "it is polled" in caplog.text
+
+
 class _WatchedReceiver(KlingWebhookReceiver):
     """A receiver that notes the tasks a waiter asked it for a callback about."""
 

@@ -226,7 +226,7 @@ class KlingWebhookReceiver:
     def reply_url_for(self, tag: str) -> str:
         """The ``replyUrl`` of one submission: `url_prefix` plus ``/<tag>.<mac>``, the mac an
         HMAC of ``tag`` under the receiver's secret (only the secret's holder can make a URL
-        that is accepted). ``tag`` is the submission's ``replyRef``."""
+        that is accepted). ``tag``: one the client mints for the submission."""
         return f"{self.url_prefix}/{_encode_tag(tag)}.{self._mac(tag)}"
 
     def bind(self, tag: str, task_id: int, reply_ref: str | None = None) -> None:

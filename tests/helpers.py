@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import pickle
+import socket
 import subprocess
 import time
 import traceback
@@ -81,6 +82,14 @@ async def wait_until(condition: Callable[[], object], timeout: float = 10.0) -> 
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound once, then let go)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 def wait_until_blocking(condition: Callable[[], object], timeout: float = 30.0) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from cli_helpers import ACCOUNT, TOKEN, SimThread, image_args, run, write_batch
-from helpers import URL1, URL2
+from helpers import URL1, URL2, closed_port
 
 from kling_async import cli
 from kling_async.batch import JOURNAL_NAME, Journal
@@ -72,10 +72,7 @@ def test_wrong_base_url_shows_the_url(sim_thread: SimThread, capsys: Any) -> Non
 
 
 def test_dead_base_url_shows_the_url(capsys: Any) -> None:
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    base = f"http://127.0.0.1:{port}/v1/kling"
+    base = f"http://127.0.0.1:{closed_port()}/v1/kling"
     assert cli.main(["--token", TOKEN, "--base-url", base, "task", "5", "--email", ACCOUNT]) == 2
     line = one_error_line(capsys, "task")
     assert f"{base}/tasks/5" in line
@@ -258,14 +255,11 @@ def test_argparse_errors_exit_2(capsys: Any) -> None:
 
 
 def test_an_unreachable_service_says_nothing_was_submitted(
-    images: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+    images: Path, tmp_path: Path, capsys: Any
 ) -> None:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    monkeypatch.setenv("USEAPI_TOKEN", TOKEN)
-    base = f"http://127.0.0.1:{port}/v1/kling"
-    assert cli.main(["--base-url", base, *image_args(images)]) == 1
+    base = f"http://127.0.0.1:{closed_port()}/v1/kling"
+    args = ["--token", TOKEN, "--base-url", base, *image_args(images), "--out", str(tmp_path)]
+    assert cli.main(args) == 1
     out = capsys.readouterr().out
     assert out.startswith("nothing was submitted: upload: POST assets/ failed: ClientConnector")
     assert "fetch it with" not in out

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import aiohttp
 import pytest
-from helpers import EMAIL, TOKEN, wait_until
+from helpers import EMAIL, TOKEN, closed_port, wait_until
 
 from kling_async import (
     AccountError,
@@ -30,10 +29,7 @@ ACCOUNT = "a@example.com"
 
 def closed_port_url() -> str:
     """A redis:// URL where nothing listens."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"redis://127.0.0.1:{port}/0"
+    return f"redis://127.0.0.1:{closed_port()}/0"
 
 
 def test_both_pools_implement_the_protocol() -> None:

@@ -119,9 +119,10 @@ def _in_cli_terms(exc: RequestValidationError) -> str:
     ``subject_images[1]: ...``, the other fields it names as their options too."""
     field = exc.field or ""
     name, _, index = field.partition("[")
+    index = index.rstrip("]")
     flag = _FLAGS.get(name, field)
-    if index.rstrip("]").isdigit():
-        flag = f"{flag} #{int(index.rstrip(']')) + 1}"
+    if index.isdigit():
+        flag = f"{flag} #{int(index) + 1}"
     text = str(exc).removeprefix(f"{field}: ") if field else str(exc)
     # Only the two-word names: "images", "mode" or "prompt" are also plain words.
     text = _SNAKE_FIELD.sub(lambda m: _FLAGS.get(m[0], m[0]), text)
